@@ -1,0 +1,1 @@
+//! `rollback-aws`: see the workspace README. Work in progress.

@@ -1,0 +1,36 @@
+//! `rollback-core`: the policy engine of `rollback`.
+//!
+//! It watches a change after it ships, judges it against SLOs, rolls it back
+//! to the last known good revision when a probe breaches its policy, verifies
+//! that health came back, and records every step.
+//!
+//! This crate has no network dependency. It holds the four traits backends
+//! implement ([`Target`], [`Revision`], [`HealthProbe`], [`Rollbacker`]), the
+//! [`Policy`], the sans-IO decision [`Machine`], the async [`Engine`] that
+//! drives it, the audit log and state store, in-memory backends to test a
+//! policy with, and [`replay`] of recorded metrics.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod auth;
+mod condition;
+mod error;
+pub mod machine;
+mod policy;
+mod probe;
+mod retry;
+mod revision;
+mod rollbacker;
+mod target;
+mod time;
+
+pub use auth::{Actor, AllowAll, Authorizer, Command, CommandKind, Denied, Grants};
+pub use condition::{Comparison, Condition, ConditionParseError, NoData, Verdict, VerdictCause, judge};
+pub use error::{Error, ErrorKind, Result};
+pub use machine::{Breach, Candidate, Decision, Event, Machine, MachineState, Phase, PhaseKind, Step, Watch};
+pub use policy::{Approval, OnIrreversible, Policy, PolicyError, PolicyFormat, ProbePolicy, ProbeRules, RollbackTo};
+pub use probe::{HealthProbe, Measurement, ProbeContext};
+pub use retry::RetryPolicy;
+pub use revision::{HistoryEntry, IRREVERSIBLE_ATTRIBUTE, Revision, RevisionHealth, RevisionId, RevisionRecord, RevisionRef};
+pub use rollbacker::{Convergence, RollbackOutcome, RollbackRequest, Rollbacker};
+pub use target::{Capabilities, Target, TargetExt, TargetId};
+pub use time::{Clock, SystemClock, Timestamp, TokioClock, format_duration};

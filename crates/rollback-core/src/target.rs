@@ -1,0 +1,135 @@
+//! The thing that is deployed.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::{HistoryEntry, Result, RevisionHealth, RevisionId, RevisionRef};
+
+/// The identity of a target, unique within one engine: `k8s:shop/checkout`,
+/// `codedeploy:bank/payments`, `mlflow:recommender@champion`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct TargetId(String);
+
+impl TargetId {
+    /// A target id from any string.
+    pub fn new(id: impl Into<String>) -> Self {
+        TargetId(id.into())
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TargetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for TargetId {
+    fn from(s: &str) -> Self {
+        TargetId(s.to_owned())
+    }
+}
+
+/// What a backend can do, so the engine and the conformance suite skip what
+/// it cannot instead of faking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// [`Target::mark`] persists health marks in the backend.
+    pub mark: bool,
+    /// [`crate::Rollbacker`] honours `dry_run` in the request by asking the server.
+    pub server_dry_run: bool,
+    /// [`crate::Rollbacker::wait_converged`] really waits (otherwise a rollback
+    /// is converged as soon as it returns).
+    pub convergence: bool,
+}
+
+impl Capabilities {
+    /// Nothing beyond the required methods.
+    pub const NONE: Capabilities = Capabilities { mark: false, server_dry_run: false, convergence: false };
+
+    /// Set `mark`.
+    pub const fn with_mark(mut self, yes: bool) -> Self {
+        self.mark = yes;
+        self
+    }
+    /// Set `server_dry_run`.
+    pub const fn with_server_dry_run(mut self, yes: bool) -> Self {
+        self.server_dry_run = yes;
+        self
+    }
+    /// Set `convergence`.
+    pub const fn with_convergence(mut self, yes: bool) -> Self {
+        self.convergence = yes;
+        self
+    }
+}
+
+/// The thing that is deployed: a Kubernetes Deployment, a CodeDeploy
+/// deployment group, an MLflow registered model with an alias.
+///
+/// # Contract
+/// - `id()` is constant for the life of the value.
+/// - `current()` is the revision serving now. If a change is in flight, it is
+///   the revision being rolled out.
+/// - `history()` lists the revisions the backend can roll back to, **newest
+///   first**, with no duplicate ids, and includes the current revision. Each
+///   entry carries what the backend knows of its health (a failed CodeDeploy
+///   deployment is `Bad`, a succeeded one `Good`); `Unknown` otherwise.
+/// - Both are read-only and safe to call concurrently and repeatedly.
+/// - A target that does not exist is [`crate::ErrorKind::NotFound`]; a network
+///   or server failure is [`crate::ErrorKind::Transient`].
+/// - `mark()` records a health verdict in the backend where it can keep one
+///   (`capabilities().mark`); otherwise it returns `Unsupported` and the engine
+///   keeps the mark in its own state.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Target: fmt::Debug + Send + Sync + 'static {
+    /// The target's identity.
+    fn id(&self) -> &TargetId;
+
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
+
+    /// The revision serving now.
+    async fn current(&self) -> Result<RevisionRef>;
+
+    /// The revisions, newest first, including the current one.
+    async fn history(&self) -> Result<Vec<HistoryEntry>>;
+
+    /// Record a health verdict for a revision in the backend.
+    async fn mark(&self, revision: &RevisionId, health: RevisionHealth, reason: &str) -> Result<()> {
+        let _ = (revision, health, reason);
+        Err(crate::Error::unsupported(format!("target {} cannot keep health marks", self.id())))
+    }
+}
+
+/// Conveniences over any [`Target`].
+#[async_trait]
+pub trait TargetExt: Target {
+    /// The history entry with this id, or a `NotFound` error naming the target.
+    async fn find(&self, id: &RevisionId) -> Result<HistoryEntry> {
+        self.history()
+            .await?
+            .into_iter()
+            .find(|e| e.revision.id() == id)
+            .ok_or_else(|| {
+                crate::Error::not_found(format!(
+                    "revision {id} is not in the history of target {}; list the history to see the revisions it can roll back to",
+                    self.id()
+                ))
+            })
+    }
+}
+
+impl<T: Target + ?Sized> TargetExt for T {}
+
+fn _dyn_ok(_: std::sync::Arc<dyn Target>) {}

@@ -1,0 +1,1 @@
+//! `rollback-k8s`: see the workspace README. Work in progress.

@@ -1,0 +1,1 @@
+//! `rollback-mlflow`: see the workspace README. Work in progress.

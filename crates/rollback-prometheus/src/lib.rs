@@ -1,0 +1,1 @@
+//! `rollback-prometheus`: see the workspace README. Work in progress.
