@@ -22,6 +22,7 @@ mod revision;
 mod rollbacker;
 mod target;
 mod time;
+mod trigger;
 
 pub use auth::{Actor, AllowAll, Authorizer, Command, CommandKind, Denied, Grants};
 pub use condition::{Comparison, Condition, ConditionParseError, NoData, Verdict, VerdictCause, judge};
@@ -33,4 +34,5 @@ pub use retry::RetryPolicy;
 pub use revision::{HistoryEntry, IRREVERSIBLE_ATTRIBUTE, Revision, RevisionHealth, RevisionId, RevisionRecord, RevisionRef};
 pub use rollbacker::{Convergence, RollbackOutcome, RollbackRequest, Rollbacker};
 pub use target::{Capabilities, Target, TargetExt, TargetId};
+pub use trigger::{Trigger, TriggerOutcome, TriggerSink};
 pub use time::{Clock, SystemClock, Timestamp, TokioClock, format_duration};
