@@ -149,7 +149,14 @@ impl Authorizer for AllowAll {
 /// or on the listed ones. Everything else is denied.
 #[derive(Debug, Default, Clone)]
 pub struct Grants {
-    grants: BTreeMap<Actor, Vec<(BTreeSet<CommandKind>, Option<BTreeSet<TargetId>>)>>,
+    grants: BTreeMap<Actor, Vec<Grant>>,
+}
+
+/// Commands an actor may give, on every target (`None`) or on some.
+#[derive(Debug, Clone)]
+struct Grant {
+    commands: BTreeSet<CommandKind>,
+    targets: Option<BTreeSet<TargetId>>,
 }
 
 impl Grants {
@@ -160,7 +167,7 @@ impl Grants {
 
     /// Let `actor` give `commands` on every target.
     pub fn allow(mut self, actor: Actor, commands: impl IntoIterator<Item = CommandKind>) -> Self {
-        self.grants.entry(actor).or_default().push((commands.into_iter().collect(), None));
+        self.grants.entry(actor).or_default().push(Grant { commands: commands.into_iter().collect(), targets: None });
         self
     }
 
@@ -174,7 +181,7 @@ impl Grants {
         self.grants
             .entry(actor)
             .or_default()
-            .push((commands.into_iter().collect(), Some(targets.into_iter().collect())));
+            .push(Grant { commands: commands.into_iter().collect(), targets: Some(targets.into_iter().collect()) });
         self
     }
 }
@@ -187,7 +194,7 @@ impl Authorizer for Grants {
         };
         let allowed = grants
             .iter()
-            .any(|(cmds, targets)| cmds.contains(&command) && targets.as_ref().is_none_or(|t| t.contains(target)));
+            .any(|g| g.commands.contains(&command) && g.targets.as_ref().is_none_or(|t| t.contains(target)));
         if allowed {
             Ok(())
         } else {

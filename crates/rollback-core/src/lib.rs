@@ -12,9 +12,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod condition;
 mod error;
 pub mod machine;
+mod memory;
 mod policy;
 mod probe;
 mod retry;
@@ -28,6 +31,7 @@ pub use auth::{Actor, AllowAll, Authorizer, Command, CommandKind, Denied, Grants
 pub use condition::{Comparison, Condition, ConditionParseError, NoData, Verdict, VerdictCause, judge};
 pub use error::{Error, ErrorKind, Result};
 pub use machine::{Breach, Candidate, Decision, Event, Machine, MachineState, Phase, PhaseKind, Step, Watch};
+pub use memory::{InMemoryRollbacker, InMemoryTarget, RecordedRollback, ScriptStep, ScriptedProbe};
 pub use policy::{Approval, OnIrreversible, Policy, PolicyError, PolicyFormat, ProbePolicy, ProbeRules, RollbackTo};
 pub use probe::{HealthProbe, Measurement, ProbeContext};
 pub use retry::RetryPolicy;

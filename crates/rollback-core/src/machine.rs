@@ -469,10 +469,10 @@ impl Machine {
     /// Start watching at `now`. The policy must be valid ([`Policy::validate`]).
     pub fn new(policy: Arc<Policy>, watch: Watch, now: Timestamp) -> Self {
         let rules: Arc<[ProbeRules]> = policy.rules().into();
-        let first = now.add(policy.initial_delay);
+        let first = now.plus(policy.initial_delay);
         let state = MachineState {
             started_at: now,
-            phase: Phase::Observing { bake_until: first.add(policy.bake_time) },
+            phase: Phase::Observing { bake_until: first.plus(policy.bake_time) },
             counts: vec![ProbeCounts::default(); rules.len()],
             next_measure_at: first,
             seen_triggers: BTreeSet::new(),
@@ -565,11 +565,11 @@ impl Machine {
 
     fn advance_schedule(&mut self, now: Timestamp) {
         let interval = self.policy.interval;
-        let mut next = self.state.next_measure_at.add(interval);
+        let mut next = self.state.next_measure_at.plus(interval);
         if next <= now {
             // The driver was late: skip the missed slots instead of bursting.
             let behind = now.since(next).as_millis() / interval.as_millis().max(1) + 1;
-            next = next.add(interval.saturating_mul(u32::try_from(behind).unwrap_or(u32::MAX)));
+            next = next.plus(interval.saturating_mul(u32::try_from(behind).unwrap_or(u32::MAX)));
         }
         self.state.next_measure_at = next;
     }
@@ -754,7 +754,7 @@ impl Machine {
         let Some(to) = to else {
             return self.escalate(now, format!("{breach}; no revision to roll back to (none is known good or unmarked)"));
         };
-        let window_start = now.sub(self.policy.max_rollbacks_window);
+        let window_start = now.minus(self.policy.max_rollbacks_window);
         let recent = self.state.watch.rollbacks.iter().filter(|t| **t > window_start).count();
         if recent >= self.policy.max_rollbacks as usize {
             return self.escalate(
@@ -808,7 +808,7 @@ impl Machine {
                 Step { transition: Some(t), ..Step::NOTHING }
             }
             (Command::Resume, Phase::Paused { bake_left, .. }) => {
-                let bake_until = now.add(*bake_left);
+                let bake_until = now.plus(*bake_left);
                 self.state.next_measure_at = self.state.next_measure_at.max(now);
                 let t = self.set_phase(Phase::Observing { bake_until });
                 Step { transition: Some(t), ..Step::NOTHING }
@@ -902,8 +902,8 @@ impl Machine {
             );
         }
         self.state.counts.iter_mut().for_each(|c| *c = ProbeCounts::default());
-        self.state.next_measure_at = now.add(self.policy.interval);
-        let t = self.set_phase(Phase::Verifying { restored: to, until: now.add(self.policy.verify) });
+        self.state.next_measure_at = now.plus(self.policy.interval);
+        let t = self.set_phase(Phase::Verifying { restored: to, until: now.plus(self.policy.verify) });
         Step { transition: Some(t), ..Step::NOTHING }
     }
 }

@@ -42,12 +42,12 @@ impl Timestamp {
     }
 
     /// This time plus `d`, saturating.
-    pub fn add(self, d: Duration) -> Self {
+    pub fn plus(self, d: Duration) -> Self {
         Timestamp(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
 
     /// This time minus `d`, saturating.
-    pub fn sub(self, d: Duration) -> Self {
+    pub fn minus(self, d: Duration) -> Self {
         Timestamp(self.0.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
 
@@ -119,7 +119,7 @@ impl TokioClock {
 
 impl Clock for TokioClock {
     fn now(&self) -> Timestamp {
-        self.origin.add(self.started.elapsed())
+        self.origin.plus(self.started.elapsed())
     }
 }
 
@@ -146,8 +146,8 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         let t = Timestamp::from_millis(1000);
-        assert_eq!(t.add(Duration::from_secs(1)).as_millis(), 2000);
-        assert_eq!(t.since(t.add(Duration::from_secs(5))), Duration::ZERO);
-        assert_eq!(t.add(Duration::from_secs(5)).since(t), Duration::from_secs(5));
+        assert_eq!(t.plus(Duration::from_secs(1)).as_millis(), 2000);
+        assert_eq!(t.since(t.plus(Duration::from_secs(5))), Duration::ZERO);
+        assert_eq!(t.plus(Duration::from_secs(5)).since(t), Duration::from_secs(5));
     }
 }
