@@ -11,10 +11,12 @@
 //! policy with, and [`replay`] of recorded metrics.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod audit;
 mod auth;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod condition;
+mod driver;
 mod error;
 pub mod machine;
 mod memory;
@@ -22,13 +24,16 @@ mod policy;
 mod probe;
 mod retry;
 mod revision;
+pub mod store;
 mod rollbacker;
 mod target;
 mod time;
 mod trigger;
 
+pub use audit::{AuditEntry, AuditRecord, AuditSink, JsonLinesAuditSink, MemoryAuditSink};
 pub use auth::{Actor, AllowAll, Authorizer, Command, CommandKind, Denied, Grants};
 pub use condition::{Comparison, Condition, ConditionParseError, NoData, Verdict, VerdictCause, judge};
+pub use driver::{CommandReceipt, Engine, EngineBuilder, Jitter, SeededJitter, WatchHandle, WatchSpec, describe, kind_of};
 pub use error::{Error, ErrorKind, Result};
 pub use machine::{Breach, Candidate, Decision, Event, Machine, MachineState, Phase, PhaseKind, Step, Watch};
 pub use memory::{InMemoryRollbacker, InMemoryTarget, RecordedRollback, ScriptStep, ScriptedProbe};
@@ -37,6 +42,7 @@ pub use probe::{HealthProbe, Measurement, ProbeContext};
 pub use retry::RetryPolicy;
 pub use revision::{HistoryEntry, IRREVERSIBLE_ATTRIBUTE, Revision, RevisionHealth, RevisionId, RevisionRecord, RevisionRef};
 pub use rollbacker::{Convergence, RollbackOutcome, RollbackRequest, Rollbacker};
+pub use store::{FileStateStore, MemoryStateStore, StateStore};
 pub use target::{Capabilities, Target, TargetExt, TargetId};
 pub use trigger::{Trigger, TriggerOutcome, TriggerSink};
 pub use time::{Clock, SystemClock, Timestamp, TokioClock, format_duration};

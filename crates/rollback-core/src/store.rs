@@ -1,0 +1,156 @@
+//! Where the machine's state is persisted, so a restarted engine resumes
+//! instead of forgetting or acting twice.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::{Error, ErrorKind, MachineState, Result, TargetId};
+
+/// The format version of persisted state.
+const FORMAT: u32 = 1;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    format: u32,
+    state: MachineState,
+}
+
+fn encode(state: &MachineState) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(&Stored { format: FORMAT, state: state.clone() })
+        .map_err(|e| Error::permanent("cannot serialize machine state").with_source(e))
+}
+
+fn decode(bytes: &[u8], what: &str) -> Result<MachineState> {
+    let stored: Stored = serde_json::from_slice(bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("{what} is corrupt ({e}); the engine will not reset it: repair it, or move it away to start the watch afresh"),
+        )
+    })?;
+    if stored.format != FORMAT {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("{what} has format {} but this engine reads format {FORMAT}", stored.format),
+        ));
+    }
+    Ok(stored.state)
+}
+
+/// Persists one [`MachineState`] per target.
+///
+/// # Contract
+/// - `save` is atomic: after a crash, `load` returns the old or the new state,
+///   never a mix.
+/// - `load` of a target never saved is `Ok(None)`. Unreadable or corrupt data
+///   is an [`ErrorKind::Corrupt`] error naming where it is; it is never
+///   silently reset.
+#[async_trait]
+pub trait StateStore: fmt::Debug + Send + Sync + 'static {
+    /// The saved state of `target`.
+    async fn load(&self, target: &TargetId) -> Result<Option<MachineState>>;
+    /// Save the state of its target.
+    async fn save(&self, state: &MachineState) -> Result<()>;
+}
+
+/// Keeps states in memory, serialized, so what a test resumes from went
+/// through the same encoding as a file. Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStateStore {
+    states: Arc<Mutex<BTreeMap<TargetId, Vec<u8>>>>,
+}
+
+impl MemoryStateStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Overwrite the stored bytes of a target (to test corruption handling).
+    pub fn put_raw(&self, target: &TargetId, bytes: Vec<u8>) {
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).insert(target.clone(), bytes);
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStateStore {
+    async fn load(&self, target: &TargetId) -> Result<Option<MachineState>> {
+        let bytes = self.states.lock().unwrap_or_else(|e| e.into_inner()).get(target).cloned();
+        bytes.map(|b| decode(&b, &format!("the stored state of target {target}"))).transpose()
+    }
+
+    async fn save(&self, state: &MachineState) -> Result<()> {
+        let bytes = encode(state)?;
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).insert(state.watch.target.clone(), bytes);
+        Ok(())
+    }
+}
+
+/// One JSON file per target in a directory, replaced atomically (write a
+/// temporary file, fsync, rename, fsync the directory).
+#[derive(Debug, Clone)]
+pub struct FileStateStore {
+    dir: PathBuf,
+}
+
+impl FileStateStore {
+    /// A store in `dir`, created if missing.
+    pub fn new(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::permanent(format!("cannot create state directory {}", dir.display())).with_source(e))?;
+        Ok(FileStateStore { dir })
+    }
+
+    /// The file of a target: its id with every byte outside `[A-Za-z0-9._-]`
+    /// percent-encoded, plus `.json`.
+    pub fn path_of(&self, target: &TargetId) -> PathBuf {
+        let mut name = String::new();
+        for b in target.as_str().bytes() {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && !name.is_empty()) {
+                name.push(b as char);
+            } else {
+                name.push_str(&format!("%{b:02X}"));
+            }
+        }
+        self.dir.join(format!("{name}.json"))
+    }
+}
+
+#[async_trait]
+impl StateStore for FileStateStore {
+    async fn load(&self, target: &TargetId) -> Result<Option<MachineState>> {
+        let path = self.path_of(target);
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => decode(&bytes, &format!("state file {}", path.display())).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::new(ErrorKind::Corrupt, format!("cannot read state file {}", path.display())).with_source(e)),
+        }
+    }
+
+    async fn save(&self, state: &MachineState) -> Result<()> {
+        let path = self.path_of(&state.watch.target);
+        let bytes = encode(state)?;
+        let dir = self.dir.clone();
+        let tmp = path.with_extension("json.tmp");
+        let write = {
+            let path = path.clone();
+            move || -> std::io::Result<()> {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_all()?;
+                drop(f);
+                std::fs::rename(&tmp, &path)?;
+                std::fs::File::open(&dir)?.sync_all()
+            }
+        };
+        tokio::task::spawn_blocking(write)
+            .await
+            .map_err(|e| Error::permanent("the state writer task failed").with_source(e))?
+            .map_err(|e| Error::transient(format!("cannot write state file {}", path.display())).with_source(e))
+    }
+}
