@@ -1,1 +1,45 @@
-//! `rollback-k8s`: see the workspace README. Work in progress.
+//! `rollback-k8s`: Kubernetes Deployments for the rollback engine, with
+//! `kubectl rollout undo` semantics.
+//!
+//! - [`K8sDeployment`] is a [`rollback_core::Target`]: its revisions are the
+//!   ReplicaSets the Deployment controls (controller ownerReference by uid),
+//!   numbered by `deployment.kubernetes.io/revision`, newest first, each
+//!   identified by its `pod-template-hash` (stable across the renumbering a
+//!   rollback causes). See [`K8sRevision`] for the attributes.
+//! - It is also a [`rollback_core::Rollbacker`]: [`K8sDeployment::undo`]
+//!   restores the previous revision, a revision number or a revision id
+//!   exactly as `kubectl rollout undo [--to-revision]` does, with a
+//!   resourceVersion precondition kubectl lacks; the engine's rollbacks go to
+//!   the revision id it chose (the last known good one by default).
+//! - [`K8sDeployment::wait_rollout`] waits like `kubectl rollout status`.
+//! - [`KubernetesProbe`] counts the Deployment's problems (progress deadline,
+//!   unavailable replicas, restarts and CrashLoopBackOff of the judged
+//!   revision's pods); judge it with `failure: "> 0"`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use rollback_k8s::{K8sDeployment, UndoOptions, UndoTo};
+//! let client = kube::Client::try_default().await?;
+//! let checkout = K8sDeployment::builder(client).namespace("shop").name("checkout").build()?;
+//! let outcome = checkout.undo(&UndoTo::Previous, &UndoOptions::default()).await?;
+//! println!("{}", outcome.detail());
+//! let done = checkout.wait_rollout(None, Duration::from_secs(300), |s| println!("{}", s.message)).await?;
+//! println!("{done:?}");
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+pub mod patch;
+mod probe;
+mod revision;
+mod rollbacker;
+mod status;
+mod target;
+
+pub use probe::{KubernetesProbe, Problem};
+pub use revision::K8sRevision;
+pub use rollbacker::{UndoOptions, UndoTo};
+pub use status::{PROGRESS_DEADLINE_EXCEEDED, RolloutStatus};
+pub use target::{DryRun, K8sDeployment, K8sDeploymentBuilder, Snapshot};

@@ -1,0 +1,74 @@
+//! How Kubernetes API failures map onto the engine's [`ErrorKind`]s, with
+//! messages that say what was attempted, on which Deployment, and what to do.
+
+use rollback_core::{Error, ErrorKind};
+
+/// What went wrong talking to the API server, before it becomes a core [`Error`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiFailure {
+    /// The server answered with a `Status` (4xx, 5xx).
+    #[error("{reason} ({code}): {message}")]
+    Status { code: u16, reason: String, message: String },
+    /// The request never got an answer (connection, TLS, timeout, decoding).
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl From<kube::Error> for ApiFailure {
+    fn from(err: kube::Error) -> Self {
+        match err {
+            kube::Error::Api(status) => ApiFailure::Status {
+                code: status.code,
+                reason: status.reason.clone(),
+                message: status.message.clone(),
+            },
+            other => ApiFailure::Transport(other.to_string()),
+        }
+    }
+}
+
+impl ApiFailure {
+    /// The HTTP status code, if the server answered.
+    pub(crate) fn code(&self) -> Option<u16> {
+        match self {
+            ApiFailure::Status { code, .. } => Some(*code),
+            ApiFailure::Transport(_) => None,
+        }
+    }
+
+    /// The engine's meaning of this failure.
+    pub(crate) fn kind(&self) -> ErrorKind {
+        match self.code() {
+            None => ErrorKind::Transient,
+            Some(404 | 410) => ErrorKind::NotFound,
+            Some(401 | 403) => ErrorKind::Unauthorized,
+            Some(409) => ErrorKind::Conflict,
+            Some(429) => ErrorKind::Transient,
+            Some(400 | 415 | 422) => ErrorKind::InvalidInput,
+            Some(code) if code >= 500 => ErrorKind::Transient,
+            Some(_) => ErrorKind::Permanent,
+        }
+    }
+
+    /// A core error: `attempt` says what was being done ("patching Deployment
+    /// shop/checkout"), and the message adds what the user can do about it.
+    pub(crate) fn into_error(self, attempt: &str, verb: &str, resource: &str, namespace: &str) -> Error {
+        let kind = self.kind();
+        let hint = match (kind, self.code()) {
+            (ErrorKind::Unauthorized, Some(401)) => {
+                " (the credentials were rejected; check the kubeconfig's user and token)".to_owned()
+            }
+            (ErrorKind::Unauthorized, _) => format!(
+                " (RBAC denied it; grant `{verb}` on `{resource}` in namespace `{namespace}` to this identity, \
+                 and check with `kubectl auth can-i {verb} {resource} -n {namespace}`)"
+            ),
+            (ErrorKind::Conflict, _) => " (someone else changed the object meanwhile; read it again and retry)".to_owned(),
+            (ErrorKind::Transient, Some(429)) => " (the API server is throttling; retry later)".to_owned(),
+            (ErrorKind::Transient, Some(_)) => " (the API server failed; retry later)".to_owned(),
+            (ErrorKind::Transient, None) => " (the API server could not be reached; check the kubeconfig's server and the network)".to_owned(),
+            _ => String::new(),
+        };
+        let message = format!("{attempt} failed: {self}{hint}");
+        Error::new(kind, message)
+    }
+}
