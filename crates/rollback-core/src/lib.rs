@@ -22,6 +22,7 @@ pub mod machine;
 mod memory;
 mod policy;
 mod probe;
+pub mod replay;
 mod retry;
 mod revision;
 pub mod store;
@@ -39,6 +40,7 @@ pub use machine::{Breach, Candidate, Decision, Event, Machine, MachineState, Pha
 pub use memory::{InMemoryRollbacker, InMemoryTarget, RecordedRollback, ScriptStep, ScriptedProbe};
 pub use policy::{Approval, OnIrreversible, Policy, PolicyError, PolicyFormat, ProbePolicy, ProbeRules, RollbackTo};
 pub use probe::{HealthProbe, Measurement, ProbeContext};
+pub use replay::{ReplayOptions, ReplayReport, Sample, Series, replay};
 pub use retry::RetryPolicy;
 pub use revision::{HistoryEntry, IRREVERSIBLE_ATTRIBUTE, Revision, RevisionHealth, RevisionId, RevisionRecord, RevisionRef};
 pub use rollbacker::{Convergence, RollbackOutcome, RollbackRequest, Rollbacker};

@@ -1,0 +1,433 @@
+//! Replay: run a policy over recorded series on virtual time, and report when
+//! and why it would have rolled back.
+//!
+//! Series come as CSV (`timestamp,probe,value[,baseline]`, one sample a row)
+//! or JSON (`{"probes": {"error_rate": [[t, v], …]}}`, where `t` is RFC 3339 or
+//! Unix seconds and `v` a number, a numeric string as Prometheus writes them,
+//! or `null` for no data). A probe without a sample within one interval
+//! before a measurement has no data at that measurement.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::machine::{Decision, Event, Machine, Phase, Watch};
+use crate::{Candidate, Error, Measurement, Policy, Result, RevisionHealth, Timestamp, Verdict};
+
+/// One recorded sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// When.
+    pub at: Timestamp,
+    /// The value; `None` is an explicit "no data".
+    pub value: Option<f64>,
+    /// The baseline, if recorded.
+    pub baseline: Option<f64>,
+}
+
+/// Recorded samples per probe, each sorted by time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    probes: BTreeMap<String, Vec<Sample>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonTime {
+    Secs(f64),
+    Text(String),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonValue {
+    Number(f64),
+    Text(String),
+    Null(()),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonSample {
+    Pair(JsonTime, JsonValue),
+    Triple(JsonTime, JsonValue, JsonValue),
+    Object {
+        #[serde(alias = "t")]
+        timestamp: JsonTime,
+        #[serde(alias = "v")]
+        value: JsonValue,
+        #[serde(default)]
+        baseline: Option<JsonValue>,
+    },
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonSeries {
+    probes: BTreeMap<String, Vec<JsonSample>>,
+}
+
+fn parse_value(s: &str) -> std::result::Result<Option<f64>, String> {
+    match s.trim() {
+        "" | "null" => Ok(None),
+        t => t.parse::<f64>().map(Some).map_err(|_| format!("{t:?} is not a number")),
+    }
+}
+
+impl JsonTime {
+    fn get(&self) -> std::result::Result<Timestamp, String> {
+        match self {
+            JsonTime::Secs(s) => Timestamp::from_secs_f64(*s).ok_or_else(|| format!("{s} is not a valid time")),
+            JsonTime::Text(t) => Timestamp::parse(t).ok_or_else(|| format!("{t:?} is neither RFC 3339 nor Unix seconds")),
+        }
+    }
+}
+
+impl JsonValue {
+    fn get(&self) -> std::result::Result<Option<f64>, String> {
+        match self {
+            JsonValue::Number(v) => Ok(Some(*v)),
+            JsonValue::Text(t) => parse_value(t),
+            JsonValue::Null(()) => Ok(None),
+        }
+    }
+}
+
+impl Series {
+    /// An empty series.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a sample (kept sorted by time).
+    pub fn push(&mut self, probe: &str, sample: Sample) {
+        let v = self.probes.entry(probe.to_owned()).or_default();
+        if v.last().is_some_and(|l| l.at > sample.at) {
+            let i = v.partition_point(|s| s.at <= sample.at);
+            v.insert(i, sample);
+        } else {
+            v.push(sample);
+        }
+    }
+
+    /// The samples of a probe.
+    pub fn samples(&self, probe: &str) -> &[Sample] {
+        self.probes.get(probe).map_or(&[], Vec::as_slice)
+    }
+
+    /// The probe names.
+    pub fn probes(&self) -> impl Iterator<Item = &str> {
+        self.probes.keys().map(String::as_str)
+    }
+
+    /// The first and last sample times.
+    pub fn span(&self) -> Option<(Timestamp, Timestamp)> {
+        let first = self.probes.values().filter_map(|v| v.first()).map(|s| s.at).min()?;
+        let last = self.probes.values().filter_map(|v| v.last()).map(|s| s.at).max()?;
+        Some((first, last))
+    }
+
+    /// Read CSV with a header naming the columns `timestamp`, `probe`, `value`
+    /// and optionally `baseline`. Errors name the line.
+    pub fn from_csv(reader: impl Read) -> Result<Self> {
+        let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(reader);
+        let headers = rdr.headers().map_err(|e| Error::invalid(format!("CSV series: cannot read the header: {e}")))?.clone();
+        let col = |name: &str| headers.iter().position(|h| h == name);
+        let (Some(t), Some(p), Some(v)) = (col("timestamp"), col("probe"), col("value")) else {
+            return Err(Error::invalid(format!(
+                "CSV series: the header must name the columns timestamp, probe and value (and optionally baseline); it has: {}",
+                headers.iter().collect::<Vec<_>>().join(",")
+            )));
+        };
+        let b = col("baseline");
+        let mut series = Series::new();
+        for (i, row) in rdr.records().enumerate() {
+            let line = i + 2;
+            let row = row.map_err(|e| Error::invalid(format!("CSV series line {line}: {e}")))?;
+            let field = |c: usize| row.get(c).unwrap_or("");
+            let bad = |what: &str, why: String| Error::invalid(format!("CSV series line {line}, column {what}: {why}"));
+            let at = Timestamp::parse(field(t))
+                .ok_or_else(|| bad("timestamp", format!("{:?} is neither RFC 3339 nor Unix seconds", field(t))))?;
+            let probe = field(p);
+            if probe.is_empty() {
+                return Err(bad("probe", "empty".into()));
+            }
+            let value = parse_value(field(v)).map_err(|e| bad("value", e))?;
+            let baseline = match b {
+                Some(b) => parse_value(field(b)).map_err(|e| bad("baseline", e))?,
+                None => None,
+            };
+            series.push(probe, Sample { at, value, baseline });
+        }
+        Ok(series)
+    }
+
+    /// Read JSON (see the [module docs](self)). Errors name the probe and sample.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let parsed: JsonSeries = serde_json::from_str(text).map_err(|e| Error::invalid(format!("JSON series: {e}")))?;
+        let mut series = Series::new();
+        for (probe, samples) in parsed.probes {
+            for (i, s) in samples.iter().enumerate() {
+                let bad = |why: String| Error::invalid(format!("JSON series, probe {probe:?}, sample {i}: {why}"));
+                let (t, v, b) = match s {
+                    JsonSample::Pair(t, v) => (t, v, None),
+                    JsonSample::Triple(t, v, b) => (t, v, Some(b)),
+                    JsonSample::Object { timestamp, value, baseline } => (timestamp, value, baseline.as_ref()),
+                };
+                let at = t.get().map_err(bad)?;
+                let value = v.get().map_err(bad)?;
+                let baseline = b.map(JsonValue::get).transpose().map_err(bad)?.flatten();
+                series.push(&probe, Sample { at, value, baseline });
+            }
+        }
+        Ok(series)
+    }
+
+    /// Write JSON in the format [`Series::from_json`] reads.
+    pub fn to_json(&self) -> String {
+        let probes: BTreeMap<&str, Vec<serde_json::Value>> = self
+            .probes
+            .iter()
+            .map(|(name, samples)| {
+                let rows = samples
+                    .iter()
+                    .map(|s| {
+                        let t = serde_json::json!(s.at.as_millis() as f64 / 1000.0);
+                        match s.baseline {
+                            Some(b) => serde_json::json!([t, s.value, b]),
+                            None => serde_json::json!([t, s.value]),
+                        }
+                    })
+                    .collect();
+                (name.as_str(), rows)
+            })
+            .collect();
+        serde_json::json!({ "probes": probes }).to_string()
+    }
+
+    /// Read a `.csv` or `.json` file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid(format!("cannot read series file {}", path.display())).with_source(e))?;
+        let parsed = match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") => Series::from_csv(text.as_bytes()),
+            Some("json") => Series::from_json(&text),
+            _ => return Err(Error::invalid(format!("series file {}: name it .csv or .json", path.display()))),
+        };
+        parsed.map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.message())))
+    }
+}
+
+/// Where and how a replay runs.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    /// When the change happened; default: the first sample.
+    pub start: Option<Timestamp>,
+    /// Replay until then; default: the last sample.
+    pub end: Option<Timestamp>,
+}
+
+/// One entry of a replay's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayEvent {
+    /// When.
+    pub at: Timestamp,
+    /// What the machine decided.
+    pub decision: Decision,
+}
+
+/// What a replay found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayReport {
+    /// The phase the replay ended in.
+    pub phase: Phase,
+    /// Every decision but `Measure`, in order.
+    pub timeline: Vec<ReplayEvent>,
+    /// When a rollback would have started (or, for a dry run or manual
+    /// approval, been proposed), if at all.
+    pub rollback_at: Option<Timestamp>,
+    /// Why, if at all.
+    pub reason: Option<String>,
+    /// Measurement rounds replayed.
+    pub rounds: u64,
+    /// Verdicts per probe: `[pass, fail, inconclusive]`.
+    pub verdicts: BTreeMap<String, [u64; 3]>,
+}
+
+/// The watched revision in a replay.
+pub const REPLAY_REVISION: &str = "replayed";
+/// The known-good revision a replay would roll back to.
+pub const REPLAY_PREVIOUS: &str = "previous";
+
+/// Replay `policy` over `series` on virtual time. The replay stops at the
+/// first decision that ends observation (a rollback, a promotion, an
+/// escalation, …) or at the end of the data. The same inputs always give the
+/// same report.
+pub fn replay(policy: &Policy, series: &Series, options: &ReplayOptions) -> Result<ReplayReport> {
+    policy.validate()?;
+    for p in &policy.probes {
+        if series.samples(&p.name).is_empty() {
+            return Err(Error::invalid(format!(
+                "the series has no samples for the policy's probe {:?} (it has: {})",
+                p.name,
+                series.probes().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let Some((first, last)) = series.span() else {
+        return Err(Error::invalid("the series is empty"));
+    };
+    let start = options.start.unwrap_or(first);
+    let end = options.end.unwrap_or(last);
+    let probes: Vec<&[Sample]> = policy.probes.iter().map(|p| series.samples(&p.name)).collect();
+    let mut cursors = vec![0usize; probes.len()];
+    let staleness = policy.interval;
+    let watch = Watch::new(
+        "replay",
+        REPLAY_REVISION,
+        vec![Candidate::new(REPLAY_REVISION, RevisionHealth::Unknown), Candidate::new(REPLAY_PREVIOUS, RevisionHealth::Good)],
+    );
+    let mut machine = Machine::new(Arc::new(policy.clone()), watch, start);
+    let mut report = ReplayReport {
+        phase: machine.phase().clone(),
+        timeline: Vec::new(),
+        rollback_at: None,
+        reason: None,
+        rounds: 0,
+        verdicts: policy.probes.iter().map(|p| (p.name.clone(), [0; 3])).collect(),
+    };
+    let mut counts = vec![[0u64; 3]; probes.len()];
+    'run: while let Some(now) = machine.next_deadline() {
+        if now > end {
+            break;
+        }
+        let step = machine.handle(now, Event::Tick);
+        match step.decision {
+            Some(Decision::Measure) => {
+                report.rounds += 1;
+                for (i, samples) in probes.iter().enumerate() {
+                    let c = &mut cursors[i];
+                    while *c < samples.len() && samples[*c].at <= now {
+                        *c += 1;
+                    }
+                    let m = match c.checked_sub(1).map(|j| samples[j]) {
+                        Some(s) if now.since(s.at) < staleness => Measurement { value: s.value, baseline: s.baseline },
+                        _ => Measurement::NO_DATA,
+                    };
+                    let step = machine.handle(now, Event::Measured { probe: i, measurement: m });
+                    match step.verdict {
+                        Some((Verdict::Pass, _)) => counts[i][0] += 1,
+                        Some((Verdict::Fail, _)) => counts[i][1] += 1,
+                        Some((Verdict::Inconclusive, _)) => counts[i][2] += 1,
+                        _ => {}
+                    }
+                    if let Some(d) = step.decision {
+                        record(&mut report, now, d);
+                        break 'run;
+                    }
+                }
+            }
+            Some(d) => {
+                record(&mut report, now, d);
+                break;
+            }
+            None => {}
+        }
+    }
+    for (name, c) in policy.probes.iter().zip(counts) {
+        report.verdicts.insert(name.name.clone(), c);
+    }
+    report.phase = machine.phase().clone();
+    Ok(report)
+}
+
+fn record(report: &mut ReplayReport, at: Timestamp, decision: Decision) {
+    match &decision {
+        Decision::Rollback { reason, .. } | Decision::AwaitApproval { reason, .. } | Decision::WouldRollBack { reason, .. } => {
+            report.rollback_at = Some(at);
+            report.reason = Some(reason.to_string());
+        }
+        Decision::Escalate { reason } | Decision::Freeze { reason } => report.reason = Some(reason.clone()),
+        _ => {}
+    }
+    report.timeline.push(ReplayEvent { at, decision });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "interval: 10s\nbake_time: 10m\nfailure_limit: 1\nprobes: [{name: error_rate, success: '< 0.01'}, {name: latency, success: '<= 0.1'}]";
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_millis(1_795_780_800_000 + s * 1000)
+    }
+
+    #[test]
+    fn csv_replay_finds_when_and_why() {
+        let mut csv = String::from("timestamp,probe,value\n");
+        for s in (0..600).step_by(10) {
+            let err = if s >= 120 { 0.05 } else { 0.001 };
+            csv.push_str(&format!("{},error_rate,{err}\n{},latency,0.05\n", 1_795_780_800 + s, 1_795_780_800 + s));
+        }
+        let series = Series::from_csv(csv.as_bytes()).unwrap();
+        let report = replay(&Policy::from_yaml(POLICY).unwrap(), &series, &ReplayOptions::default()).unwrap();
+        assert_eq!(report.rollback_at, Some(t(130)), "second failure (failure_limit 1) at 130s");
+        assert!(matches!(report.phase, Phase::RollingBack { .. }));
+        let reason = report.reason.unwrap();
+        assert!(reason.contains("probe error_rate failed 2 times (failure_limit 1); last value 0.05"), "{reason}");
+        assert_eq!(report.verdicts["error_rate"], [12, 2, 0]);
+        assert_eq!(report.rounds, 14);
+    }
+
+    #[test]
+    fn gaps_are_no_data_and_json_matches_csv() {
+        let json = r#"{"probes": {
+            "error_rate": [["2026-11-27T12:00:00Z", "0.001"], [1795780810, 0.001], [1795780820, null], {"t": 1795780830, "v": "NaN"}],
+            "latency": [[1795780800, 0.05], [1795780810, 0.05], [1795780820, 0.05], [1795780830, 0.05]]
+        }}"#;
+        let series = Series::from_json(json).unwrap();
+        let again = Series::from_json(&series.to_json()).unwrap();
+        assert_eq!(series.samples("latency"), again.samples("latency"));
+        let policy = Policy::from_yaml("interval: 10s\nbake_time: 10m\ninconclusive_limit: 1\nprobes: [{name: error_rate, success: '< 0.01'}, {name: latency, success: '<= 0.1'}]").unwrap();
+        let report = replay(&policy, &series, &ReplayOptions::default()).unwrap();
+        let Phase::Escalated { reason, .. } = &report.phase else { panic!("{:?}", report.phase) };
+        assert!(reason.contains("probe error_rate was inconclusive 2 times (inconclusive_limit 1)"), "{reason}");
+        assert_eq!(report.rollback_at, None);
+    }
+
+    #[test]
+    fn a_replay_is_exact() {
+        let mut series = Series::new();
+        for s in 0..1000 {
+            let v = if s % 7 == 0 { 0.02 } else { 0.001 };
+            series.push("error_rate", Sample { at: t(s * 10), value: Some(v), baseline: None });
+            series.push("latency", Sample { at: t(s * 10), value: Some(0.01), baseline: None });
+        }
+        let policy = Policy::from_yaml("interval: 10s\nbake_time: 3h\nconsecutive_failure_limit: 1\nprobes: [{name: error_rate, success: '< 0.01'}, {name: latency, success: '<= 0.1'}]").unwrap();
+        let a = replay(&policy, &series, &ReplayOptions::default()).unwrap();
+        let b = replay(&policy, &series, &ReplayOptions::default()).unwrap();
+        assert_eq!(a, b);
+        assert!(matches!(a.phase, Phase::Observing { .. }), "isolated failures never breach a consecutive limit of 1");
+        assert_eq!(a.rounds, 1000);
+    }
+
+    #[test]
+    fn bad_input_names_the_line_or_the_probe() {
+        let e = Series::from_csv("timestamp,probe,value\n1795780800,e,0.1\nyesterday,e,0.2\n".as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("line 3, column timestamp"), "{e}");
+        let e = Series::from_csv("time,probe,value\n".as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("must name the columns"), "{e}");
+        let e = Series::from_csv("timestamp,probe,value\n1795780800,e,lots\n".as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("line 2, column value: \"lots\" is not a number"), "{e}");
+        let e = Series::from_json(r#"{"probes": {"e": [["soon", 1]]}}"#).unwrap_err();
+        assert!(e.to_string().contains("probe \"e\", sample 0"), "{e}");
+        let policy = Policy::from_yaml(POLICY).unwrap();
+        let mut only_latency = Series::new();
+        only_latency.push("latency", Sample { at: t(0), value: Some(0.1), baseline: None });
+        let e = replay(&policy, &only_latency, &ReplayOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("no samples for the policy's probe \"error_rate\""), "{e}");
+    }
+}
