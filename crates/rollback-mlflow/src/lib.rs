@@ -1,1 +1,73 @@
-//! `rollback-mlflow`: see the workspace README. Work in progress.
+//! `rollback-mlflow`: ML model rollbacks on the MLflow model registry.
+//!
+//! An ML model is a change like any other: when a new model version lowers
+//! click-through rate, the registry must point back at the last good one.
+//! MLflow 3 deprecated stages in favour of aliases, so a target here is a
+//! registered model plus an alias (`models:/recommender@champion`):
+//!
+//! - [`MlflowTarget`] is a [`rollback_core::Target`]: the current revision is
+//!   the version the alias points at; the history is the model's versions,
+//!   newest first, read page by page; attributes carry run id, source and tags.
+//! - [`MlflowRollbacker`] is a [`rollback_core::Rollbacker`]: it moves the
+//!   alias to the last known good version, tags the bad version, and records
+//!   each move (from, to, reason, actor, time) in version tags, keeping the
+//!   alias history MLflow itself does not keep ([`MlflowTarget::alias_moves`]).
+//!   [`PostRollbackHook`]s such as [`HttpHook`] then make serving reload,
+//!   since serving resolves the alias when it loads the model.
+//! - Registries still on stages use the deprecated stage mode
+//!   ([`MlflowTargetBuilder::stage`]): a rollback is `transition-stage` with
+//!   `archive_existing_versions`.
+//! - MLflow's errors map onto [`rollback_core::ErrorKind`]
+//!   ([`MlflowError::kind`]); credentials come from MLflow's own environment
+//!   variables ([`Auth::from_env`], [`MlflowClient::from_env`]).
+//!
+//! ```no_run
+//! # async fn run() -> rollback_core::Result<()> {
+//! use std::sync::Arc;
+//! use rollback_core::{Actor, Rollbacker, RollbackRequest, Target, TargetExt};
+//! use rollback_mlflow::{HttpHook, MlflowClient, MlflowTarget};
+//!
+//! let client = MlflowClient::from_env()?;
+//! let target = MlflowTarget::builder(client).model("recommender").alias("champion").build()?;
+//! let rollbacker = target
+//!     .rollbacker()
+//!     .hook(Arc::new(HttpHook::new("http://serving.internal/reload".parse().unwrap())));
+//!
+//! let bad = target.current().await?;
+//! let good = target.find(&"6".into()).await?;
+//! let outcome = rollbacker
+//!     .rollback(&RollbackRequest {
+//!         target: target.id().clone(),
+//!         from: Some(bad.id().clone()),
+//!         to: good.revision,
+//!         reason: "click-through rate fell below 2%".into(),
+//!         actor: Actor::engine(),
+//!         dry_run: false,
+//!     })
+//!     .await?;
+//! println!("{}", outcome.detail());
+//! # Ok(()) }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod client;
+mod config;
+mod error;
+mod hook;
+pub mod local_server;
+mod revision;
+mod rollbacker;
+mod target;
+
+pub use client::{
+    AliasEntry, DEFAULT_TIMEOUT, MlflowClient, ModelVersion, ModelVersionPage, RegisteredModel, Tag,
+};
+pub use config::{
+    Auth, ENV_TRACKING_PASSWORD, ENV_TRACKING_TOKEN, ENV_TRACKING_URI, ENV_TRACKING_USERNAME,
+    MlflowConfig, Pointer,
+};
+pub use error::{MlflowError, codes};
+pub use hook::{HttpHook, PostRollbackHook};
+pub use revision::{AliasMove, ModelVersionRevision, tags};
+pub use rollbacker::MlflowRollbacker;
+pub use target::{MlflowTarget, MlflowTargetBuilder};
