@@ -8,7 +8,8 @@
 //!   failed measurements.
 //! - [`PrometheusProbe::history`]: the same SLI over a range of history
 //!   (`/api/v1/query_range`), one sample per step, for replaying a policy
-//!   on real metrics.
+//!   on real metrics; [`history_series`] reads several probes into the
+//!   [`rollback_core::Series`] that [`rollback_core::replay`] takes.
 //! - [`AlertmanagerReceiver`]: an endpoint for Alertmanager's webhook
 //!   (payload version 4) that routes firing alerts by their labels to
 //!   targets and hands them once to a [`rollback_core::TriggerSink`] (the
@@ -66,7 +67,7 @@ pub use client::{
 };
 pub use config::{Aggregate, Auth, ProbeConfig, PrometheusConfig, ReceiverConfig, RouteConfig, Secret};
 pub use error::PrometheusError;
-pub use probe::{HistoryRange, PrometheusProbe, PrometheusProbeBuilder};
+pub use probe::{HistoryRange, PrometheusProbe, PrometheusProbeBuilder, history_series};
 pub use receiver::{
     AlertOutcome, AlertRecord, AlertStatus, AlertmanagerReceiver, AlertmanagerReceiverBuilder, Matcher, PAYLOAD_VERSION,
     ReceiverServer, ReceiverStats, Route, WEBHOOK_PATH,

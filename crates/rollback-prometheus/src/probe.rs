@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rollback_core::{HealthProbe, Measurement, ProbeContext, RevisionId, TargetId, Timestamp};
+use rollback_core::{HealthProbe, Measurement, ProbeContext, RevisionId, Sample as ReplaySample, Series, TargetId, Timestamp};
 
 use crate::client::{PrometheusClient, QueryResult, format_labels};
 use crate::config::{Aggregate, ProbeConfig};
@@ -217,25 +217,33 @@ impl PrometheusProbe {
     }
 
     /// The probe's SLI over a range of history, one sample per step, as the
-    /// probe would have measured it at each step: `None` where there was no
-    /// data, NaN as it is. This is the series a replay of a policy takes.
+    /// probe would have measured it at each step: `value: None` where there
+    /// was no data, NaN as it is, and the baseline query's value beside it.
+    /// This is the series [`rollback_core::replay`] takes (see [`history_series`]).
     ///
     /// The query runs as a range query (`/api/v1/query_range`), which
-    /// Prometheus evaluates exactly as the instant query at each step. The
-    /// baseline query, if any, is read the same way and returned second.
+    /// Prometheus evaluates exactly as the instant query at each step.
     pub async fn history(
         &self,
         target: &TargetId,
         revision: &RevisionId,
         range: HistoryRange,
-    ) -> Result<(Vec<(Timestamp, Option<f64>)>, Option<Vec<(Timestamp, Option<f64>)>>), PrometheusError> {
+    ) -> Result<Vec<ReplaySample>, PrometheusError> {
         let query = render(&self.query, target, revision);
         let values = self.history_of(&query, range).await?;
-        let baseline = match &self.baseline_query {
+        let baselines = match &self.baseline_query {
             Some(b) => Some(self.history_of(&render(b, target, revision), range).await?),
             None => None,
         };
-        Ok((values, baseline))
+        Ok(values
+            .into_iter()
+            .enumerate()
+            .map(|(i, (at, value))| ReplaySample {
+                at,
+                value,
+                baseline: baselines.as_ref().and_then(|b| b.get(i)).and_then(|(_, v)| *v),
+            })
+            .collect())
     }
 
     async fn history_of(&self, query: &str, range: HistoryRange) -> Result<Vec<(Timestamp, Option<f64>)>, PrometheusError> {
@@ -276,6 +284,24 @@ impl PrometheusProbe {
         }
         Ok(out)
     }
+}
+
+/// Read the history of several probes into the [`Series`] that
+/// [`rollback_core::replay`] takes, each under its probe's name: a policy can
+/// then be tried on what really happened.
+pub async fn history_series(
+    probes: &[&PrometheusProbe],
+    target: &TargetId,
+    revision: &RevisionId,
+    range: HistoryRange,
+) -> Result<Series, PrometheusError> {
+    let mut series = Series::new();
+    for probe in probes {
+        for sample in probe.history(target, revision, range).await? {
+            series.push(&probe.name, sample);
+        }
+    }
+    Ok(series)
 }
 
 fn several_series<'a>(query: &str, n: usize, labels: impl Iterator<Item = &'a BTreeMap<String, String>>) -> PrometheusError {

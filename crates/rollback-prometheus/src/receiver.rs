@@ -599,19 +599,23 @@ impl AlertmanagerReceiver {
             }
         })?;
         let mut de = serde_json::Deserializer::from_slice(&body);
-        let payload: Payload = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.is_data() {
-                Refusal(
+        let parsed: Result<Payload, _> = serde_path_to_error::deserialize(&mut de);
+        let payload = match parsed.map(|p| de.end().map(|()| p)) {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return Err(Refusal(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {e}"))),
+            Err(e) => {
+                // Syntax first: a body that is not JSON at all is 400 even if
+                // its start already missed a field.
+                if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                    return Err(Refusal(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {syntax}")));
+                }
+                let path = e.path().to_string();
+                return Err(Refusal(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("not an Alertmanager webhook payload: at `{path}`: {inner}"),
-                )
-            } else {
-                Refusal(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {inner}"))
+                    format!("not an Alertmanager webhook payload: at `{path}`: {}", e.into_inner()),
+                ));
             }
-        })?;
-        de.end().map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {e}")))?;
+        };
         if payload.version != PAYLOAD_VERSION {
             return Err(Refusal(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use rollback_core::{ErrorKind, HealthProbe, Measurement, ProbeContext, RevisionId, TargetId, Timestamp};
-use rollback_prometheus::{Aggregate, HistoryRange, PrometheusClient, PrometheusProbe, QueryResult};
+use rollback_core::{ErrorKind, HealthProbe, Measurement, ProbeContext, RevisionId, Sample, TargetId, Timestamp};
+use rollback_prometheus::{Aggregate, HistoryRange, PrometheusClient, PrometheusProbe, QueryResult, history_series};
 use serde_json::{Value, json};
 
 /// A request the fake saw: endpoint, query parameters, Authorization header.
@@ -299,15 +299,28 @@ async fn history_is_one_sample_per_step_with_gaps_as_no_data() {
     let fake = FakePrometheus::start(Duration::ZERO, |q| range_answer(q, &["a"])).await;
     let probe = fake.probe("x");
     let range = HistoryRange { start: Timestamp::from_millis(1_000_000), end: Timestamp::from_millis(1_005_000), step: Duration::from_secs(1) };
-    let (values, baseline) = probe.history(&TargetId::new("t"), &RevisionId::new("r"), range).await.unwrap();
-    assert!(baseline.is_none());
-    let want: Vec<(Timestamp, Option<f64>)> = (0..=5)
+    let values = probe.history(&TargetId::new("t"), &RevisionId::new("r"), range).await.unwrap();
+    let want: Vec<Sample> = (0..=5)
         .map(|i| {
             let t = 1_000_000 + i * 1000;
-            (Timestamp::from_millis(t), if i % 3 == 0 { None } else { Some(t as f64 / 1000.0) })
+            Sample { at: Timestamp::from_millis(t), value: if i % 3 == 0 { None } else { Some(t as f64 / 1000.0) }, baseline: None }
         })
         .collect();
     assert_eq!(values, want);
+
+    // As a replay series, with the baseline beside each value.
+    let fake = FakePrometheus::start(Duration::ZERO, |q| {
+        if q["query"] == "base" { range_answer(q, &["b", "c"]) } else { range_answer(q, &["a"]) }
+    })
+    .await;
+    let p1 = PrometheusProbe::builder("latency", fake.client()).query("x").baseline_query("base").aggregate(Aggregate::Max).build().unwrap();
+    let p2 = PrometheusProbe::builder("errors", fake.client()).query("y").build().unwrap();
+    let series = history_series(&[&p1, &p2], &TargetId::new("t"), &RevisionId::new("r"), range).await.unwrap();
+    assert_eq!(series.probes().collect::<Vec<_>>(), vec!["errors", "latency"]);
+    let latency = series.samples("latency");
+    assert_eq!(latency.len(), 6);
+    assert_eq!(latency[1], Sample { at: Timestamp::from_millis(1_001_000), value: Some(1001.0), baseline: Some(1001.0) });
+    assert_eq!(latency[3].value, None);
 }
 
 #[tokio::test]
@@ -316,11 +329,11 @@ async fn long_histories_are_split_into_several_range_queries() {
     let probe = fake.probe("x");
     // 25001 steps of 1s: three queries of at most 10000 points.
     let range = HistoryRange { start: Timestamp::from_millis(1_000_000), end: Timestamp::from_millis(26_000_000), step: Duration::from_secs(1) };
-    let (values, _) = probe.history(&TargetId::new("t"), &RevisionId::new("r"), range).await.unwrap();
+    let values = probe.history(&TargetId::new("t"), &RevisionId::new("r"), range).await.unwrap();
     assert_eq!(values.len(), 25_001);
-    assert_eq!(values.iter().filter(|(_, v)| v.is_none()).count(), 8_334);
-    assert_eq!(values[1], (Timestamp::from_millis(1_001_000), Some(1001.0)));
-    assert_eq!(values[25_000], (Timestamp::from_millis(26_000_000), Some(26_000.0)));
+    assert_eq!(values.iter().filter(|s| s.value.is_none()).count(), 8_334);
+    assert_eq!((values[1].at, values[1].value), (Timestamp::from_millis(1_001_000), Some(1001.0)));
+    assert_eq!((values[25_000].at, values[25_000].value), (Timestamp::from_millis(26_000_000), Some(26_000.0)));
     let calls: Vec<(String, String)> = fake.seen().into_iter().map(|(_, q, _)| (q["start"].clone(), q["end"].clone())).collect();
     assert_eq!(
         calls,
@@ -339,8 +352,8 @@ async fn history_of_several_series_needs_an_aggregate() {
     let e = fake.probe("x").history(&TargetId::new("t"), &RevisionId::new("r"), range).await.unwrap_err();
     assert!(e.to_string().contains("returned 2 series"), "{e}");
     let probe = PrometheusProbe::builder("p", fake.client()).query("x").aggregate(Aggregate::Sum).build().unwrap();
-    let (values, _) = probe.history(&TargetId::new("t"), &RevisionId::new("r"), range).await.unwrap();
-    assert_eq!(values.iter().map(|(_, v)| *v).collect::<Vec<_>>(), vec![None, Some(2002.0), Some(2004.0)]);
+    let values = probe.history(&TargetId::new("t"), &RevisionId::new("r"), range).await.unwrap();
+    assert_eq!(values.iter().map(|s| s.value).collect::<Vec<_>>(), vec![None, Some(2002.0), Some(2004.0)]);
 }
 
 #[tokio::test]

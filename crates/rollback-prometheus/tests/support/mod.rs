@@ -369,3 +369,100 @@ pub fn error_ratio_query(window: &str) -> String {
 pub fn p99_query(window: &str) -> String {
     format!("histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[{window}])))")
 }
+
+// ---------------------------------------------------------------------------
+// A trigger sink that records what it is given
+
+/// Records every trigger with the instant it arrived; answers `outcome`,
+/// fails the next `fail_next` calls, and takes `delay` per call.
+#[derive(Debug)]
+pub struct RecordingSink {
+    pub calls: Mutex<Vec<(rollback_core::TargetId, rollback_core::Trigger, Instant)>>,
+    pub outcome: Mutex<rollback_core::TriggerOutcome>,
+    pub fail_next: std::sync::atomic::AtomicUsize,
+    pub delay: Duration,
+    pub notify: tokio::sync::Notify,
+}
+
+impl RecordingSink {
+    pub fn new() -> Arc<Self> {
+        Self::with_delay(Duration::ZERO)
+    }
+
+    pub fn with_delay(delay: Duration) -> Arc<Self> {
+        Arc::new(RecordingSink {
+            calls: Mutex::default(),
+            outcome: Mutex::new(rollback_core::TriggerOutcome::Accepted),
+            fail_next: Default::default(),
+            delay,
+            notify: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn calls(&self) -> Vec<(rollback_core::TargetId, rollback_core::Trigger)> {
+        self.calls.lock().expect("calls").iter().map(|(t, g, _)| (t.clone(), g.clone())).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl rollback_core::TriggerSink for RecordingSink {
+    async fn trigger(
+        &self,
+        target: &rollback_core::TargetId,
+        trigger: rollback_core::Trigger,
+    ) -> rollback_core::Result<rollback_core::TriggerOutcome> {
+        let arrived = Instant::now();
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        use std::sync::atomic::Ordering;
+        if self.fail_next.load(Ordering::SeqCst) > 0 {
+            self.fail_next.fetch_sub(1, Ordering::SeqCst);
+            return Err(rollback_core::Error::transient("the engine is restarting"));
+        }
+        self.calls.lock().expect("calls").push((target.clone(), trigger, arrived));
+        self.notify.notify_waiters();
+        Ok(self.outcome.lock().expect("outcome").clone())
+    }
+}
+
+/// One alert of a webhook payload.
+pub struct TestAlert<'a> {
+    pub status: &'a str,
+    pub fingerprint: &'a str,
+    pub starts_at: &'a str,
+    pub labels: &'a [(&'a str, &'a str)],
+}
+
+/// A version-4 webhook payload, as Alertmanager 0.25 writes it.
+pub fn webhook_payload(alerts: &[TestAlert<'_>]) -> serde_json::Value {
+    let alerts: Vec<serde_json::Value> = alerts
+        .iter()
+        .map(|a| {
+            let labels: serde_json::Map<String, serde_json::Value> =
+                a.labels.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v))).collect();
+            serde_json::json!({
+                "status": a.status,
+                "labels": labels,
+                "annotations": {"summary": "5xx ratio above 1%"},
+                "startsAt": a.starts_at,
+                "endsAt": if a.status == "resolved" { "2026-11-27T12:05:00Z" } else { "0001-01-01T00:00:00Z" },
+                "generatorURL": "http://prometheus/graph",
+                "fingerprint": a.fingerprint,
+            })
+        })
+        .collect();
+    let status = if alerts.iter().any(|a| a["status"] == "firing") { "firing" } else { "resolved" };
+    serde_json::json!({
+        "receiver": "rollback",
+        "status": status,
+        "alerts": alerts,
+        "groupLabels": {"alertname": "HighErrorRate"},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": "{}:{alertname=\"HighErrorRate\"}",
+        "truncatedAlerts": 0,
+    })
+}

@@ -1,0 +1,316 @@
+//! The Alertmanager receiver over HTTP: authentication, request checks,
+//! routing, deduplication, resolved alerts, sink failures.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rollback_core::{TargetId, TriggerOutcome, TriggerSink};
+use rollback_prometheus::{
+    AlertOutcome, AlertStatus, AlertmanagerReceiver, ReceiverConfig, ReceiverServer, RouteConfig,
+};
+use serde_json::{Value, json};
+use support::{RecordingSink, TestAlert, webhook_payload};
+
+const TOKEN: &str = "s3cret-token";
+
+fn receiver(sink: Arc<RecordingSink>) -> AlertmanagerReceiver {
+    AlertmanagerReceiver::builder(sink as Arc<dyn TriggerSink>)
+        .bearer_token(TOKEN)
+        .route(&[r#"alertname="ModelDrift""#], "mlflow:{model}@champion")
+        .route(&[r#"severity!="info""#], "k8s:{namespace}/{deployment}")
+        .max_body_bytes(16 * 1024)
+        .build()
+        .unwrap()
+}
+
+async fn start(sink: Arc<RecordingSink>) -> (AlertmanagerReceiver, ReceiverServer) {
+    let r = receiver(sink);
+    let server = r.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    (r, server)
+}
+
+async fn post(server: &ReceiverServer, auth: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().post(server.url()).body(body);
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    if let Some(c) = content_type {
+        req = req.header("content-type", c);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let www = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status == 401 {
+        assert_eq!(www.as_deref(), Some("Bearer realm=\"rollback\""));
+    }
+    (status, body)
+}
+
+async fn send(server: &ReceiverServer, payload: &Value) -> (u16, Value) {
+    post(server, Some(&format!("Bearer {TOKEN}")), Some("application/json"), payload.to_string().into_bytes()).await
+}
+
+fn firing(fingerprint: &'static str, starts_at: &'static str) -> TestAlert<'static> {
+    TestAlert {
+        status: "firing",
+        fingerprint,
+        starts_at,
+        labels: &[("alertname", "HighErrorRate"), ("namespace", "shop"), ("deployment", "checkout"), ("severity", "page")],
+    }
+}
+
+#[tokio::test]
+async fn unauthenticated_requests_get_401_and_never_trigger() {
+    let sink = RecordingSink::new();
+    let (r, server) = start(sink.clone()).await;
+    let body = webhook_payload(&[firing("f1", "2026-11-27T12:00:00Z")]).to_string().into_bytes();
+    let cases = [
+        (None, "missing `Authorization: Bearer <token>` header"),
+        (Some("Bearer wrong-token"), "invalid bearer token"),
+        (Some("Bearer s3cret-toke"), "invalid bearer token"),
+        (Some("Bearer s3cret-token-and-more"), "invalid bearer token"),
+        (Some("Basic czNjcmV0LXRva2Vu"), "not a bearer token"),
+        (Some("s3cret-token"), "not a bearer token"),
+    ];
+    for (auth, want) in cases {
+        let (status, body) = post(&server, auth, Some("application/json"), body.clone()).await;
+        assert_eq!(status, 401, "{auth:?}");
+        assert!(body["error"].as_str().unwrap().contains(want), "{auth:?}: {body}");
+    }
+    // The scheme is case-insensitive, as in RFC 7235.
+    let (status, _) = post(&server, Some(&format!("bearer {TOKEN}")), Some("application/json"), body.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(r.stats().rejected, 6);
+    assert_eq!(sink.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_right_4xx_with_a_clear_message() {
+    let sink = RecordingSink::new();
+    let (r, server) = start(sink.clone()).await;
+    let auth = format!("Bearer {TOKEN}");
+    let good = webhook_payload(&[firing("f1", "2026-11-27T12:00:00Z")]);
+
+    let (s, b) = post(&server, Some(&auth), Some("text/plain"), good.to_string().into_bytes()).await;
+    assert_eq!((s, b["error"].as_str().unwrap()), (415, "Content-Type must be application/json, got \"text/plain\""));
+    let (s, b) = post(&server, Some(&auth), None, good.to_string().into_bytes()).await;
+    assert_eq!((s, b["error"].as_str().unwrap()), (415, "Content-Type must be application/json, got none"));
+
+    let mut big = good.clone();
+    big["commonAnnotations"] = json!({"description": "x".repeat(20_000)});
+    let (s, b) = post(&server, Some(&auth), Some("application/json"), big.to_string().into_bytes()).await;
+    assert_eq!(s, 413);
+    assert!(b["error"].as_str().unwrap().contains("larger than the limit of 16384 bytes"), "{b}");
+
+    let (s, b) = post(&server, Some(&auth), Some("application/json"), b"{\"version\": \"4\", ".to_vec()).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"].as_str().unwrap().starts_with("the body is not valid JSON"), "{b}");
+    let (s, _) = post(&server, Some(&auth), Some("application/json"), b"{} trailing".to_vec()).await;
+    assert_eq!(s, 400);
+
+    let mut unprocessable = Vec::new();
+    let mut no_alerts = good.clone();
+    no_alerts.as_object_mut().unwrap().remove("alerts");
+    unprocessable.push((no_alerts, "missing field `alerts`"));
+    let mut v3 = good.clone();
+    v3["version"] = json!("3");
+    unprocessable.push((v3, "payload version \"3\" is not supported"));
+    let mut no_fp = good.clone();
+    no_fp["alerts"][0].as_object_mut().unwrap().remove("fingerprint");
+    unprocessable.push((no_fp, "at `alerts[0]`: missing field `fingerprint`"));
+    let mut bad_type = good.clone();
+    bad_type["alerts"][0]["labels"] = json!({"severity": 3});
+    unprocessable.push((bad_type, "at `alerts[0].labels.severity`"));
+    let bad_start = webhook_payload(&[firing("f1", "2026-11-27T12:00:00Z"), firing("f2", "yesterday")]);
+    unprocessable.push((bad_start, "`alerts[1].startsAt` is \"yesterday\""));
+    let mut pending = good.clone();
+    pending["alerts"][0]["status"] = json!("pending");
+    unprocessable.push((pending, "`alerts[0].status` is \"pending\""));
+    let empty_fp = webhook_payload(&[firing(" ", "2026-11-27T12:00:00Z")]);
+    unprocessable.push((empty_fp, "`alerts[0].fingerprint` is empty"));
+    for (payload, want) in unprocessable {
+        let (s, b) = send(&server, &payload).await;
+        assert_eq!(s, 422, "{want}: {b}");
+        assert!(b["error"].as_str().unwrap().contains(want), "{want}: {b}");
+    }
+    // A payload refused as a whole triggers nothing, not even its good alerts.
+    assert!(sink.calls().is_empty());
+    assert_eq!(r.stats().rejected, 12);
+    assert_eq!(r.stats().requests, 0);
+
+    let resp = reqwest::Client::new().get(server.url()).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+}
+
+#[tokio::test]
+async fn a_firing_alert_triggers_once_however_often_it_is_repeated() {
+    let sink = RecordingSink::new();
+    let (r, server) = start(sink.clone()).await;
+    let payload = webhook_payload(&[firing("a1b2c3", "2026-11-27T12:00:00.123456789Z")]);
+    for i in 0..5 {
+        let (s, b) = send(&server, &payload).await;
+        assert_eq!(s, 200, "{b}");
+        let want = if i == 0 { (1, 0) } else { (0, 1) };
+        assert_eq!((b["alerts"]["triggered"].as_u64().unwrap(), b["alerts"]["duplicates"].as_u64().unwrap()), want);
+    }
+    let calls = sink.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].0, TargetId::new("k8s:shop/checkout"));
+    assert_eq!(calls[0].1.key, "a1b2c3@2026-11-27T12:00:00.123456789Z");
+    assert_eq!(
+        calls[0].1.summary,
+        "Alertmanager alert HighErrorRate firing since 2026-11-27T12:00:00.123456789Z: 5xx ratio above 1%"
+    );
+    let outcomes: Vec<AlertOutcome> = r.records().into_iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes[0], AlertOutcome::Triggered { result: TriggerOutcome::Accepted });
+    assert!(outcomes[1..].iter().all(|o| *o == AlertOutcome::Duplicate), "{outcomes:?}");
+    let stats = r.stats();
+    assert_eq!((stats.requests, stats.firing, stats.triggered, stats.duplicates), (5, 5, 1, 4));
+
+    // The same alert firing again later (a new startsAt) is a new breach.
+    send(&server, &webhook_payload(&[firing("a1b2c3", "2026-11-27T13:00:00Z")])).await;
+    assert_eq!(sink.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_trigger_once() {
+    let sink = RecordingSink::with_delay(Duration::from_millis(100));
+    let (_r, server) = start(sink.clone()).await;
+    let server = Arc::new(server);
+    let payload = webhook_payload(&[firing("same", "2026-11-27T12:00:00Z")]);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (server, payload) = (server.clone(), payload.clone());
+        tasks.push(tokio::spawn(async move { send(&server, &payload).await.0 }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(sink.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn resolved_alerts_are_recorded_and_never_trigger() {
+    let sink = RecordingSink::new();
+    let (r, server) = start(sink.clone()).await;
+    let resolved = TestAlert { status: "resolved", ..firing("r1", "2026-11-27T12:00:00Z") };
+    let (s, b) = send(&server, &webhook_payload(&[resolved])).await;
+    assert_eq!(s, 200);
+    assert_eq!(b["alerts"]["resolved"], 1);
+    assert!(sink.calls().is_empty());
+    let records = r.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].status, AlertStatus::Resolved);
+    assert_eq!(records[0].outcome, AlertOutcome::Resolved);
+    assert_eq!(records[0].target, Some(TargetId::new("k8s:shop/checkout")));
+    assert_eq!(records[0].alertname.as_deref(), Some("HighErrorRate"));
+    assert_eq!(r.stats().resolved, 1);
+}
+
+#[tokio::test]
+async fn routes_map_labels_to_targets_first_match_wins() {
+    let sink = RecordingSink::new();
+    let (r, server) = start(sink.clone()).await;
+    let alerts = [
+        TestAlert { status: "firing", fingerprint: "m", starts_at: "2026-11-27T12:00:00Z", labels: &[("alertname", "ModelDrift"), ("model", "fraud"), ("severity", "page")] },
+        TestAlert { status: "firing", fingerprint: "k", starts_at: "2026-11-27T12:00:00Z", labels: &[("alertname", "X"), ("namespace", "bank"), ("deployment", "payments")] },
+        // severity=info matches no route
+        TestAlert { status: "firing", fingerprint: "i", starts_at: "2026-11-27T12:00:00Z", labels: &[("alertname", "X"), ("namespace", "a"), ("deployment", "b"), ("severity", "info")] },
+        // matches the second route but lacks the deployment label
+        TestAlert { status: "firing", fingerprint: "n", starts_at: "2026-11-27T12:00:00Z", labels: &[("alertname", "X"), ("namespace", "a")] },
+    ];
+    let (s, b) = send(&server, &webhook_payload(&alerts)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["alerts"], json!({"firing": 4, "resolved": 0, "triggered": 2, "duplicates": 0, "unrouted": 2}));
+    let targets: Vec<String> = sink.calls().into_iter().map(|(t, _)| t.to_string()).collect();
+    assert_eq!(targets, vec!["mlflow:fraud@champion", "k8s:bank/payments"]);
+    let records = r.records();
+    assert_eq!(records[2].outcome, AlertOutcome::Unrouted { reason: "no route matches the alert's labels".into() });
+    assert_eq!(
+        records[3].outcome,
+        AlertOutcome::Unrouted { reason: "no route applies: routes[1] needs label \"deployment\"".into() }
+    );
+}
+
+#[tokio::test]
+async fn a_failing_sink_gets_503_so_alertmanager_retries() {
+    let sink = RecordingSink::new();
+    sink.fail_next.store(1, std::sync::atomic::Ordering::SeqCst);
+    let (r, server) = start(sink.clone()).await;
+    let payload = webhook_payload(&[firing("f", "2026-11-27T12:00:00Z")]);
+    let (s, b) = send(&server, &payload).await;
+    assert_eq!(s, 503);
+    assert!(b["error"].as_str().unwrap().contains("target k8s:shop/checkout: the engine is restarting"), "{b}");
+    assert!(matches!(r.records()[0].outcome, AlertOutcome::SinkFailed { .. }));
+    // The retry is not a duplicate: the failed delivery was not remembered.
+    let (s, _) = send(&server, &payload).await;
+    assert_eq!(s, 200);
+    assert_eq!(sink.calls().len(), 1);
+    assert_eq!(r.stats().sink_errors, 1);
+}
+
+#[tokio::test]
+async fn no_watch_is_not_remembered_so_a_repeat_reaches_a_later_watch() {
+    let sink = RecordingSink::new();
+    *sink.outcome.lock().unwrap() = TriggerOutcome::NoWatch;
+    let (_r, server) = start(sink.clone()).await;
+    let payload = webhook_payload(&[firing("f", "2026-11-27T12:00:00Z")]);
+    send(&server, &payload).await;
+    *sink.outcome.lock().unwrap() = TriggerOutcome::Accepted;
+    send(&server, &payload).await;
+    send(&server, &payload).await;
+    assert_eq!(sink.calls().len(), 2, "the NoWatch delivery, then one accepted");
+}
+
+#[tokio::test]
+async fn the_dedup_memory_is_bounded() {
+    let sink = RecordingSink::new();
+    let r = AlertmanagerReceiver::builder(sink.clone() as Arc<dyn TriggerSink>)
+        .bearer_token(TOKEN)
+        .route::<&str>(&[], "t")
+        .dedup_capacity(2)
+        .log_capacity(3)
+        .build()
+        .unwrap();
+    let server = r.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    for fp in ["a", "b", "c", "a"] {
+        send(&server, &webhook_payload(&[TestAlert { fingerprint: fp, ..firing("", "2026-11-27T12:00:00Z") }])).await;
+    }
+    // "a" was forgotten when "c" arrived, so it reached the sink again (which
+    // is idempotent per key itself); the record log keeps the last 3.
+    assert_eq!(sink.calls().len(), 4);
+    assert_eq!(r.records().len(), 3);
+}
+
+#[tokio::test]
+async fn the_receiver_builds_from_config_and_refuses_bad_config() {
+    let sink: Arc<dyn TriggerSink> = RecordingSink::new();
+    let config: ReceiverConfig = serde_json::from_value(json!({
+        "bearer_token": TOKEN,
+        "routes": [{"matchers": ["alertname=\"HighErrorRate\""], "target": "k8s:{namespace}/{deployment}"}],
+        "max_body_bytes": 4096
+    }))
+    .unwrap();
+    AlertmanagerReceiver::from_config(sink.clone(), &config).unwrap();
+
+    let bad = |c: ReceiverConfig| AlertmanagerReceiver::from_config(sink.clone(), &c).unwrap_err().to_string();
+    let mut c = config.clone();
+    c.routes.push(RouteConfig { matchers: vec!["alertname=~\"High.*\"".into()], target: "x".into() });
+    assert!(bad(c).contains("`routes[1].matchers[0]`"));
+    let mut c = config.clone();
+    c.routes[0].target = "k8s:{namespace".into();
+    assert!(bad(c).contains("`routes[0].target`"));
+    let mut c = config.clone();
+    c.routes.clear();
+    assert!(bad(c).contains("`routes`"));
+    let mut c = config.clone();
+    c.bearer_token = "".into();
+    assert!(bad(c).contains("`bearer_token`"));
+    let e = serde_json::from_value::<ReceiverConfig>(json!({"bearer_token": "x", "routes": [], "max_body": 1})).unwrap_err();
+    assert!(e.to_string().contains("unknown field `max_body`"), "{e}");
+    let e = AlertmanagerReceiver::builder(sink).route::<&str>(&[], "t").build().unwrap_err();
+    assert!(e.to_string().contains("`bearer_token`"), "{e}");
+}
