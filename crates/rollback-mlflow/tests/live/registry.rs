@@ -1,17 +1,15 @@
 //! The target and the rollbacker against a real MLflow tracking server.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::{self, client, seed, unique};
 use rollback_core::{
     Actor, ErrorKind, RevisionHealth, RevisionId, RevisionRef, RollbackOutcome, RollbackRequest,
     Rollbacker, Target, TargetExt,
 };
 use rollback_mlflow::{MlflowTarget, tags};
-use support::{client, seed, unique};
 
-fn request(
+pub(crate) fn request(
     target: &MlflowTarget,
     from: Option<&str>,
     to: RevisionRef,
@@ -27,7 +25,7 @@ fn request(
     }
 }
 
-async fn target(name: &str, page_size: u32) -> MlflowTarget {
+pub(crate) async fn target(name: &str, page_size: u32) -> MlflowTarget {
     MlflowTarget::builder(client().await)
         .model(name)
         .alias("champion")

@@ -1,0 +1,10 @@
+//! Tests against a real MLflow tracking server (one per run of this binary,
+//! see `support`), plus HTTP hooks and authentication against small local
+//! HTTP servers.
+
+mod auth;
+mod hooks;
+mod registry;
+mod scenario;
+mod stages;
+mod support;
