@@ -24,15 +24,18 @@ Control endpoint for the tests (plain JSON over HTTP on the same port):
 - POST /_rollback_test/deployments/<id>/status  {"status": "InProgress",
   "errorCode": "...", "errorMessage": "..."}: move a deployment to any status.
 - POST /_rollback_test/config {"pageSize": 7}
+- POST /_rollback_test/calls {}: how often each action was called so far.
 - POST /_rollback_test/fail  {"action": "CreateDeployment", "code":
-  "ThrottlingException", "httpStatus": 400, "message": "...", "times": 1}: the
-  next `times` calls of `action` fail with that AWS error.
+  "ThrottlingException", "httpStatus": 400, "message": "...", "times": 1,
+  "match": "..."}: the next `times` calls of `action` (whose request body
+  contains `match`, when given) fail with that AWS error.
 
-Run: python moto_codedeploy_ext.py. It binds 127.0.0.1:0, prints
+Run: python moto_codedeploy_ext.py [--page-size N]. It binds 127.0.0.1:0, prints
 `READY http://127.0.0.1:<port>` on stdout, and exits when its stdin closes,
 so it dies with the test process that started it.
 """
 
+import io
 import json
 import os
 import re
@@ -68,6 +71,8 @@ LOCK = threading.RLock()
 CONFIG: dict[str, Any] = {"pageSize": 100}
 # action name -> list of pending injected failures
 FAILURES: dict[str, list[dict[str, Any]]] = {}
+# action name -> number of calls
+CALLS: dict[str, int] = {}
 
 
 class _Error(CodeDeployException):
@@ -327,6 +332,8 @@ def _control(environ: dict[str, Any], start_response: Any) -> list[bytes]:
                     )
                 CONFIG["pageSize"] = size
             return _json_response(start_response, "200 OK", dict(CONFIG))
+        if path == "calls":
+            return _json_response(start_response, "200 OK", dict(CALLS))
         if path == "fail":
             action = body.get("action")
             if not isinstance(action, str) or not isinstance(body.get("code"), str):
@@ -339,6 +346,7 @@ def _control(environ: dict[str, Any], start_response: Any) -> list[bytes]:
                         "code": body["code"],
                         "httpStatus": int(body.get("httpStatus", 400)),
                         "message": body.get("message", "injected by the test"),
+                        "match": str(body.get("match", "")),
                     }
                 ]
                 * int(body.get("times", 1))
@@ -350,10 +358,18 @@ def _control(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 def _injected_failure(environ: dict[str, Any]) -> dict[str, Any] | None:
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     action = target.rsplit(".", 1)[-1]
+    # read the body, and hand moto a fresh stream of it
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(raw)
+    text = raw.decode("utf-8", "replace")
     with LOCK:
-        pending = FAILURES.get(action)
-        if pending:
-            return pending.pop(0)
+        if action:
+            CALLS[action] = CALLS.get(action, 0) + 1
+        pending = FAILURES.get(action, [])
+        for i, failure in enumerate(pending):
+            if failure["match"] in text:
+                return pending.pop(i)
     return None
 
 
@@ -365,10 +381,6 @@ def make_app() -> Any:
             return _control(environ, start_response)
         failure = _injected_failure(environ)
         if failure is not None:
-            # drain the request body before answering
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            if length:
-                environ["wsgi.input"].read(length)
             data = json.dumps({"__type": failure["code"], "message": failure["message"]}).encode()
             start_response(
                 f"{failure['httpStatus']} Injected",
@@ -385,6 +397,11 @@ def make_app() -> Any:
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--page-size" and args[1].isdigit() and int(args[1]) > 0:
+        CONFIG["pageSize"] = int(args[1])
+    elif args:
+        sys.exit(f"usage: {sys.argv[0]} [--page-size N]")
     server = make_server(
         "127.0.0.1", 0, make_app(), threaded=True, request_handler=MotoRequestHandler
     )
