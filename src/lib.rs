@@ -1,1 +1,19 @@
-//! placeholder
+//! `rollback`: watch a change after it ships, judge its health against SLOs,
+//! roll it back to the last known good revision when it breaches them, check
+//! that health came back, and record every step.
+//!
+//! This crate gathers the workspace: [`core`] (always), and the backends
+//! behind features: `prometheus`, `k8s`, `aws`, `mlflow` (`full` for all).
+//! See the README for a tour and the policy reference.
+
+pub use rollback_core as core;
+pub use rollback_core::*;
+
+#[cfg(feature = "aws")]
+pub use rollback_aws as aws;
+#[cfg(feature = "k8s")]
+pub use rollback_k8s as k8s;
+#[cfg(feature = "mlflow")]
+pub use rollback_mlflow as mlflow;
+#[cfg(feature = "prometheus")]
+pub use rollback_prometheus as prometheus;

@@ -39,6 +39,9 @@ pub enum AuditEntry {
         /// Why.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cause: Option<VerdictCause>,
+        /// The conditions it was judged against.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        against: Option<String>,
     },
     /// A probe could not measure.
     ProbeFailed {
@@ -153,23 +156,43 @@ fn value(v: Option<f64>) -> String {
 }
 
 impl fmt::Display for AuditRecord {
-    /// One human line, for timelines and chat.
+    /// One human line, for timelines and chat: time, target, what happened.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} ", self.at, self.target)?;
+        write!(f, "{} {} {}", self.at, self.target, self.describe())
+    }
+}
+
+impl AuditRecord {
+    /// What happened, in words, without the time and the target.
+    pub fn describe(&self) -> String {
+        struct Body<'a>(&'a AuditRecord);
+        impl fmt::Display for Body<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.write_body(f)
+            }
+        }
+        Body(self).to_string()
+    }
+
+    fn write_body(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.entry {
             AuditEntry::WatchStarted { dry_run } => {
                 write!(f, "watching revision {}{}", self.revision, if *dry_run { " (dry run)" } else { "" })
             }
             AuditEntry::WatchResumed { phase } => write!(f, "resumed watch of {} while {phase}", self.revision),
-            AuditEntry::Measured { probe, judged, value: v, baseline, verdict, cause } => {
+            AuditEntry::Measured { probe, judged, value: v, baseline, verdict, cause, against } => {
                 write!(f, "{probe} on {judged} = {}", value(*v))?;
                 if let Some(b) = baseline {
                     write!(f, " (baseline {b})")?;
                 }
                 match (verdict, cause) {
-                    (Some(verdict), Some(cause)) => write!(f, " -> {verdict} ({})", cause_text(*cause)),
-                    (Some(verdict), None) => write!(f, " -> {verdict}"),
-                    (None, _) => write!(f, " (not judged)"),
+                    (Some(verdict), Some(cause)) => write!(f, " -> {verdict} ({})", cause_text(*cause))?,
+                    (Some(verdict), None) => write!(f, " -> {verdict}")?,
+                    (None, _) => return write!(f, " (not judged)"),
+                }
+                match against {
+                    Some(c) => write!(f, " [{c}]"),
+                    None => Ok(()),
                 }
             }
             AuditEntry::ProbeFailed { probe, judged, error } => write!(f, "{probe} on {judged} could not measure: {error}"),
@@ -193,6 +216,51 @@ impl fmt::Display for AuditRecord {
             AuditEntry::TriggerReceived { key, summary, outcome } => write!(f, "alert {summary} ({key}): {outcome}"),
             AuditEntry::StoreFailed { error } => write!(f, "could not persist state: {error}"),
         }
+    }
+}
+
+/// Writes each record as one human line to a writer (stdout, a file, a chat
+/// bridge), with the time relative to the first record when asked.
+pub struct TextAuditSink {
+    out: Mutex<Box<dyn std::io::Write + Send>>,
+    relative: bool,
+    origin: Mutex<Option<crate::Timestamp>>,
+}
+
+impl fmt::Debug for TextAuditSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TextAuditSink").field("relative", &self.relative).finish_non_exhaustive()
+    }
+}
+
+impl TextAuditSink {
+    /// Lines to `out`.
+    pub fn new(out: impl std::io::Write + Send + 'static) -> Self {
+        TextAuditSink { out: Mutex::new(Box::new(out)), relative: false, origin: Mutex::new(None) }
+    }
+
+    /// Write `+MM:SS` from the first record instead of absolute times.
+    pub fn relative_time(mut self, yes: bool) -> Self {
+        self.relative = yes;
+        self
+    }
+}
+
+#[async_trait]
+impl AuditSink for TextAuditSink {
+    async fn record(&self, record: &AuditRecord) -> Result<()> {
+        let when = if self.relative {
+            let origin = *self.origin.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(record.at);
+            let s = record.at.since(origin).as_secs();
+            format!("+{:02}:{:02}", s / 60, s % 60)
+        } else {
+            record.at.to_string()
+        };
+        let line = format!("{when}  {:<16} {}\n", record.target.as_str(), record.describe());
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        out.write_all(line.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::transient("cannot write the audit timeline").with_source(e))
     }
 }
 
@@ -334,6 +402,7 @@ mod tests {
             baseline: None,
             verdict: Some(Verdict::Inconclusive),
             cause: Some(VerdictCause::NoData),
+            against: Some("success < 0.01".into()),
         });
         sink.record(&a).await.unwrap();
         sink.record(&b).await.unwrap();
@@ -343,7 +412,7 @@ mod tests {
         assert_eq!(JsonLinesAuditSink::read(&path).unwrap(), vec![a.clone(), b.clone(), a.clone()]);
         assert_eq!(
             b.to_string(),
-            "2026-11-27T12:00:00.000Z shop/checkout error_rate on v2 = no data -> inconclusive (no data)"
+            "2026-11-27T12:00:00.000Z shop/checkout error_rate on v2 = no data -> inconclusive (no data) [success < 0.01]"
         );
         std::fs::write(&path, "{not json}\n").unwrap();
         let e = JsonLinesAuditSink::read(&path).unwrap_err();

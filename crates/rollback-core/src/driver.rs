@@ -319,6 +319,7 @@ impl Engine {
         let (tx, rx) = mpsc::channel(64);
         let run = WatchRun {
             engine: self.inner.clone(),
+            conditions: spec.policy.rules().iter().map(|r| r.describe()).collect(),
             spec: WatchSpec { probes, ..spec },
             machine,
             phase: phase_tx,
@@ -443,6 +444,8 @@ async fn audit(sink: &dyn AuditSink, record: &AuditRecord) {
 
 struct WatchRun {
     engine: Arc<Inner>,
+    /// The conditions of each probe, as written, for the audit log.
+    conditions: Vec<String>,
     spec: WatchSpec,
     machine: Machine,
     phase: watch::Sender<Phase>,
@@ -644,6 +647,7 @@ impl WatchRun {
                     baseline: m.baseline,
                     verdict: step.verdict.map(|v| v.0),
                     cause: step.verdict.and_then(|v| v.1),
+                    against: step.verdict.map(|_| self.conditions[i].clone()),
                 },
                 (Err(_), error) => {
                     AuditEntry::ProbeFailed { probe: name, judged: ctx.revision.clone(), error: error.unwrap_or_default() }

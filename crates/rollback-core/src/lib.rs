@@ -31,7 +31,7 @@ mod target;
 mod time;
 mod trigger;
 
-pub use audit::{AuditEntry, AuditRecord, AuditSink, JsonLinesAuditSink, MemoryAuditSink};
+pub use audit::{AuditEntry, AuditRecord, AuditSink, JsonLinesAuditSink, MemoryAuditSink, TextAuditSink};
 pub use auth::{Actor, AllowAll, Authorizer, Command, CommandKind, Denied, Grants};
 pub use condition::{Comparison, Condition, ConditionParseError, NoData, Verdict, VerdictCause, judge};
 pub use driver::{CommandReceipt, Engine, EngineBuilder, Jitter, SeededJitter, WatchHandle, WatchSpec, describe, kind_of};

@@ -679,7 +679,7 @@ impl Machine {
             count,
             value: m.and_then(|m| m.value),
             verdict_cause: cause,
-            conditions: describe_conditions(rules),
+            conditions: rules.describe(),
         };
         let mut step = match (limit, verifying) {
             (Limit::FailureLimit | Limit::ConsecutiveFailureLimit, false) => self.on_breach(now, breach),
@@ -905,14 +905,5 @@ impl Machine {
         self.state.next_measure_at = now.plus(self.policy.interval);
         let t = self.set_phase(Phase::Verifying { restored: to, until: now.plus(self.policy.verify) });
         Step { transition: Some(t), ..Step::NOTHING }
-    }
-}
-
-fn describe_conditions(rules: &ProbeRules) -> String {
-    match (&rules.success, &rules.failure) {
-        (Some(s), Some(f)) => format!("success {s}, failure {f}"),
-        (Some(s), None) => format!("success {s}"),
-        (None, Some(f)) => format!("failure {f}"),
-        (None, None) => "no condition".into(),
     }
 }

@@ -455,6 +455,18 @@ pub struct ProbeRules {
     pub no_data: NoData,
 }
 
+impl ProbeRules {
+    /// The conditions as written: `success < 0.01, failure >= 0.05`.
+    pub fn describe(&self) -> String {
+        match (&self.success, &self.failure) {
+            (Some(s), Some(f)) => format!("success {s}, failure {f}"),
+            (Some(s), None) => format!("success {s}"),
+            (None, Some(f)) => format!("failure {f}"),
+            (None, None) => "no condition".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
