@@ -26,6 +26,9 @@
 //! access denial is `Unauthorized`, invalid revisions are `InvalidInput`, and
 //! `DeploymentAlreadyCompletedException` is `Permanent`.
 //!
+//! [`local::LocalCodeDeploy`] runs moto's CodeDeploy server, extended with
+//! `StopDeployment` and deployment statuses, to try all this without AWS.
+//!
 //! ```no_run
 //! # async fn demo() -> rollback_core::Result<()> {
 //! use rollback_aws::CodeDeployTarget;
@@ -50,11 +53,15 @@ mod client;
 mod config;
 mod error;
 mod history;
+pub mod local;
 mod progress;
 mod revision;
 mod rollbacker;
 mod target;
 
+/// The AWS SDK crates this one is built on, for callers that build clients.
+pub use aws_config;
+pub use aws_sdk_codedeploy;
 pub use config::CodeDeployConfig;
 pub use progress::DeploymentProgress;
 pub use revision::{CodeDeployRevision, attributes};

@@ -149,16 +149,16 @@ async fn history_reads_every_page_and_collapses_redeployments() {
 
     let t = g.target();
     let (lists, batches) = (
-        g.moto.calls("ListDeployments").await,
-        g.moto.calls("BatchGetDeployments").await,
+        g.moto.calls("ListDeployments").await.unwrap(),
+        g.moto.calls("BatchGetDeployments").await.unwrap(),
     );
     let history = t.history().await.unwrap();
     assert!(
-        g.moto.calls("ListDeployments").await - lists >= 4,
+        g.moto.calls("ListDeployments").await.unwrap() - lists >= 4,
         "31 deployments at 10 a page are 4 pages"
     );
     assert!(
-        g.moto.calls("BatchGetDeployments").await - batches >= 2,
+        g.moto.calls("BatchGetDeployments").await.unwrap() - batches >= 2,
         "31 deployments are 25 + 6"
     );
 
@@ -533,7 +533,8 @@ async fn server_errors_map_to_clear_kinds_and_leave_the_group_unchanged() {
             "Rate exceeded",
             1,
         )
-        .await;
+        .await
+        .unwrap();
     let e = t.history().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transient);
     assert!(e.is_retryable());
@@ -553,7 +554,8 @@ async fn server_errors_map_to_clear_kinds_and_leave_the_group_unchanged() {
             "User is not authorized to perform: codedeploy:StopDeployment",
             1,
         )
-        .await;
+        .await
+        .unwrap();
     let e = r.rollback(&request(&t, good.clone())).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthorized);
     assert!(!e.is_retryable());
@@ -577,7 +579,8 @@ async fn server_errors_map_to_clear_kinds_and_leave_the_group_unchanged() {
             "The deployment has already completed",
             1,
         )
-        .await;
+        .await
+        .unwrap();
     let outcome = r
         .rollback(&request(&t, good.clone()))
         .await
@@ -617,7 +620,8 @@ async fn server_errors_map_to_clear_kinds_and_leave_the_group_unchanged() {
             "The revision is invalid",
             1,
         )
-        .await;
+        .await
+        .unwrap();
     let e = r.rollback(&request(&t, bad)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{}", e.full_message());
     assert!(!e.is_retryable());
