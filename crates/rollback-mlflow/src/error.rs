@@ -152,11 +152,26 @@ fn api_kind(status: u16, code: &str) -> ErrorKind {
     }
 }
 
+impl MlflowError {
+    /// The core error, its message prefixed with `context` (the target).
+    /// Only a network cause is kept as the source, so that
+    /// [`Error::full_message`] does not repeat the message.
+    pub(crate) fn into_core(self, context: Option<&str>) -> Error {
+        let kind = self.kind();
+        let message = match context {
+            Some(c) => format!("{c}: {self}"),
+            None => self.to_string(),
+        };
+        match self {
+            MlflowError::Request { source, .. } => Error::new(kind, message).with_source(source),
+            _ => Error::new(kind, message),
+        }
+    }
+}
+
 impl From<MlflowError> for Error {
     fn from(e: MlflowError) -> Self {
-        let kind = e.kind();
-        let message = e.to_string();
-        Error::new(kind, message).with_source(e)
+        e.into_core(None)
     }
 }
 
@@ -233,5 +248,6 @@ mod tests {
             "{}",
             e.message()
         );
+        assert_eq!(e.full_message(), e.message(), "no repetition");
     }
 }

@@ -59,6 +59,8 @@ mod revision;
 mod rollbacker;
 mod target;
 
+/// Re-exported to implement [`PostRollbackHook`] without depending on `async-trait`.
+pub use async_trait::async_trait;
 pub use client::{
     AliasEntry, DEFAULT_TIMEOUT, MlflowClient, ModelVersion, ModelVersionPage, RegisteredModel, Tag,
 };

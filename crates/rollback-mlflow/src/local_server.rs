@@ -69,6 +69,11 @@ def stop(code=0):
         proc.wait()
     if cfg["remove_dir"]:
         shutil.rmtree(cfg["dir"], ignore_errors=True)
+    for path in cfg["also_remove"]:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
     os._exit(code)
 signal.signal(signal.SIGTERM, lambda *_: stop())
 signal.signal(signal.SIGINT, lambda *_: stop())
@@ -111,9 +116,20 @@ impl LocalMlflowServer {
     /// free ports (another process may take a port between the pick and the
     /// bind), and checks that the server answering is this one.
     pub async fn start_with(venv: &Path, owner: Owner) -> Result<Self, StartError> {
+        Self::start_with_cleanup(venv, owner, &[]).await
+    }
+
+    /// Like [`Self::start_with`]; the watchdog also removes the files
+    /// `also_remove` when it stops the server (a shared server's lock and
+    /// state files, say).
+    pub async fn start_with_cleanup(
+        venv: &Path,
+        owner: Owner,
+        also_remove: &[PathBuf],
+    ) -> Result<Self, StartError> {
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::try_start(venv, owner).await {
+            match Self::try_start(venv, owner, also_remove).await {
                 Ok(s) => return Ok(s),
                 Err(Attempt::Retry(why)) => last = why,
                 Err(Attempt::Fatal(why)) => return Err(StartError(why)),
@@ -124,7 +140,11 @@ impl LocalMlflowServer {
         )))
     }
 
-    async fn try_start(venv: &Path, owner: Owner) -> Result<Self, Attempt> {
+    async fn try_start(
+        venv: &Path,
+        owner: Owner,
+        also_remove: &[PathBuf],
+    ) -> Result<Self, Attempt> {
         let started = Instant::now();
         let port = free_port()
             .map_err(|e| Attempt::Fatal(format!("finding a free loopback port: {e}")))?;
@@ -151,6 +171,7 @@ impl LocalMlflowServer {
             "log": log,
             "dir": dir,
             "remove_dir": true,
+            "also_remove": also_remove,
             "owner_pid": match owner { Owner::This => None, Owner::Process(pid) => Some(pid) },
         });
         let mut cmd = Command::new(venv.join("bin/python"));
@@ -264,11 +285,18 @@ impl LocalMlflowServer {
 
 impl Drop for LocalMlflowServer {
     fn drop(&mut self) {
-        // Closing the pipe tells the watchdog to stop the server.
+        // Closing the pipe tells the watchdog to stop the server; give it the
+        // time to do so (killing the watchdog first would orphan the server).
         self.pipe = None;
         if let Some(mut child) = self.watchdog.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }

@@ -108,8 +108,7 @@ impl Model {
     }
 
     pub(crate) fn context(&self, e: MlflowError) -> Error {
-        let kind = e.kind();
-        Error::new(kind, format!("target {}: {e}", self.id)).with_source(e)
+        e.into_core(Some(&format!("target {}", self.id)))
     }
 }
 

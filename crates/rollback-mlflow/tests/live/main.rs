@@ -4,6 +4,7 @@
 
 mod auth;
 mod hooks;
+mod local_server;
 mod registry;
 mod scenario;
 mod stages;

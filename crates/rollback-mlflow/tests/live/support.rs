@@ -57,10 +57,11 @@ async fn start_or_join() -> Result<String, String> {
         return Ok(url.trim().to_owned());
     }
     let venv = find_venv().map_err(|e| e.to_string())?;
-    let server =
-        LocalMlflowServer::start_with(&venv, Owner::Process(std::os::unix::process::parent_id()))
-            .await
-            .map_err(|e| e.to_string())?;
+    let runner = Owner::Process(std::os::unix::process::parent_id());
+    let cleanup = [lock_path.clone(), state.clone()];
+    let server = LocalMlflowServer::start_with_cleanup(&venv, runner, &cleanup)
+        .await
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "MLflow tracking server at {} ready after {:.1?}",
         server.url(),
