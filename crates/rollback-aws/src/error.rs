@@ -94,7 +94,42 @@ pub(crate) struct ApiError {
     pub(crate) http_status: Option<u16>,
     /// A connector or construction failure caused by the caller's configuration.
     pub(crate) user_caused: bool,
+    /// The request could not be signed: credentials missing or failing to load.
+    pub(crate) credentials: Option<Credentials>,
     pub(crate) detail: String,
+}
+
+/// Why a request could not be signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// None configured, or the configuration is wrong: will not pass.
+    Missing,
+    /// The provider failed or timed out (IMDS, STS, SSO): may pass.
+    Unavailable,
+}
+
+/// Look through an error's sources for a credentials failure.
+fn credentials_problem(err: &(dyn std::error::Error + 'static)) -> Option<Credentials> {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(c) = e.downcast_ref::<CredentialsError>() {
+            return Some(match c {
+                CredentialsError::ProviderTimedOut(_) | CredentialsError::ProviderError(_) => {
+                    Credentials::Unavailable
+                }
+                _ => Credentials::Missing,
+            });
+        }
+        // No credentials provider at all: the SDK finds no identity to sign with.
+        let text = e.to_string();
+        if text.contains("failed to select an auth scheme") || text.contains("no identity resolver")
+        {
+            return Some(Credentials::Missing);
+        }
+        next = e.source();
+    }
+    None
 }
 
 impl fmt::Display for ApiError {
@@ -121,7 +156,7 @@ impl ApiError {
     pub(crate) fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: fmt::Debug + HttpStatus,
+        R: fmt::Debug + HttpStatus + Send + Sync + 'static,
     {
         let detail = aws_sdk_codedeploy::error::DisplayErrorContext(&err).to_string();
         let http_status = err.raw_response().map(HttpStatus::status_code);
@@ -139,6 +174,10 @@ impl ApiError {
             SdkError::ResponseError(_) => (Failure::Response, false),
             _ => (Failure::Response, false),
         };
+        let credentials = match &err {
+            SdkError::ServiceError(_) => None,
+            other => credentials_problem(other),
+        };
         ApiError {
             operation,
             failure,
@@ -146,6 +185,7 @@ impl ApiError {
             message: err.message().map(str::to_owned),
             http_status,
             user_caused,
+            credentials,
             detail,
         }
     }
@@ -159,6 +199,7 @@ impl ApiError {
             message: None,
             http_status: None,
             user_caused: false,
+            credentials: None,
             detail: what.into(),
         }
     }
@@ -170,6 +211,11 @@ impl ApiError {
 
     /// What this failure means for the engine.
     pub(crate) fn kind(&self) -> ErrorKind {
+        match self.credentials {
+            Some(Credentials::Missing) => return ErrorKind::Unauthorized,
+            Some(Credentials::Unavailable) => return ErrorKind::Transient,
+            None => {}
+        }
         match self.failure {
             Failure::Timeout | Failure::Response => return ErrorKind::Transient,
             Failure::Dispatch if !self.user_caused => return ErrorKind::Transient,
@@ -212,7 +258,15 @@ impl ApiError {
     /// What the user can do about it.
     fn advice(&self, kind: ErrorKind) -> String {
         match (kind, self.code.as_deref()) {
+            (ErrorKind::Transient, _) if self.credentials.is_some() => {
+                "the credentials provider failed to load credentials; this may pass, and the engine retries it".into()
+            }
             (ErrorKind::Transient, _) => "this may pass; the engine retries it with its retry policy".into(),
+            (ErrorKind::Unauthorized, _) if self.credentials.is_some() => {
+                "no AWS credentials could be loaded: configure them (environment, profile, SSO or instance role) \
+                 or pass an SDK client that has them"
+                    .into()
+            }
             (ErrorKind::Unauthorized, _) => format!(
                 "check the AWS credentials, and that their IAM policy allows codedeploy:{} on this deployment group",
                 self.operation
@@ -271,6 +325,7 @@ mod tests {
             message: Some("msg".into()),
             http_status: status,
             user_caused: false,
+            credentials: None,
             detail: String::new(),
         }
     }

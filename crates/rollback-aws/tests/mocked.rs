@@ -357,3 +357,64 @@ async fn invalid_revisions_and_busy_groups_map_to_their_kinds() {
     );
     assert_eq!(create.num_calls(), 3);
 }
+
+/// A client of an unreachable endpoint with these credentials (or none).
+fn client_with_credentials(provider: Option<FailingCredentials>) -> Client {
+    let mut conf = aws_sdk_codedeploy::Config::builder()
+        .behavior_version(aws_sdk_codedeploy::config::BehaviorVersion::latest())
+        .region(aws_sdk_codedeploy::config::Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .retry_config(RetryConfig::disabled());
+    if let Some(p) = provider {
+        conf = conf.credentials_provider(p);
+    }
+    Client::from_conf(conf.build())
+}
+
+#[derive(Debug)]
+struct FailingCredentials(fn() -> aws_credential_types::provider::error::CredentialsError);
+
+impl aws_credential_types::provider::ProvideCredentials for FailingCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err((self.0)()))
+    }
+}
+
+#[tokio::test]
+async fn missing_credentials_are_unauthorized_and_failing_providers_transient() {
+    use aws_credential_types::provider::error::CredentialsError;
+
+    let e = target(client_with_credentials(None))
+        .history()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{}", e.full_message());
+    assert!(
+        e.message().contains("no AWS credentials could be loaded"),
+        "{}",
+        e.message()
+    );
+
+    let none =
+        FailingCredentials(|| CredentialsError::not_loaded("no credentials in the environment"));
+    let e = target(client_with_credentials(Some(none)))
+        .history()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{}", e.full_message());
+
+    let slow = FailingCredentials(|| {
+        CredentialsError::provider_timed_out(std::time::Duration::from_secs(5))
+    });
+    let e = target(client_with_credentials(Some(slow)))
+        .history()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transient, "{}", e.full_message());
+    assert!(e.is_retryable());
+}
