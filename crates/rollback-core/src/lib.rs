@@ -48,3 +48,12 @@ pub use store::{FileStateStore, MemoryStateStore, StateStore};
 pub use target::{Capabilities, Target, TargetExt, TargetId};
 pub use trigger::{Trigger, TriggerOutcome, TriggerSink};
 pub use time::{Clock, SystemClock, Timestamp, TokioClock, format_duration};
+
+/// mockall mocks of the four traits (feature `mock`).
+#[cfg(feature = "mock")]
+pub mod mock {
+    pub use crate::probe::MockHealthProbe;
+    pub use crate::revision::MockRevision;
+    pub use crate::rollbacker::MockRollbacker;
+    pub use crate::target::MockTarget;
+}
