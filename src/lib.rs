@@ -4,7 +4,9 @@
 //!
 //! This crate gathers the workspace: [`core`] (always), and the backends
 //! behind features: `prometheus`, `k8s`, `aws`, `mlflow` (`full` for all).
-//! See the README for a tour and the policy reference.
+//! See the README (below) for a tour and the policy reference.
+#![doc = ""]
+#![doc = include_str!("../README.md")]
 
 pub use rollback_core as core;
 pub use rollback_core::*;
