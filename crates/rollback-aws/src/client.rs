@@ -1,9 +1,11 @@
 //! The raw CodeDeploy calls one deployment group needs.
 
 use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_codedeploy::Client;
-use aws_sdk_codedeploy::types::{DeploymentInfo, RevisionLocation};
+use aws_sdk_codedeploy::primitives::DateTime;
+use aws_sdk_codedeploy::types::{DeploymentInfo, RevisionLocation, TimeRange};
 
 use crate::error::ApiError;
 
@@ -19,6 +21,8 @@ pub(crate) struct GroupApi {
     pub(crate) client: Client,
     pub(crate) application: String,
     pub(crate) group: String,
+    /// Only deployments created within this long before the listing.
+    pub(crate) window: Option<Duration>,
 }
 
 impl GroupApi {
@@ -27,6 +31,10 @@ impl GroupApi {
         let mut ids = Vec::new();
         let mut seen_tokens = HashSet::new();
         let mut token: Option<String> = None;
+        let range = self
+            .window
+            .and_then(|w| SystemTime::now().checked_sub(w))
+            .map(|start| TimeRange::builder().start(DateTime::from(start)).build());
         for _ in 0..MAX_PAGES {
             let page = self
                 .client
@@ -34,6 +42,7 @@ impl GroupApi {
                 .application_name(&self.application)
                 .deployment_group_name(&self.group)
                 .set_next_token(token.clone())
+                .set_create_time_range(range.clone())
                 .send()
                 .await
                 .map_err(|e| ApiError::from_sdk("ListDeployments", e))?;

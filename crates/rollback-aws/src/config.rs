@@ -47,6 +47,13 @@ pub struct CodeDeployConfig {
     /// How long a rollback waits for a stopped deployment and CodeDeploy's rollback deployment.
     #[serde(default = "default_stop_timeout", with = "duration")]
     pub stop_timeout: Duration,
+    /// Read only the deployments created within this long (e.g. "90d"); all when absent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_duration"
+    )]
+    pub history_window: Option<Duration>,
 }
 
 impl CodeDeployConfig {
@@ -60,6 +67,7 @@ impl CodeDeployConfig {
             endpoint_url: None,
             poll_interval: DEFAULT_POLL_INTERVAL,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
+            history_window: None,
         }
     }
 
@@ -77,12 +85,15 @@ impl CodeDeployConfig {
             loader = loader.endpoint_url(url);
         }
         let sdk = loader.load().await;
-        CodeDeployTarget::builder(Client::new(&sdk))
+        let mut builder = CodeDeployTarget::builder(Client::new(&sdk))
             .application(self.application)
             .deployment_group(self.deployment_group)
             .poll_interval(self.poll_interval)
-            .stop_timeout(self.stop_timeout)
-            .build()
+            .stop_timeout(self.stop_timeout);
+        if let Some(window) = self.history_window {
+            builder = builder.history_window(window);
+        }
+        builder.build()
     }
 }
 
@@ -106,6 +117,26 @@ mod duration {
     }
 }
 
+/// An optional human duration.
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(d).map(Some)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,12 +144,13 @@ mod tests {
     #[test]
     fn reads_human_durations_and_refuses_unknown_fields() {
         let c: CodeDeployConfig = serde_json::from_str(
-            r#"{"application": "bank", "deployment_group": "payments", "poll_interval": "10s", "region": "eu-west-1"}"#,
+            r#"{"application": "bank", "deployment_group": "payments", "poll_interval": "10s", "region": "eu-west-1", "history_window": "90days"}"#,
         )
         .unwrap();
         assert_eq!(c.poll_interval, Duration::from_secs(10));
         assert_eq!(c.stop_timeout, DEFAULT_STOP_TIMEOUT);
         assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.history_window, Some(Duration::from_secs(90 * 86_400)));
         let back: CodeDeployConfig =
             serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);

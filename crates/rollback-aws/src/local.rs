@@ -295,6 +295,7 @@ impl LocalCodeDeploy {
             client: self.client(),
             application: application.to_owned(),
             group: deployment_group.to_owned(),
+            window: None,
         };
         let existing: HashSet<String> = api
             .list_deployment_ids()

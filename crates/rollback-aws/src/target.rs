@@ -75,6 +75,7 @@ impl CodeDeployTarget {
             deployment_group: None,
             poll_interval: DEFAULT_POLL_INTERVAL,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
+            history_window: None,
             on_progress: None,
         }
     }
@@ -166,10 +167,14 @@ impl Target for CodeDeployTarget {
             let folded = history::fold(&deployments);
             match folded.into_iter().next() {
                 Some(first) => Ok(first.revision as RevisionRef),
-                None => Err(Error::not_found(format!(
-                    "{} has no deployments yet, so it runs no revision; deploy one first",
-                    self.describe()
-                ))),
+                None => Err(Error::not_found(match self.inner.api.window {
+                    Some(w) => format!(
+                        "{} has no deployments within its history window of {}, so no current revision is known; widen the window",
+                        self.describe(),
+                        rollback_core::format_duration(w)
+                    ),
+                    None => format!("{} has no deployments yet, so it runs no revision; deploy one first", self.describe()),
+                })),
             }
         }
         .instrument(span)
@@ -194,6 +199,7 @@ pub struct CodeDeployTargetBuilder {
     deployment_group: Option<String>,
     poll_interval: Duration,
     stop_timeout: Duration,
+    history_window: Option<Duration>,
     on_progress: Option<ProgressFn>,
 }
 
@@ -204,6 +210,7 @@ impl fmt::Debug for CodeDeployTargetBuilder {
             .field("deployment_group", &self.deployment_group)
             .field("poll_interval", &self.poll_interval)
             .field("stop_timeout", &self.stop_timeout)
+            .field("history_window", &self.history_window)
             .finish_non_exhaustive()
     }
 }
@@ -234,6 +241,14 @@ impl CodeDeployTargetBuilder {
         self
     }
 
+    /// Read only the deployments created within this long (CodeDeploy's
+    /// `createTimeRange`), for groups with a long deployment history. Revisions
+    /// deployed only before the window cannot be rolled back to. Default: all.
+    pub fn history_window(mut self, window: Duration) -> Self {
+        self.history_window = Some(window);
+        self
+    }
+
     /// Called with the progress of the deployment being waited on, each time
     /// it changes. Progress is also traced at `info`.
     pub fn on_progress(mut self, f: impl Fn(&DeploymentProgress) + Send + Sync + 'static) -> Self {
@@ -248,6 +263,11 @@ impl CodeDeployTargetBuilder {
         if self.poll_interval.is_zero() {
             return Err(Error::invalid("poll_interval: must be longer than zero"));
         }
+        if self.history_window.is_some_and(|w| w.is_zero()) {
+            return Err(Error::invalid(
+                "history_window: must be longer than zero, or left out to read every deployment",
+            ));
+        }
         Ok(CodeDeployTarget {
             inner: Arc::new(Inner {
                 id: TargetId::new(format!("codedeploy:{application}/{group}")),
@@ -255,6 +275,7 @@ impl CodeDeployTargetBuilder {
                     client: self.client,
                     application,
                     group,
+                    window: self.history_window,
                 },
                 settings: Settings {
                     poll_interval: self.poll_interval,

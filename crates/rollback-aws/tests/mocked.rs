@@ -418,3 +418,47 @@ async fn missing_credentials_are_unauthorized_and_failing_providers_transient() 
     assert_eq!(e.kind(), ErrorKind::Transient, "{}", e.full_message());
     assert!(e.is_retryable());
 }
+
+#[tokio::test]
+async fn a_history_window_asks_codedeploy_for_recent_deployments_only() {
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 3600;
+    let list = mock!(Client::list_deployments)
+        .match_requests(move |req| {
+            req.create_time_range()
+                .and_then(|r| r.start())
+                .is_some_and(|start| (start.secs() - hour_ago).abs() < 60)
+        })
+        .then_output(|| ListDeploymentsOutput::builder().build());
+    let found = mock!(Client::get_deployment_group)
+        .then_output(|| GetDeploymentGroupOutput::builder().build());
+    let t = CodeDeployTarget::builder(client(&[&list, &found]))
+        .application("bank")
+        .deployment_group("payments")
+        .history_window(std::time::Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let e = t.current().await.unwrap_err();
+    assert_eq!(list.num_calls(), 1);
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(
+        e.message().contains("history window of 1h"),
+        "{}",
+        e.message()
+    );
+
+    let zero = CodeDeployTarget::builder(client(&[]))
+        .application("bank")
+        .deployment_group("payments")
+        .history_window(std::time::Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(
+        zero.message().starts_with("history_window:"),
+        "{}",
+        zero.message()
+    );
+}
