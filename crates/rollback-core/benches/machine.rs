@@ -36,11 +36,11 @@ fn decisions(c: &mut Criterion) {
             |m| {
                 for i in 0..ROUNDS {
                     let now = Timestamp::from_millis(i as i64 * 10_000);
-                    black_box(m.handle(now, Event::Tick));
+                    let _ = black_box(m.handle(now, Event::Tick));
                     let e = if i % 5 == 0 { 0.02 } else { 0.001 };
-                    black_box(m.handle(now, Event::Measured { probe: 0, measurement: Measurement::value(e) }));
-                    black_box(m.handle(now, Event::Measured { probe: 1, measurement: Measurement::value(0.05) }));
-                    black_box(m.handle(now, Event::Measured { probe: 2, measurement: Measurement::with_baseline(0.041, 0.042) }));
+                    let _ = black_box(m.handle(now, Event::Measured { probe: 0, measurement: Measurement::value(e) }));
+                    let _ = black_box(m.handle(now, Event::Measured { probe: 1, measurement: Measurement::value(0.05) }));
+                    let _ = black_box(m.handle(now, Event::Measured { probe: 2, measurement: Measurement::with_baseline(0.041, 0.042) }));
                 }
             },
             criterion::BatchSize::LargeInput,
