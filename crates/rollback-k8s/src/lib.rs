@@ -30,6 +30,7 @@
 //! ```
 
 mod client;
+mod config;
 mod error;
 pub mod patch;
 mod probe;
@@ -38,6 +39,7 @@ mod rollbacker;
 mod status;
 mod target;
 
+pub use config::K8sDeploymentConfig;
 pub use probe::{KubernetesProbe, Problem};
 pub use revision::K8sRevision;
 pub use rollbacker::{UndoOptions, UndoTo};
