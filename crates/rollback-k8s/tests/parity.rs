@@ -2,12 +2,14 @@
 //! in namespace `kubectl` and in namespace `crate`; `kubectl rollout undo`
 //! runs against the first and `K8sDeployment::undo` against the second, and
 //! the resulting Deployments must be equal apart from server bookkeeping (uid,
-//! resourceVersion, creationTimestamp, namespace), with the same outcome.
+//! resourceVersion, creationTimestamp, namespace), with the same outcome. When
+//! both patch, the JSON patches must be kubectl's operations exactly, the
+//! crate's only preceded by its resourceVersion precondition.
 
 mod support;
 
 use rollback_core::{ErrorKind, RetryPolicy, RollbackOutcome};
-use rollback_k8s::{K8sDeployment, UndoOptions, UndoTo};
+use rollback_k8s::{DryRun, K8sDeployment, UndoOptions, UndoTo};
 use serde_json::Value;
 use support::{KubeServer, Rev, Seed};
 
@@ -23,6 +25,27 @@ struct Run {
 }
 
 async fn run(seed: &Seed, to_revision: Option<i64>) -> Run {
+    run_with(seed, to_revision, None).await
+}
+
+fn drop_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), drop_nulls(v))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(drop_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The PATCH a namespace's Deployment received: (query, JSON patch body).
+fn patch_of(log: &[Value], ns: &str) -> Option<(String, Value)> {
+    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/web");
+    log.iter().find(|r| r["method"] == "PATCH" && r["path"] == path.as_str()).map(|r| {
+        assert_eq!(r["content_type"], "application/json-patch+json");
+        (r["query"].as_str().unwrap_or_default().to_owned(), serde_json::from_str(r["body"].as_str().unwrap_or("null")).unwrap())
+    })
+}
+
+async fn run_with(seed: &Seed, to_revision: Option<i64>, dry_run: Option<DryRun>) -> Run {
     let server = KubeServer::start();
     let client = server.client();
     for ns in ["kubectl", "crate"] {
@@ -35,18 +58,43 @@ async fn run(seed: &Seed, to_revision: Option<i64>) -> Run {
         before,
         "both namespaces start equal"
     );
+    server.clear_requests().await;
 
     let resource = format!("deployment/{}", seed.name);
     let flag = to_revision.map(|n| format!("--to-revision={n}"));
     let mut args = vec!["-n", "kubectl", "rollout", "undo", resource.as_str()];
     args.extend(flag.as_deref());
+    match dry_run {
+        Some(DryRun::Server) => args.push("--dry-run=server"),
+        Some(DryRun::Client) => args.push("--dry-run=client"),
+        None => {}
+    }
     let (ok, stdout, stderr) = server.kubectl(&args);
     let kubectl = if ok { Ok(stdout.trim().to_owned()) } else { Err(stderr.trim().to_owned()) };
 
-    let deployment =
-        K8sDeployment::builder(client.clone()).namespace("crate").name(&seed.name).retry(RetryPolicy::NEVER).build().unwrap();
+    let deployment = K8sDeployment::builder(client.clone())
+        .namespace("crate")
+        .name(&seed.name)
+        .retry(RetryPolicy::NEVER)
+        .dry_run(dry_run.unwrap_or_default())
+        .build()
+        .unwrap();
     let to = to_revision.map_or(UndoTo::Previous, UndoTo::Number);
-    let ours = deployment.undo(&to, &UndoOptions::default()).await;
+    let ours = deployment.undo(&to, &UndoOptions { dry_run: dry_run.is_some(), expect_current: None }).await;
+
+    // The same patch: kubectl's two operations, after the crate's resourceVersion precondition.
+    // (kubectl's Go encoding adds `creationTimestamp: null` to the template; the server drops it.)
+    let log = server.request_log().await;
+    match (patch_of(&log, "kubectl"), patch_of(&log, "crate")) {
+        (Some((kq, kubectl_ops)), Some((cq, ours_ops))) => {
+            assert_eq!(kq.contains("dryRun=All"), cq.contains("dryRun=All"), "{kq} versus {cq}");
+            let ours_ops = ours_ops.as_array().cloned().unwrap_or_default();
+            assert_eq!(ours_ops.first().map(|o| o["path"].clone()), Some(Value::from("/metadata/resourceVersion")));
+            assert_eq!(drop_nulls(&kubectl_ops), Value::Array(ours_ops[1..].to_vec()), "the patches differ");
+        }
+        (None, None) => {}
+        (k, c) => panic!("only one side patched: kubectl {k:?}, crate {c:?}"),
+    }
 
     let kubectl_after = support::without_bookkeeping(support::deployment_json(&client, "kubectl", &seed.name).await);
     let ours_after = support::without_bookkeeping(support::deployment_json(&client, "crate", &seed.name).await);
@@ -170,6 +218,26 @@ async fn parity_extra_annotations_on_the_replica_set_and_the_deployment() {
     assert_eq!(annotations["team"], "payments");
     assert_eq!(annotations["kubectl.kubernetes.io/last-applied-configuration"], "{\"new\":true}");
     assert!(annotations.get("owner").is_none() && annotations.get("kubernetes.io/change-cause").is_none(), "{annotations}");
+}
+
+#[tokio::test]
+async fn parity_server_dry_run() {
+    let run = run_with(&three(), Some(1), Some(DryRun::Server)).await;
+    assert_eq!(run.kubectl.as_deref(), Ok("deployment.apps/web rolled back (server dry run)"));
+    assert!(matches!(run.ours, Ok(RollbackOutcome::DryRun { .. })), "{:?}", run.ours);
+    assert_eq!(run.ours_after, run.before);
+}
+
+#[tokio::test]
+async fn parity_client_dry_run() {
+    let run = run_with(&three(), None, Some(DryRun::Client)).await;
+    let stdout = run.kubectl.as_ref().expect("kubectl prints the template");
+    assert!(stdout.contains("web:2") && stdout.ends_with("(dry run)"), "{stdout}");
+    match &run.ours {
+        Ok(RollbackOutcome::DryRun { detail }) => assert!(detail.contains("revision 2") && detail.contains("app=web:2"), "{detail}"),
+        other => panic!("expected DryRun, got {other:?}"),
+    }
+    assert_eq!(run.ours_after, run.before);
 }
 
 /// Where the crate deliberately differs: kubectl silently skips a ReplicaSet
