@@ -175,16 +175,6 @@ impl CodeDeployRollbacker {
         let plan = plan(&deployments, to_id);
         tracing::info!(target: "rollback_aws", ?plan, to = %to.label(), "rollback plan");
 
-        if let Plan::AlreadyAt { deployment, status } = &plan {
-            self.remember(to_id, deployment);
-            return Ok(Attempt::Done(RollbackOutcome::AlreadyAt {
-                detail: format!(
-                    "{} already runs {}: its newest deployment {deployment} installs it and is {status}",
-                    t.describe(),
-                    to.label()
-                ),
-            }));
-        }
         if request.dry_run {
             let detail = match &plan {
                 Plan::StopWithAutoRollback { bad } => format!(
@@ -202,12 +192,26 @@ impl CodeDeployRollbacker {
                     to.label(),
                     label_of(bad)
                 ),
-                Plan::Create { reverts: None } | Plan::AlreadyAt { .. } => {
+                Plan::Create { reverts: None } => {
                     format!("would create a deployment of {}", to.label())
                 }
+                Plan::AlreadyAt { deployment, status } => format!(
+                    "would change nothing: its newest deployment {deployment} installs {} and is {status}",
+                    to.label()
+                ),
             };
             return Ok(Attempt::Done(RollbackOutcome::DryRun {
                 detail: format!("{}: {detail}", t.describe()),
+            }));
+        }
+        if let Plan::AlreadyAt { deployment, status } = &plan {
+            self.remember(to_id, deployment);
+            return Ok(Attempt::Done(RollbackOutcome::AlreadyAt {
+                detail: format!(
+                    "{} already runs {}: its newest deployment {deployment} installs it and is {status}",
+                    t.describe(),
+                    to.label()
+                ),
             }));
         }
 

@@ -334,10 +334,21 @@ async fn an_in_flight_bad_deployment_is_stopped_and_codedeploys_rollback_followe
             (github_id("bad"), RevisionHealth::Bad, "Stopped".into()),
         ]
     );
-    let again = r.rollback(&request(&t, good)).await.unwrap();
+    let again = r.rollback(&request(&t, good.clone())).await.unwrap();
     assert!(
         matches!(again, RollbackOutcome::AlreadyAt { .. }),
         "{again:?}"
+    );
+    let dry = r
+        .rollback(&RollbackRequest {
+            dry_run: true,
+            ..request(&t, good)
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&dry, RollbackOutcome::DryRun { detail } if detail.contains("would change nothing")),
+        "{dry:?}"
     );
 }
 
