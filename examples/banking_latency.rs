@@ -3,5 +3,7 @@
 mod scenarios;
 
 fn main() -> std::process::ExitCode {
-    scenarios::run_main(scenarios::banking_latency, |o| scenarios::rolled_back_to(o, &["v7"]))
+    scenarios::run_main(scenarios::banking_latency, |o| {
+        scenarios::rolled_back_to(o, &["v7"])
+    })
 }

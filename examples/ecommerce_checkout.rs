@@ -3,5 +3,7 @@
 mod scenarios;
 
 fn main() -> std::process::ExitCode {
-    scenarios::run_main(scenarios::ecommerce_checkout, |o| scenarios::rolled_back_to(o, &["v41"]))
+    scenarios::run_main(scenarios::ecommerce_checkout, |o| {
+        scenarios::rolled_back_to(o, &["v41"])
+    })
 }

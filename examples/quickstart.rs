@@ -3,5 +3,7 @@
 mod scenarios;
 
 fn main() -> std::process::ExitCode {
-    scenarios::run_main(scenarios::quickstart, |o| scenarios::rolled_back_to(o, &["v1"]))
+    scenarios::run_main(scenarios::quickstart, |o| {
+        scenarios::rolled_back_to(o, &["v1"])
+    })
 }

@@ -3,5 +3,7 @@
 mod scenarios;
 
 fn main() -> std::process::ExitCode {
-    scenarios::run_main(scenarios::recommender_ctr, |o| scenarios::rolled_back_to(o, &["6"]))
+    scenarios::run_main(scenarios::recommender_ctr, |o| {
+        scenarios::rolled_back_to(o, &["6"])
+    })
 }

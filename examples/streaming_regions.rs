@@ -3,5 +3,7 @@
 mod scenarios;
 
 fn main() -> std::process::ExitCode {
-    scenarios::run_main(scenarios::streaming_regions, |o| scenarios::rolled_back_to(o, &["codec-1", "codec-1", "codec-1"]))
+    scenarios::run_main(scenarios::streaming_regions, |o| {
+        scenarios::rolled_back_to(o, &["codec-1", "codec-1", "codec-1"])
+    })
 }

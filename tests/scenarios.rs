@@ -33,16 +33,28 @@ async fn banking_alert_rolls_back_once_despite_repeats() {
     let o = banking_latency(out.clone()).await.unwrap();
     assert!(rolled_back_to(&o, &["v7"]), "{o:?}");
     let text = out.text();
-    assert!(text.contains("PaymentsLatencyHigh (a1b2c3@2026-11-27T12:01:10Z): accepted"), "{text}");
+    assert!(
+        text.contains("PaymentsLatencyHigh (a1b2c3@2026-11-27T12:01:10Z): accepted"),
+        "{text}"
+    );
     assert!(text.contains("rollbacks performed: 1"), "{text}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn streaming_rolls_back_every_region_that_got_the_codec() {
     let o = streaming_regions(SharedOut::default()).await.unwrap();
-    assert!(rolled_back_to(&o, &["codec-1", "codec-1", "codec-1"]), "{o:?}");
-    assert!(matches!(o.targets[1].1, Phase::RolledBack { .. }), "us-east was rolled back: {o:?}");
-    assert!(matches!(o.targets[2].1, Phase::Promoted { .. }), "ap-south never had codec-2: {o:?}");
+    assert!(
+        rolled_back_to(&o, &["codec-1", "codec-1", "codec-1"]),
+        "{o:?}"
+    );
+    assert!(
+        matches!(o.targets[1].1, Phase::RolledBack { .. }),
+        "us-east was rolled back: {o:?}"
+    );
+    assert!(
+        matches!(o.targets[2].1, Phase::Promoted { .. }),
+        "ap-south never had codec-2: {o:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

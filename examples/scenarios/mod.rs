@@ -45,7 +45,11 @@ where
     F: FnOnce(SharedOut) -> Fut,
     Fut: std::future::Future<Output = Result<Outcome>>,
 {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("tokio runtime");
     match rt.block_on(scenario(SharedOut::default())) {
         Ok(outcome) if expect(&outcome) => ExitCode::SUCCESS,
         Ok(outcome) => {
@@ -62,7 +66,9 @@ where
 fn engine(out: SharedOut) -> Engine {
     Engine::builder()
         .audit(Arc::new(TextAuditSink::new(out).relative_time(true)))
-        .clock(Arc::new(TokioClock::starting_at(Timestamp::parse("2026-11-27T12:00:00Z").expect("a time"))))
+        .clock(Arc::new(TokioClock::starting_at(
+            Timestamp::parse("2026-11-27T12:00:00Z").expect("a time"),
+        )))
         .jitter(Arc::new(SeededJitter::new(1)))
         .max_jitter(0.0)
         .build()
@@ -95,32 +101,51 @@ async fn watch_one(
 ) -> Result<Phase> {
     let policy = Policy::from_yaml(policy)?;
     let rollbacker = InMemoryRollbacker::new(target);
-    let spec = WatchSpec::new(policy, Arc::new(target.clone()), Arc::new(rollbacker), probes);
+    let spec = WatchSpec::new(
+        policy,
+        Arc::new(target.clone()),
+        Arc::new(rollbacker),
+        probes,
+    );
     Ok(engine.watch(spec).await?.finished().await)
 }
 
 /// A canary of v2 whose error rate climbs past the 1% SLO.
 pub async fn quickstart(out: SharedOut) -> Result<Outcome> {
-    say(&out, "quickstart: canary v2 of shop/checkout; SLO: error_rate < 0.01 (1%), measured every 30s");
-    say(&out, "policy: one failed measurement is tolerated (failure_limit 1); after a rollback, 2m of passing measurements verify it\n");
+    say(
+        &out,
+        "quickstart: canary v2 of shop/checkout; SLO: error_rate < 0.01 (1%), measured every 30s",
+    );
+    say(
+        &out,
+        "policy: one failed measurement is tolerated (failure_limit 1); after a rollback, 2m of passing measurements verify it\n",
+    );
     let target = two_revisions("shop/checkout", "v1", "v2")?;
     let probe = ScriptedProbe::new("error_rate")
         .script_for("v2", [0.002, 0.004, 0.007, 0.013, 0.021])
         .script_for("v1", [0.002, 0.001]);
     let policy = "interval: 30s\nbake_time: 10m\nfailure_limit: 1\nverify: 2m\nprobes: [{name: error_rate, success: '< 0.01'}]";
     let end = watch_one(&engine(out.clone()), policy, &target, vec![Arc::new(probe)]).await?;
-    say(&out, &format!("\nresult: {} now runs {}", target.id(), target.current_id()));
+    say(
+        &out,
+        &format!("\nresult: {} now runs {}", target.id(), target.current_id()),
+    );
     Ok(outcome_of(vec![(end, &target)]))
 }
 
 /// E-commerce: a new checkout canary; HTTP 500s rise by 10%.
 pub async fn ecommerce_checkout(out: SharedOut) -> Result<Outcome> {
-    say(&out, "e-commerce: checkout v42 canary; SLOs: 5xx ratio < 1%, p99 latency <= 300 ms; two failures in a row breach\n");
+    say(
+        &out,
+        "e-commerce: checkout v42 canary; SLOs: 5xx ratio < 1%, p99 latency <= 300 ms; two failures in a row breach\n",
+    );
     let target = two_revisions("shop/checkout", "v41", "v42")?;
     let errors = ScriptedProbe::new("http_5xx_ratio")
         .script_for("v42", [0.004, 0.03, 0.08, 0.10, 0.11])
         .script_for("v41", [0.003]);
-    let latency = ScriptedProbe::new("p99_latency_ms").script_for("v42", [180.0, 190.0, 210.0]).script_for("v41", [170.0]);
+    let latency = ScriptedProbe::new("p99_latency_ms")
+        .script_for("v42", [180.0, 190.0, 210.0])
+        .script_for("v41", [170.0]);
     let policy = r#"
 interval: 1m
 bake_time: 15m
@@ -130,14 +155,23 @@ probes:
   - { name: http_5xx_ratio, success: "< 0.01" }
   - { name: p99_latency_ms, success: "<= 300" }
 "#;
-    let end = watch_one(&engine(out.clone()), policy, &target, vec![Arc::new(errors), Arc::new(latency)]).await?;
+    let end = watch_one(
+        &engine(out.clone()),
+        policy,
+        &target,
+        vec![Arc::new(errors), Arc::new(latency)],
+    )
+    .await?;
     Ok(outcome_of(vec![(end, &target)]))
 }
 
 /// Financial services: a new transaction module pushes p99 latency past the
 /// 100 ms SLO; an Alertmanager alert fires as well, repeatedly.
 pub async fn banking_latency(out: SharedOut) -> Result<Outcome> {
-    say(&out, "banking: payments v8; SLO: p99 latency <= 100 ms; the PaymentsLatencyHigh alert also triggers a rollback\n");
+    say(
+        &out,
+        "banking: payments v8; SLO: p99 latency <= 100 ms; the PaymentsLatencyHigh alert also triggers a rollback\n",
+    );
     let target = two_revisions("bank/payments", "v7", "v8")?;
     let latency = ScriptedProbe::new("p99_latency_ms")
         .script_for("v8", [82.0, 97.0, 131.0])
@@ -154,27 +188,47 @@ probes:
     )?;
     let engine = engine(out.clone());
     let rollbacker = InMemoryRollbacker::new(&target);
-    let spec = WatchSpec::new(policy, Arc::new(target.clone()), Arc::new(rollbacker.clone()), vec![Arc::new(latency)]);
+    let spec = WatchSpec::new(
+        policy,
+        Arc::new(target.clone()),
+        Arc::new(rollbacker.clone()),
+        vec![Arc::new(latency)],
+    );
     let mut handle = engine.watch(spec).await?;
     // Alertmanager repeats a firing alert every repeat_interval; it must not roll back twice.
     tokio::time::sleep(Duration::from_secs(45)).await;
-    let alert = Trigger { key: "a1b2c3@2026-11-27T12:01:10Z".into(), summary: "PaymentsLatencyHigh".into() };
+    let alert = Trigger {
+        key: "a1b2c3@2026-11-27T12:01:10Z".into(),
+        summary: "PaymentsLatencyHigh".into(),
+    };
     for _ in 0..3 {
         engine.trigger(target.id(), alert.clone()).await?;
         tokio::time::sleep(Duration::from_secs(20)).await;
     }
     let end = handle.finished().await;
-    say(&out, &format!("\nrollbacks performed: {}", rollbacker.performed().len()));
+    say(
+        &out,
+        &format!("\nrollbacks performed: {}", rollbacker.performed().len()),
+    );
     Ok(outcome_of(vec![(end, &target)]))
 }
 
 /// Streaming: a new codec reaches two of three regions; one region sees the
 /// breach first, and every region that got the bad codec is rolled back.
 pub async fn streaming_regions(out: SharedOut) -> Result<Outcome> {
-    say(&out, "streaming: codec-2 rolled out to eu-west and us-east, ap-south still on codec-1; SLO: playback error ratio < 2%\n");
+    say(
+        &out,
+        "streaming: codec-2 rolled out to eu-west and us-east, ap-south still on codec-1; SLO: playback error ratio < 2%\n",
+    );
     let engine = engine(out.clone());
-    let policy = Arc::new(Policy::from_yaml("interval: 1m\nbake_time: 20m\nverify: 2m\nprobes: [{name: playback_errors, success: '< 0.02'}]")?);
-    let regions = [("stream/eu-west", true, 0.09), ("stream/us-east", true, 0.012), ("stream/ap-south", false, 0.0)];
+    let policy = Arc::new(Policy::from_yaml(
+        "interval: 1m\nbake_time: 20m\nverify: 2m\nprobes: [{name: playback_errors, success: '< 0.02'}]",
+    )?);
+    let regions = [
+        ("stream/eu-west", true, 0.09),
+        ("stream/us-east", true, 0.012),
+        ("stream/ap-south", false, 0.0),
+    ];
     let mut targets = Vec::new();
     let mut handles = Vec::new();
     for (id, got_it, err) in regions {
@@ -184,17 +238,32 @@ pub async fn streaming_regions(out: SharedOut) -> Result<Outcome> {
             t.deploy(RevisionRecord::new("codec-2"));
         }
         // eu-west's devices fail at once; us-east's failures are still under the SLO.
-        let probe = ScriptedProbe::new("playback_errors").script_for("codec-2", [err]).script([0.004]);
-        let spec = WatchSpec::new(policy.clone(), Arc::new(t.clone()), Arc::new(InMemoryRollbacker::new(&t)), vec![Arc::new(probe)]);
+        let probe = ScriptedProbe::new("playback_errors")
+            .script_for("codec-2", [err])
+            .script([0.004]);
+        let spec = WatchSpec::new(
+            policy.clone(),
+            Arc::new(t.clone()),
+            Arc::new(InMemoryRollbacker::new(&t)),
+            vec![Arc::new(probe)],
+        );
         handles.push(engine.watch(spec).await?);
         targets.push(t);
     }
     // The first region to roll codec-2 back names it bad for every region running it.
-    let first = handles[0].wait_for(|p| !matches!(p, Phase::Observing { .. })).await;
-    if matches!(first, Phase::RollingBack { .. } | Phase::Verifying { .. } | Phase::RolledBack { .. }) {
+    let first = handles[0]
+        .wait_for(|p| !matches!(p, Phase::Observing { .. }))
+        .await;
+    if matches!(
+        first,
+        Phase::RollingBack { .. } | Phase::Verifying { .. } | Phase::RolledBack { .. }
+    ) {
         for t in &targets[1..] {
             if t.current_id().as_str() == "codec-2" {
-                let trigger = Trigger { key: "codec-2 rolled back in stream/eu-west".into(), summary: "codec-2 is bad in another region".into() };
+                let trigger = Trigger {
+                    key: "codec-2 rolled back in stream/eu-west".into(),
+                    summary: "codec-2 is bad in another region".into(),
+                };
                 engine.trigger(t.id(), trigger).await?;
             }
         }
@@ -209,10 +278,20 @@ pub async fn streaming_regions(out: SharedOut) -> Result<Outcome> {
 
 /// ML: a new recommender model lowers click-through rate against the champion.
 pub async fn recommender_ctr(out: SharedOut) -> Result<Outcome> {
-    say(&out, "recommender: model version 7 replaces 6 behind models:/recommender@champion; SLO: CTR no more than 5% below the previous model's\n");
+    say(
+        &out,
+        "recommender: model version 7 replaces 6 behind models:/recommender@champion; SLO: CTR no more than 5% below the previous model's\n",
+    );
     let target = two_revisions("mlflow:recommender@champion", "6", "7")?;
     let ctr = ScriptedProbe::new("click_through_rate")
-        .script_for("7", [ScriptStep::WithBaseline(0.041, 0.042), ScriptStep::WithBaseline(0.037, 0.042), ScriptStep::WithBaseline(0.035, 0.042)])
+        .script_for(
+            "7",
+            [
+                ScriptStep::WithBaseline(0.041, 0.042),
+                ScriptStep::WithBaseline(0.037, 0.042),
+                ScriptStep::WithBaseline(0.035, 0.042),
+            ],
+        )
         .script_for("6", [ScriptStep::WithBaseline(0.042, 0.042)]);
     let policy = "interval: 5m\nbake_time: 2h\nfailure_limit: 1\nverify: 15m\nprobes: [{name: click_through_rate, success: '>= -5%'}]";
     let end = watch_one(&engine(out.clone()), policy, &target, vec![Arc::new(ctr)]).await?;
@@ -222,7 +301,11 @@ pub async fn recommender_ctr(out: SharedOut) -> Result<Outcome> {
 /// The expected ends.
 pub fn rolled_back_to(o: &Outcome, revisions: &[&str]) -> bool {
     o.targets.len() == revisions.len()
-        && o.targets.iter().zip(revisions).all(|((_, phase, current), want)| {
-            current == want && matches!(phase, Phase::RolledBack { .. } | Phase::Promoted { .. })
-        })
+        && o.targets
+            .iter()
+            .zip(revisions)
+            .all(|((_, phase, current), want)| {
+                current == want
+                    && matches!(phase, Phase::RolledBack { .. } | Phase::Promoted { .. })
+            })
 }

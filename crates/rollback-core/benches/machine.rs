@@ -21,7 +21,14 @@ probes:
 
 fn machine() -> Machine {
     let policy = Arc::new(Policy::from_yaml(POLICY).expect("policy"));
-    let watch = Watch::new("bench", "v2", vec![Candidate::new("v2", RevisionHealth::Unknown), Candidate::new("v1", RevisionHealth::Good)]);
+    let watch = Watch::new(
+        "bench",
+        "v2",
+        vec![
+            Candidate::new("v2", RevisionHealth::Unknown),
+            Candidate::new("v1", RevisionHealth::Good),
+        ],
+    );
     Machine::new(policy, watch, Timestamp::EPOCH)
 }
 
@@ -38,9 +45,27 @@ fn decisions(c: &mut Criterion) {
                     let now = Timestamp::from_millis(i as i64 * 10_000);
                     let _ = black_box(m.handle(now, Event::Tick));
                     let e = if i % 5 == 0 { 0.02 } else { 0.001 };
-                    let _ = black_box(m.handle(now, Event::Measured { probe: 0, measurement: Measurement::value(e) }));
-                    let _ = black_box(m.handle(now, Event::Measured { probe: 1, measurement: Measurement::value(0.05) }));
-                    let _ = black_box(m.handle(now, Event::Measured { probe: 2, measurement: Measurement::with_baseline(0.041, 0.042) }));
+                    let _ = black_box(m.handle(
+                        now,
+                        Event::Measured {
+                            probe: 0,
+                            measurement: Measurement::value(e),
+                        },
+                    ));
+                    let _ = black_box(m.handle(
+                        now,
+                        Event::Measured {
+                            probe: 1,
+                            measurement: Measurement::value(0.05),
+                        },
+                    ));
+                    let _ = black_box(m.handle(
+                        now,
+                        Event::Measured {
+                            probe: 2,
+                            measurement: Measurement::with_baseline(0.041, 0.042),
+                        },
+                    ));
                 }
             },
             criterion::BatchSize::LargeInput,

@@ -26,9 +26,30 @@ fn series() -> Series {
     for i in 0..SAMPLES {
         let at = Timestamp::from_millis(start + i * 10_000);
         let wobble = (i % 97) as f64 / 97.0;
-        s.push("error_rate", Sample { at, value: Some(0.001 + 0.012 * wobble), baseline: None });
-        s.push("p99_latency", Sample { at, value: Some(0.05 + 0.03 * wobble), baseline: None });
-        s.push("ctr", Sample { at, value: Some(0.04), baseline: Some(0.041) });
+        s.push(
+            "error_rate",
+            Sample {
+                at,
+                value: Some(0.001 + 0.012 * wobble),
+                baseline: None,
+            },
+        );
+        s.push(
+            "p99_latency",
+            Sample {
+                at,
+                value: Some(0.05 + 0.03 * wobble),
+                baseline: None,
+            },
+        );
+        s.push(
+            "ctr",
+            Sample {
+                at,
+                value: Some(0.04),
+                baseline: Some(0.041),
+            },
+        );
     }
     s
 }
@@ -41,7 +62,9 @@ fn replay_30_days(c: &mut Criterion) {
     let mut g = c.benchmark_group("replay");
     g.throughput(Throughput::Elements(SAMPLES as u64 * 3));
     g.sample_size(20);
-    g.bench_function("30_days_10s_3_probes", |b| b.iter(|| black_box(replay(&policy, &series, &ReplayOptions::default()))));
+    g.bench_function("30_days_10s_3_probes", |b| {
+        b.iter(|| black_box(replay(&policy, &series, &ReplayOptions::default())))
+    });
     g.finish();
 }
 

@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
-use crate::{Actor, CommandKind, Error, PhaseKind, Result, RevisionId, TargetId, Timestamp, Verdict, VerdictCause};
+use crate::{
+    Actor, CommandKind, Error, PhaseKind, Result, RevisionId, TargetId, Timestamp, Verdict,
+    VerdictCause,
+};
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -177,16 +180,33 @@ impl AuditRecord {
     fn write_body(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.entry {
             AuditEntry::WatchStarted { dry_run } => {
-                write!(f, "watching revision {}{}", self.revision, if *dry_run { " (dry run)" } else { "" })
+                write!(
+                    f,
+                    "watching revision {}{}",
+                    self.revision,
+                    if *dry_run { " (dry run)" } else { "" }
+                )
             }
-            AuditEntry::WatchResumed { phase } => write!(f, "resumed watch of {} while {phase}", self.revision),
-            AuditEntry::Measured { probe, judged, value: v, baseline, verdict, cause, against } => {
+            AuditEntry::WatchResumed { phase } => {
+                write!(f, "resumed watch of {} while {phase}", self.revision)
+            }
+            AuditEntry::Measured {
+                probe,
+                judged,
+                value: v,
+                baseline,
+                verdict,
+                cause,
+                against,
+            } => {
                 write!(f, "{probe} on {judged} = {}", value(*v))?;
                 if let Some(b) = baseline {
                     write!(f, " (baseline {b})")?;
                 }
                 match (verdict, cause) {
-                    (Some(verdict), Some(cause)) => write!(f, " -> {verdict} ({})", cause_text(*cause))?,
+                    (Some(verdict), Some(cause)) => {
+                        write!(f, " -> {verdict} ({})", cause_text(*cause))?
+                    }
                     (Some(verdict), None) => write!(f, " -> {verdict}")?,
                     (None, _) => return write!(f, " (not judged)"),
                 }
@@ -195,25 +215,51 @@ impl AuditRecord {
                     None => Ok(()),
                 }
             }
-            AuditEntry::ProbeFailed { probe, judged, error } => write!(f, "{probe} on {judged} could not measure: {error}"),
+            AuditEntry::ProbeFailed {
+                probe,
+                judged,
+                error,
+            } => write!(f, "{probe} on {judged} could not measure: {error}"),
             AuditEntry::Transition { from, to } => write!(f, "{from} -> {to}"),
             AuditEntry::Decided { decision, detail } => write!(f, "decision {decision}: {detail}"),
-            AuditEntry::ActionStarted { action, revision, attempt } => {
+            AuditEntry::ActionStarted {
+                action,
+                revision,
+                attempt,
+            } => {
                 write!(f, "{action} {revision} (try {attempt}) by {}", self.actor)
             }
-            AuditEntry::ActionRetrying { action, attempt, error, wait_ms } => {
-                write!(f, "{action} try {attempt} failed, retrying in {wait_ms}ms: {error}")
+            AuditEntry::ActionRetrying {
+                action,
+                attempt,
+                error,
+                wait_ms,
+            } => {
+                write!(
+                    f,
+                    "{action} try {attempt} failed, retrying in {wait_ms}ms: {error}"
+                )
             }
             AuditEntry::ActionSucceeded { action, detail } => write!(f, "{action} done: {detail}"),
             AuditEntry::ActionFailed { action, error } => write!(f, "{action} failed: {error}"),
-            AuditEntry::CommandAccepted { command } => write!(f, "{} gave command {command}", self.actor),
+            AuditEntry::CommandAccepted { command } => {
+                write!(f, "{} gave command {command}", self.actor)
+            }
             AuditEntry::CommandRejected { command, reason } => {
-                write!(f, "{} gave command {command}, rejected: {reason}", self.actor)
+                write!(
+                    f,
+                    "{} gave command {command}, rejected: {reason}",
+                    self.actor
+                )
             }
             AuditEntry::CommandDenied { command, reason } => {
                 write!(f, "{} was denied command {command}: {reason}", self.actor)
             }
-            AuditEntry::TriggerReceived { key, summary, outcome } => write!(f, "alert {summary} ({key}): {outcome}"),
+            AuditEntry::TriggerReceived {
+                key,
+                summary,
+                outcome,
+            } => write!(f, "alert {summary} ({key}): {outcome}"),
             AuditEntry::StoreFailed { error } => write!(f, "could not persist state: {error}"),
         }
     }
@@ -229,14 +275,20 @@ pub struct TextAuditSink {
 
 impl fmt::Debug for TextAuditSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TextAuditSink").field("relative", &self.relative).finish_non_exhaustive()
+        f.debug_struct("TextAuditSink")
+            .field("relative", &self.relative)
+            .finish_non_exhaustive()
     }
 }
 
 impl TextAuditSink {
     /// Lines to `out`.
     pub fn new(out: impl std::io::Write + Send + 'static) -> Self {
-        TextAuditSink { out: Mutex::new(Box::new(out)), relative: false, origin: Mutex::new(None) }
+        TextAuditSink {
+            out: Mutex::new(Box::new(out)),
+            relative: false,
+            origin: Mutex::new(None),
+        }
     }
 
     /// Write `+MM:SS` from the first record instead of absolute times.
@@ -250,13 +302,21 @@ impl TextAuditSink {
 impl AuditSink for TextAuditSink {
     async fn record(&self, record: &AuditRecord) -> Result<()> {
         let when = if self.relative {
-            let origin = *self.origin.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(record.at);
+            let origin = *self
+                .origin
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(record.at);
             let s = record.at.since(origin).as_secs();
             format!("+{:02}:{:02}", s / 60, s % 60)
         } else {
             record.at.to_string()
         };
-        let line = format!("{when}  {:<16} {}\n", record.target.as_str(), record.describe());
+        let line = format!(
+            "{when}  {:<16} {}\n",
+            record.target.as_str(),
+            record.describe()
+        );
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         out.write_all(line.as_bytes())
             .and_then(|()| out.flush())
@@ -303,14 +363,20 @@ impl MemoryAuditSink {
 
     /// Every record so far.
     pub fn records(&self) -> Vec<AuditRecord> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
 #[async_trait]
 impl AuditSink for MemoryAuditSink {
     async fn record(&self, record: &AuditRecord) -> Result<()> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).push(record.clone());
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record.clone());
         Ok(())
     }
 }
@@ -327,10 +393,23 @@ impl JsonLinesAuditSink {
     /// Open (or create) `path` for appending.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await.map_err(|e| {
-            Error::permanent(format!("cannot open audit log {} for appending", path.display())).with_source(e)
-        })?;
-        Ok(JsonLinesAuditSink { path, file: tokio::sync::Mutex::new(file), sync: false })
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(|e| {
+                Error::permanent(format!(
+                    "cannot open audit log {} for appending",
+                    path.display()
+                ))
+                .with_source(e)
+            })?;
+        Ok(JsonLinesAuditSink {
+            path,
+            file: tokio::sync::Mutex::new(file),
+            sync: false,
+        })
     }
 
     /// Also fsync after every record (slower; survives power loss).
@@ -342,14 +421,18 @@ impl JsonLinesAuditSink {
     /// Read every record of a JSON-lines audit log. Errors name the line.
     pub fn read(path: impl AsRef<Path>) -> Result<Vec<AuditRecord>> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::permanent(format!("cannot read audit log {}", path.display())).with_source(e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::permanent(format!("cannot read audit log {}", path.display())).with_source(e)
+        })?;
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| {
                 serde_json::from_str(l).map_err(|e| {
-                    Error::new(crate::ErrorKind::Corrupt, format!("audit log {} line {}: {e}", path.display(), i + 1))
+                    Error::new(
+                        crate::ErrorKind::Corrupt,
+                        format!("audit log {} line {}: {e}", path.display(), i + 1),
+                    )
                 })
             })
             .collect()
@@ -371,7 +454,13 @@ impl AuditSink for JsonLinesAuditSink {
             }
             Ok::<_, std::io::Error>(())
         };
-        io.await.map_err(|e| Error::transient(format!("cannot append to audit log {}", self.path.display())).with_source(e))
+        io.await.map_err(|e| {
+            Error::transient(format!(
+                "cannot append to audit log {}",
+                self.path.display()
+            ))
+            .with_source(e)
+        })
     }
 }
 
@@ -393,8 +482,14 @@ mod tests {
     async fn json_lines_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let sink = JsonLinesAuditSink::open(&path).await.unwrap().sync_every_record(true);
-        let a = record(AuditEntry::Transition { from: PhaseKind::Observing, to: PhaseKind::RollingBack });
+        let sink = JsonLinesAuditSink::open(&path)
+            .await
+            .unwrap()
+            .sync_every_record(true);
+        let a = record(AuditEntry::Transition {
+            from: PhaseKind::Observing,
+            to: PhaseKind::RollingBack,
+        });
         let b = record(AuditEntry::Measured {
             probe: "error_rate".into(),
             judged: "v2".into(),
@@ -409,7 +504,10 @@ mod tests {
         drop(sink);
         let again = JsonLinesAuditSink::open(&path).await.unwrap();
         again.record(&a).await.unwrap();
-        assert_eq!(JsonLinesAuditSink::read(&path).unwrap(), vec![a.clone(), b.clone(), a.clone()]);
+        assert_eq!(
+            JsonLinesAuditSink::read(&path).unwrap(),
+            vec![a.clone(), b.clone(), a.clone()]
+        );
         assert_eq!(
             b.to_string(),
             "2026-11-27T12:00:00.000Z shop/checkout error_rate on v2 = no data -> inconclusive (no data) [success < 0.01]"

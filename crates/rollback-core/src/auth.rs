@@ -6,7 +6,9 @@ use std::fmt;
 use crate::{RevisionId, TargetId};
 
 /// Who did something: the engine itself, an alert, or a named operator.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Actor(String);
 
@@ -76,7 +78,9 @@ impl fmt::Display for Command {
 }
 
 /// The kinds of operator command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandKind {
     /// [`Command::Pause`]
@@ -132,7 +136,12 @@ pub struct Denied {
 /// - Returns `Err(Denied)` with a reason a human can act on.
 pub trait Authorizer: fmt::Debug + Send + Sync + 'static {
     /// Allow or deny.
-    fn authorize(&self, actor: &Actor, command: CommandKind, target: &TargetId) -> Result<(), Denied>;
+    fn authorize(
+        &self,
+        actor: &Actor,
+        command: CommandKind,
+        target: &TargetId,
+    ) -> Result<(), Denied>;
 }
 
 /// Allows everything. For tests and single-user tools only.
@@ -167,7 +176,10 @@ impl Grants {
 
     /// Let `actor` give `commands` on every target.
     pub fn allow(mut self, actor: Actor, commands: impl IntoIterator<Item = CommandKind>) -> Self {
-        self.grants.entry(actor).or_default().push(Grant { commands: commands.into_iter().collect(), targets: None });
+        self.grants.entry(actor).or_default().push(Grant {
+            commands: commands.into_iter().collect(),
+            targets: None,
+        });
         self
     }
 
@@ -178,27 +190,40 @@ impl Grants {
         commands: impl IntoIterator<Item = CommandKind>,
         targets: impl IntoIterator<Item = TargetId>,
     ) -> Self {
-        self.grants
-            .entry(actor)
-            .or_default()
-            .push(Grant { commands: commands.into_iter().collect(), targets: Some(targets.into_iter().collect()) });
+        self.grants.entry(actor).or_default().push(Grant {
+            commands: commands.into_iter().collect(),
+            targets: Some(targets.into_iter().collect()),
+        });
         self
     }
 }
 
 impl Authorizer for Grants {
-    fn authorize(&self, actor: &Actor, command: CommandKind, target: &TargetId) -> Result<(), Denied> {
-        let deny = |reason: String| Denied { actor: actor.clone(), command, target: target.clone(), reason };
+    fn authorize(
+        &self,
+        actor: &Actor,
+        command: CommandKind,
+        target: &TargetId,
+    ) -> Result<(), Denied> {
+        let deny = |reason: String| Denied {
+            actor: actor.clone(),
+            command,
+            target: target.clone(),
+            reason,
+        };
         let Some(grants) = self.grants.get(actor) else {
             return Err(deny("the actor has no grants".into()));
         };
-        let allowed = grants
-            .iter()
-            .any(|g| g.commands.contains(&command) && g.targets.as_ref().is_none_or(|t| t.contains(target)));
+        let allowed = grants.iter().any(|g| {
+            g.commands.contains(&command) && g.targets.as_ref().is_none_or(|t| t.contains(target))
+        });
         if allowed {
             Ok(())
         } else {
-            Err(deny(format!("no grant covers `{}` on this target", command.as_str())))
+            Err(deny(format!(
+                "no grant covers `{}` on this target",
+                command.as_str()
+            )))
         }
     }
 }
@@ -210,15 +235,35 @@ mod tests {
     #[test]
     fn grants_allow_only_what_they_list() {
         let g = Grants::new()
-            .allow(Actor::new("oncall"), [CommandKind::Approve, CommandKind::Rollback])
-            .allow_on(Actor::new("dev"), [CommandKind::Pause], [TargetId::new("shop/checkout")]);
+            .allow(
+                Actor::new("oncall"),
+                [CommandKind::Approve, CommandKind::Rollback],
+            )
+            .allow_on(
+                Actor::new("dev"),
+                [CommandKind::Pause],
+                [TargetId::new("shop/checkout")],
+            );
         let t = TargetId::new("shop/checkout");
         let other = TargetId::new("bank/payments");
-        assert!(g.authorize(&Actor::new("oncall"), CommandKind::Approve, &other).is_ok());
-        assert!(g.authorize(&Actor::new("dev"), CommandKind::Pause, &t).is_ok());
-        let e = g.authorize(&Actor::new("dev"), CommandKind::Pause, &other).unwrap_err();
-        assert_eq!(e.to_string(), "dev may not pause target bank/payments: no grant covers `pause` on this target");
-        let e = g.authorize(&Actor::new("mallory"), CommandKind::Rollback, &t).unwrap_err();
+        assert!(
+            g.authorize(&Actor::new("oncall"), CommandKind::Approve, &other)
+                .is_ok()
+        );
+        assert!(
+            g.authorize(&Actor::new("dev"), CommandKind::Pause, &t)
+                .is_ok()
+        );
+        let e = g
+            .authorize(&Actor::new("dev"), CommandKind::Pause, &other)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dev may not pause target bank/payments: no grant covers `pause` on this target"
+        );
+        let e = g
+            .authorize(&Actor::new("mallory"), CommandKind::Rollback, &t)
+            .unwrap_err();
         assert!(e.reason.contains("no grants"));
     }
 }

@@ -101,8 +101,16 @@ impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Condition::Threshold(op, t) => write!(f, "{} {}", op.symbol(), t),
-            Condition::Range { low, high, inside: true } => write!(f, "between {low} and {high}"),
-            Condition::Range { low, high, inside: false } => write!(f, "outside {low}..{high}"),
+            Condition::Range {
+                low,
+                high,
+                inside: true,
+            } => write!(f, "between {low} and {high}"),
+            Condition::Range {
+                low,
+                high,
+                inside: false,
+            } => write!(f, "outside {low}..{high}"),
             Condition::Relative(op, pct) => write!(f, "{} {:+}%", op.symbol(), pct),
         }
     }
@@ -117,14 +125,19 @@ pub struct ConditionParseError {
 }
 
 fn parse_number(s: &str, whole: &str) -> Result<f64, ConditionParseError> {
-    let err = |reason: String| ConditionParseError { input: whole.to_owned(), reason };
+    let err = |reason: String| ConditionParseError {
+        input: whole.to_owned(),
+        reason,
+    };
     let s = s.trim();
     if s.ends_with('%') {
         return Err(err(format!(
             "{s:?} is a percentage without a sign: write a plain number (0.01 for 1%), or +N% / -N% for a change relative to the baseline"
         )));
     }
-    let v: f64 = s.parse().map_err(|_| err(format!("{s:?} is not a number")))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| err(format!("{s:?} is not a number")))?;
     if !v.is_finite() {
         return Err(err(format!("{s:?} is not a finite number")));
     }
@@ -299,7 +312,9 @@ pub fn judge(
         match f.holds(v, m.baseline) {
             Ok(true) => return (Verdict::Fail, VerdictCause::FailureMatched),
             Ok(false) => {}
-            Err(Unevaluable::NoBaseline) => return (Verdict::Inconclusive, VerdictCause::NoBaseline),
+            Err(Unevaluable::NoBaseline) => {
+                return (Verdict::Inconclusive, VerdictCause::NoBaseline);
+            }
         }
     }
     match success {
@@ -327,9 +342,30 @@ mod tests {
         assert_eq!(c("<=100"), Condition::Threshold(Comparison::Le, 100.0));
         assert_eq!(c(">= 0.99"), Condition::Threshold(Comparison::Ge, 0.99));
         assert_eq!(c("== 0"), Condition::Threshold(Comparison::Eq, 0.0));
-        assert_eq!(c("between 0.9 and 1.1"), Condition::Range { low: 0.9, high: 1.1, inside: true });
-        assert_eq!(c("0.9..1.1"), Condition::Range { low: 0.9, high: 1.1, inside: true });
-        assert_eq!(c("outside 1..2"), Condition::Range { low: 1.0, high: 2.0, inside: false });
+        assert_eq!(
+            c("between 0.9 and 1.1"),
+            Condition::Range {
+                low: 0.9,
+                high: 1.1,
+                inside: true
+            }
+        );
+        assert_eq!(
+            c("0.9..1.1"),
+            Condition::Range {
+                low: 0.9,
+                high: 1.1,
+                inside: true
+            }
+        );
+        assert_eq!(
+            c("outside 1..2"),
+            Condition::Range {
+                low: 1.0,
+                high: 2.0,
+                inside: false
+            }
+        );
         assert_eq!(c("<= +10%"), Condition::Relative(Comparison::Le, 10.0));
         assert_eq!(c(">= -5%"), Condition::Relative(Comparison::Ge, -5.0));
         assert_eq!(c("<= -5"), Condition::Threshold(Comparison::Le, -5.0));
@@ -337,7 +373,13 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in ["< 0.01", "between 0.9 and 1.1", "outside 1..2", "<= +10%", ">= -5%"] {
+        for s in [
+            "< 0.01",
+            "between 0.9 and 1.1",
+            "outside 1..2",
+            "<= +10%",
+            ">= -5%",
+        ] {
             let parsed = c(s);
             assert_eq!(c(&parsed.to_string()), parsed, "{s}");
         }
@@ -349,7 +391,10 @@ mod tests {
         assert!(e.contains("percentage without a sign"), "{e}");
         let e = "< abc".parse::<Condition>().unwrap_err().to_string();
         assert!(e.contains("\"abc\" is not a number"), "{e}");
-        let e = "between 2 and 1".parse::<Condition>().unwrap_err().to_string();
+        let e = "between 2 and 1"
+            .parse::<Condition>()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("range is empty"), "{e}");
         let e = "about 3".parse::<Condition>().unwrap_err().to_string();
         assert!(e.contains("expected"), "{e}");
@@ -362,35 +407,86 @@ mod tests {
         let s = c("< 0.01");
         let f = c(">= 0.05");
         let m = Measurement::value;
-        assert_eq!(judge(m(0.001), Some(&s), None, NoData::default()).0, Verdict::Pass);
-        assert_eq!(judge(m(0.02), Some(&s), None, NoData::default()).0, Verdict::Fail);
-        assert_eq!(judge(m(0.02), Some(&s), Some(&f), NoData::default()).0, Verdict::Inconclusive);
-        assert_eq!(judge(m(0.06), Some(&s), Some(&f), NoData::default()).0, Verdict::Fail);
-        assert_eq!(judge(m(0.02), None, Some(&f), NoData::default()).0, Verdict::Pass);
+        assert_eq!(
+            judge(m(0.001), Some(&s), None, NoData::default()).0,
+            Verdict::Pass
+        );
+        assert_eq!(
+            judge(m(0.02), Some(&s), None, NoData::default()).0,
+            Verdict::Fail
+        );
+        assert_eq!(
+            judge(m(0.02), Some(&s), Some(&f), NoData::default()).0,
+            Verdict::Inconclusive
+        );
+        assert_eq!(
+            judge(m(0.06), Some(&s), Some(&f), NoData::default()).0,
+            Verdict::Fail
+        );
+        assert_eq!(
+            judge(m(0.02), None, Some(&f), NoData::default()).0,
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn missing_and_non_finite_values_never_pass_silently() {
         let s = c("< 0.01");
         for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-            assert_eq!(judge(Measurement::value(v), Some(&s), None, NoData::Pass).0, Verdict::Inconclusive);
+            assert_eq!(
+                judge(Measurement::value(v), Some(&s), None, NoData::Pass).0,
+                Verdict::Inconclusive
+            );
         }
-        assert_eq!(judge(Measurement::NO_DATA, Some(&s), None, NoData::Inconclusive).0, Verdict::Inconclusive);
-        assert_eq!(judge(Measurement::NO_DATA, Some(&s), None, NoData::Fail).0, Verdict::Fail);
-        assert_eq!(judge(Measurement::NO_DATA, Some(&s), None, NoData::Pass), (Verdict::Pass, VerdictCause::NoData));
+        assert_eq!(
+            judge(Measurement::NO_DATA, Some(&s), None, NoData::Inconclusive).0,
+            Verdict::Inconclusive
+        );
+        assert_eq!(
+            judge(Measurement::NO_DATA, Some(&s), None, NoData::Fail).0,
+            Verdict::Fail
+        );
+        assert_eq!(
+            judge(Measurement::NO_DATA, Some(&s), None, NoData::Pass),
+            (Verdict::Pass, VerdictCause::NoData)
+        );
     }
 
     #[test]
     fn relative_conditions_need_a_baseline() {
         let s = c("<= +10%");
-        assert_eq!(judge(Measurement::with_baseline(105.0, 100.0), Some(&s), None, NoData::default()).0, Verdict::Pass);
-        assert_eq!(judge(Measurement::with_baseline(111.0, 100.0), Some(&s), None, NoData::default()).0, Verdict::Fail);
+        assert_eq!(
+            judge(
+                Measurement::with_baseline(105.0, 100.0),
+                Some(&s),
+                None,
+                NoData::default()
+            )
+            .0,
+            Verdict::Pass
+        );
+        assert_eq!(
+            judge(
+                Measurement::with_baseline(111.0, 100.0),
+                Some(&s),
+                None,
+                NoData::default()
+            )
+            .0,
+            Verdict::Fail
+        );
         assert_eq!(
             judge(Measurement::value(1.0), Some(&s), None, NoData::default()),
             (Verdict::Inconclusive, VerdictCause::NoBaseline)
         );
         assert_eq!(
-            judge(Measurement::with_baseline(1.0, f64::NAN), Some(&s), None, NoData::default()).0,
+            judge(
+                Measurement::with_baseline(1.0, f64::NAN),
+                Some(&s),
+                None,
+                NoData::default()
+            )
+            .0,
             Verdict::Inconclusive
         );
     }

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
-    Actor, Convergence, ErrorKind, RevisionHealth, RevisionId, RevisionRecord, RevisionRef, RollbackOutcome,
-    RollbackRequest, Rollbacker, Target,
+    Actor, Convergence, ErrorKind, RevisionHealth, RevisionId, RevisionRecord, RevisionRef,
+    RollbackOutcome, RollbackRequest, Rollbacker, Target,
 };
 
 /// A check the backend failed.
@@ -31,8 +31,16 @@ pub struct ConformanceFailure {
     pub message: String,
 }
 
-fn fail(target: &dyn Target, check: &'static str, message: impl Into<String>) -> ConformanceFailure {
-    ConformanceFailure { check, target: target.id().to_string(), message: message.into() }
+fn fail(
+    target: &dyn Target,
+    check: &'static str,
+    message: impl Into<String>,
+) -> ConformanceFailure {
+    ConformanceFailure {
+        check,
+        target: target.id().to_string(),
+        message: message.into(),
+    }
 }
 
 /// How long `check_rollbacker` lets a backend converge.
@@ -42,37 +50,82 @@ pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(120);
 /// duplicate ids, is newest first where creation times are known, holds the
 /// current revision, and is stable across reads. Changes nothing.
 pub async fn check_target(target: &dyn Target) -> Result<(), ConformanceFailure> {
-    let history = target.history().await.map_err(|e| fail(target, "history", e.full_message()))?;
+    let history = target
+        .history()
+        .await
+        .map_err(|e| fail(target, "history", e.full_message()))?;
     if history.is_empty() {
-        return Err(fail(target, "history", "the history is empty; it must hold at least the current revision"));
+        return Err(fail(
+            target,
+            "history",
+            "the history is empty; it must hold at least the current revision",
+        ));
     }
     let mut seen = BTreeSet::new();
     for e in &history {
         if !seen.insert(e.revision.id().clone()) {
-            return Err(fail(target, "history has no duplicates", format!("revision {} is listed twice", e.revision.id())));
+            return Err(fail(
+                target,
+                "history has no duplicates",
+                format!("revision {} is listed twice", e.revision.id()),
+            ));
         }
     }
-    let times: Vec<_> = history.iter().filter_map(|e| e.revision.created_at()).collect();
+    let times: Vec<_> = history
+        .iter()
+        .filter_map(|e| e.revision.created_at())
+        .collect();
     if times.windows(2).any(|w| w[0] < w[1]) {
-        return Err(fail(target, "history is newest first", format!("creation times are not descending: {times:?}")));
+        return Err(fail(
+            target,
+            "history is newest first",
+            format!("creation times are not descending: {times:?}"),
+        ));
     }
-    let current = target.current().await.map_err(|e| fail(target, "current", e.full_message()))?;
+    let current = target
+        .current()
+        .await
+        .map_err(|e| fail(target, "current", e.full_message()))?;
     if !seen.contains(current.id()) {
-        return Err(fail(target, "history holds current", format!("current revision {} is not in the history", current.id())));
+        return Err(fail(
+            target,
+            "history holds current",
+            format!("current revision {} is not in the history", current.id()),
+        ));
     }
-    let again = target.history().await.map_err(|e| fail(target, "history", e.full_message()))?;
-    let ids = |h: &[crate::HistoryEntry]| h.iter().map(|e| e.revision.id().clone()).collect::<Vec<_>>();
+    let again = target
+        .history()
+        .await
+        .map_err(|e| fail(target, "history", e.full_message()))?;
+    let ids = |h: &[crate::HistoryEntry]| {
+        h.iter()
+            .map(|e| e.revision.id().clone())
+            .collect::<Vec<_>>()
+    };
     if ids(&again) != ids(&history) {
-        return Err(fail(target, "history is stable", "two reads without a change listed different revisions"));
+        return Err(fail(
+            target,
+            "history is stable",
+            "two reads without a change listed different revisions",
+        ));
     }
     let record = current.record();
     if &record.id != current.id() || record.label != current.label() {
-        return Err(fail(target, "revision record", "record() does not match id() and label()"));
+        return Err(fail(
+            target,
+            "revision record",
+            "record() does not match id() and label()",
+        ));
     }
     Ok(())
 }
 
-fn request(target: &dyn Target, from: &RevisionId, to: RevisionRef, dry_run: bool) -> RollbackRequest {
+fn request(
+    target: &dyn Target,
+    from: &RevisionId,
+    to: RevisionRef,
+    dry_run: bool,
+) -> RollbackRequest {
     RollbackRequest {
         target: target.id().clone(),
         from: Some(from.clone()),
@@ -90,59 +143,138 @@ fn request(target: &dyn Target, from: &RevisionId, to: RevisionRef, dry_run: boo
 /// Checked: a dry run changes nothing; a rollback makes the revision current
 /// and converges; a second identical rollback is `AlreadyAt`; a rollback to a
 /// revision the history does not hold is `NotFound` and changes nothing.
-pub async fn check_rollbacker(target: &dyn Target, rollbacker: &dyn Rollbacker) -> Result<(), ConformanceFailure> {
+pub async fn check_rollbacker(
+    target: &dyn Target,
+    rollbacker: &dyn Rollbacker,
+) -> Result<(), ConformanceFailure> {
     check_target(target).await?;
-    let history = target.history().await.map_err(|e| fail(target, "history", e.full_message()))?;
-    let current = target.current().await.map_err(|e| fail(target, "current", e.full_message()))?;
+    let history = target
+        .history()
+        .await
+        .map_err(|e| fail(target, "history", e.full_message()))?;
+    let current = target
+        .current()
+        .await
+        .map_err(|e| fail(target, "current", e.full_message()))?;
     let current_id = current.id().clone();
-    let others: Vec<_> = history.iter().filter(|e| e.revision.id() != &current_id).collect();
-    let Some(to) = others.iter().find(|e| e.health != RevisionHealth::Bad).or(others.first()) else {
-        return Err(fail(target, "setup", "the target needs at least two revisions in its history"));
+    let others: Vec<_> = history
+        .iter()
+        .filter(|e| e.revision.id() != &current_id)
+        .collect();
+    let Some(to) = others
+        .iter()
+        .find(|e| e.health != RevisionHealth::Bad)
+        .or(others.first())
+    else {
+        return Err(fail(
+            target,
+            "setup",
+            "the target needs at least two revisions in its history",
+        ));
     };
     let to = to.revision.clone();
     let to_id = to.id().clone();
     let current_is = |check: &'static str, want: &RevisionId| {
         let want = want.clone();
         async move {
-            let now = target.current().await.map_err(|e| fail(target, check, e.full_message()))?;
+            let now = target
+                .current()
+                .await
+                .map_err(|e| fail(target, check, e.full_message()))?;
             if now.id() == &want {
                 Ok(())
             } else {
-                Err(fail(target, check, format!("current revision is {} but should be {want}", now.id())))
+                Err(fail(
+                    target,
+                    check,
+                    format!("current revision is {} but should be {want}", now.id()),
+                ))
             }
         }
     };
 
-    match rollbacker.rollback(&request(target, &current_id, to.clone(), true)).await {
+    match rollbacker
+        .rollback(&request(target, &current_id, to.clone(), true))
+        .await
+    {
         Ok(RollbackOutcome::DryRun { .. }) => {}
-        Ok(other) => return Err(fail(target, "dry run", format!("a dry run returned {other:?}"))),
+        Ok(other) => {
+            return Err(fail(
+                target,
+                "dry run",
+                format!("a dry run returned {other:?}"),
+            ));
+        }
         Err(e) => return Err(fail(target, "dry run", e.full_message())),
     }
     current_is("dry run changes nothing", &current_id).await?;
 
     let unknown: RevisionRef = Arc::new(RevisionRecord::new("conformance-suite-no-such-revision"));
-    match rollbacker.rollback(&request(target, &current_id, unknown, false)).await {
+    match rollbacker
+        .rollback(&request(target, &current_id, unknown, false))
+        .await
+    {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(fail(target, "unknown revision", format!("expected a NotFound error, got {}: {}", e.kind(), e.full_message()))),
-        Ok(o) => return Err(fail(target, "unknown revision", format!("expected a NotFound error, got {o:?}"))),
+        Err(e) => {
+            return Err(fail(
+                target,
+                "unknown revision",
+                format!(
+                    "expected a NotFound error, got {}: {}",
+                    e.kind(),
+                    e.full_message()
+                ),
+            ));
+        }
+        Ok(o) => {
+            return Err(fail(
+                target,
+                "unknown revision",
+                format!("expected a NotFound error, got {o:?}"),
+            ));
+        }
     }
     current_is("unknown revision changes nothing", &current_id).await?;
 
-    match rollbacker.rollback(&request(target, &current_id, to.clone(), false)).await {
+    match rollbacker
+        .rollback(&request(target, &current_id, to.clone(), false))
+        .await
+    {
         Ok(RollbackOutcome::RolledBack { .. }) => {}
-        Ok(other) => return Err(fail(target, "rollback", format!("expected RolledBack, got {other:?}"))),
+        Ok(other) => {
+            return Err(fail(
+                target,
+                "rollback",
+                format!("expected RolledBack, got {other:?}"),
+            ));
+        }
         Err(e) => return Err(fail(target, "rollback", e.full_message())),
     }
     match rollbacker.wait_converged(&to_id, CONVERGENCE_TIMEOUT).await {
         Ok(Convergence::Converged) => {}
-        Ok(other) => return Err(fail(target, "convergence", format!("expected Converged, got {other:?}"))),
+        Ok(other) => {
+            return Err(fail(
+                target,
+                "convergence",
+                format!("expected Converged, got {other:?}"),
+            ));
+        }
         Err(e) => return Err(fail(target, "convergence", e.full_message())),
     }
     current_is("rollback makes the revision current", &to_id).await?;
 
-    match rollbacker.rollback(&request(target, &to_id, to.clone(), false)).await {
+    match rollbacker
+        .rollback(&request(target, &to_id, to.clone(), false))
+        .await
+    {
         Ok(RollbackOutcome::AlreadyAt { .. }) => {}
-        Ok(other) => return Err(fail(target, "idempotence", format!("a repeated rollback returned {other:?}, not AlreadyAt"))),
+        Ok(other) => {
+            return Err(fail(
+                target,
+                "idempotence",
+                format!("a repeated rollback returned {other:?}, not AlreadyAt"),
+            ));
+        }
         Err(e) => return Err(fail(target, "idempotence", e.full_message())),
     }
     current_is("a repeated rollback changes nothing", &to_id).await?;
@@ -156,22 +288,40 @@ mod tests {
 
     #[tokio::test]
     async fn in_memory_backends_conform() {
-        let t = InMemoryTarget::new("demo", [RevisionRecord::new("v1"), RevisionRecord::new("v2"), RevisionRecord::new("v3")]).unwrap();
+        let t = InMemoryTarget::new(
+            "demo",
+            [
+                RevisionRecord::new("v1"),
+                RevisionRecord::new("v2"),
+                RevisionRecord::new("v3"),
+            ],
+        )
+        .unwrap();
         t.set_health(&"v2".into(), RevisionHealth::Bad).unwrap();
         let r = InMemoryRollbacker::new(&t);
         check_rollbacker(&t, &r).await.unwrap();
-        assert_eq!(t.current_id().as_str(), "v1", "skips the revision marked bad");
+        assert_eq!(
+            t.current_id().as_str(),
+            "v1",
+            "skips the revision marked bad"
+        );
     }
 
     #[tokio::test]
     async fn a_broken_rollbacker_fails_the_suite() {
-        let t = InMemoryTarget::new("demo", [RevisionRecord::new("v1"), RevisionRecord::new("v2")]).unwrap();
+        let t = InMemoryTarget::new(
+            "demo",
+            [RevisionRecord::new("v1"), RevisionRecord::new("v2")],
+        )
+        .unwrap();
         let r = InMemoryRollbacker::new(&t);
         r.fail_convergence(Some("stuck".into()));
         let e = check_rollbacker(&t, &r).await.unwrap_err();
         assert_eq!(e.check, "convergence");
         let single = InMemoryTarget::new("one", [RevisionRecord::new("v1")]).unwrap();
-        let e = check_rollbacker(&single, &InMemoryRollbacker::new(&single)).await.unwrap_err();
+        let e = check_rollbacker(&single, &InMemoryRollbacker::new(&single))
+            .await
+            .unwrap_err();
         assert_eq!(e.check, "setup");
     }
 }

@@ -14,9 +14,10 @@ use crate::audit::{AuditEntry, AuditRecord, AuditSink, MemoryAuditSink};
 use crate::machine::{Decision, Event, Ignored, Machine, MachineState, Phase, Step, Watch};
 use crate::store::{MemoryStateStore, StateStore};
 use crate::{
-    Actor, AllowAll, Authorizer, Candidate, Clock, Command, Convergence, Error, ErrorKind, HealthProbe, Policy,
-    ProbeContext, Result, RevisionHealth, RevisionId, RollbackOutcome, RollbackRequest, Rollbacker, SystemClock, Target,
-    TargetId, Trigger, TriggerOutcome, TriggerSink,
+    Actor, AllowAll, Authorizer, Candidate, Clock, Command, Convergence, Error, ErrorKind,
+    HealthProbe, Policy, ProbeContext, Result, RevisionHealth, RevisionId, RollbackOutcome,
+    RollbackRequest, Rollbacker, SystemClock, Target, TargetId, Trigger, TriggerOutcome,
+    TriggerSink,
 };
 
 /// A source of randomness for jitter: a number in `[0, 1)`. Inject a fixed
@@ -64,13 +65,25 @@ impl WatchSpec {
         rollbacker: Arc<dyn Rollbacker>,
         probes: Vec<Arc<dyn HealthProbe>>,
     ) -> Self {
-        WatchSpec { policy: policy.into(), target, rollbacker, probes }
+        WatchSpec {
+            policy: policy.into(),
+            target,
+            rollbacker,
+            probes,
+        }
     }
 }
 
 enum Input {
-    Command { command: Command, actor: Actor, reply: oneshot::Sender<Result<CommandReceipt>> },
-    Trigger { trigger: Trigger, reply: oneshot::Sender<TriggerOutcome> },
+    Command {
+        command: Command,
+        actor: Actor,
+        reply: oneshot::Sender<Result<CommandReceipt>>,
+    },
+    Trigger {
+        trigger: Trigger,
+        reply: oneshot::Sender<TriggerOutcome>,
+    },
 }
 
 /// What became of an accepted operator command.
@@ -169,7 +182,11 @@ impl EngineBuilder {
     /// Delay each measurement by up to `fraction` of the interval, at random,
     /// so many watches do not query in lockstep. Default 0.1; clamped to [0, 0.5].
     pub fn max_jitter(mut self, fraction: f64) -> Self {
-        self.max_jitter = if fraction.is_finite() { fraction.clamp(0.0, 0.5) } else { 0.0 };
+        self.max_jitter = if fraction.is_finite() {
+            fraction.clamp(0.0, 0.5)
+        } else {
+            0.0
+        };
         self
     }
     /// The randomness behind jitter and retry backoff.
@@ -213,7 +230,11 @@ impl WatchHandle {
 
     /// Wait until the watch reaches a terminal phase and return it.
     pub async fn finished(&mut self) -> Phase {
-        let reached = self.phase.wait_for(|p| p.kind().is_terminal()).await.map(|p| p.clone());
+        let reached = self
+            .phase
+            .wait_for(|p| p.kind().is_terminal())
+            .await
+            .map(|p| p.clone());
         reached.unwrap_or_else(|_| self.phase.borrow().clone())
     }
 
@@ -272,7 +293,10 @@ impl Engine {
         {
             return Err(Error::new(
                 ErrorKind::Conflict,
-                format!("target {target_id} is already being watched ({}); wait for it to end first", r.phase.borrow().kind()),
+                format!(
+                    "target {target_id} is already being watched ({}); wait for it to end first",
+                    r.phase.borrow().kind()
+                ),
             ));
         }
         let saved = self.inner.store.load(&target_id).await?;
@@ -291,8 +315,13 @@ impl Engine {
             saved => {
                 resumed = false;
                 let history = spec.target.history().await?;
-                let mut candidates: Vec<Candidate> =
-                    history.iter().map(|e| Candidate { id: e.revision.id().clone(), health: e.health }).collect();
+                let mut candidates: Vec<Candidate> = history
+                    .iter()
+                    .map(|e| Candidate {
+                        id: e.revision.id().clone(),
+                        health: e.health,
+                    })
+                    .collect();
                 let mut rollbacks = Vec::new();
                 if let Some(old) = saved {
                     // What earlier watches learned outranks "unknown".
@@ -325,15 +354,37 @@ impl Engine {
             phase: phase_tx,
         };
         if resumed {
-            run.audit(Actor::engine(), AuditEntry::WatchResumed { phase: run.machine.phase().kind() }).await;
+            run.audit(
+                Actor::engine(),
+                AuditEntry::WatchResumed {
+                    phase: run.machine.phase().kind(),
+                },
+            )
+            .await;
         } else {
-            run.audit(Actor::engine(), AuditEntry::WatchStarted { dry_run: run.spec.policy.dry_run }).await;
+            run.audit(
+                Actor::engine(),
+                AuditEntry::WatchStarted {
+                    dry_run: run.spec.policy.dry_run,
+                },
+            )
+            .await;
             run.persist().await;
         }
         let span = tracing::info_span!("watch", target = %target_id, revision = %run.machine.state().watch.revision);
         let task = tokio::spawn(run.run(rx).instrument(span));
-        self.watches().insert(target_id.clone(), Running { inputs: tx, phase: phase_rx.clone(), task });
-        Ok(WatchHandle { target: target_id, phase: phase_rx })
+        self.watches().insert(
+            target_id.clone(),
+            Running {
+                inputs: tx,
+                phase: phase_rx.clone(),
+                task,
+            },
+        );
+        Ok(WatchHandle {
+            target: target_id,
+            phase: phase_rx,
+        })
     }
 
     /// Stop supervising a target (its saved state stays). Returns whether it was watched.
@@ -349,21 +400,37 @@ impl Engine {
 
     /// The phase of each watched target.
     pub fn phases(&self) -> Vec<(TargetId, Phase)> {
-        let mut v: Vec<_> = self.watches().iter().map(|(t, r)| (t.clone(), r.phase.borrow().clone())).collect();
+        let mut v: Vec<_> = self
+            .watches()
+            .iter()
+            .map(|(t, r)| (t.clone(), r.phase.borrow().clone()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 
     fn sender(&self, target: &TargetId) -> Option<mpsc::Sender<Input>> {
-        self.watches().get(target).filter(|r| !r.task.is_finished()).map(|r| r.inputs.clone())
+        self.watches()
+            .get(target)
+            .filter(|r| !r.task.is_finished())
+            .map(|r| r.inputs.clone())
     }
 
     /// Give an operator command. The [`Authorizer`] decides first; a denial
     /// is audited and returned as an [`ErrorKind::Unauthorized`] error. A
     /// command the machine cannot take now is an [`ErrorKind::InvalidInput`]
     /// error with the reason.
-    pub async fn command(&self, target: &TargetId, command: Command, actor: Actor) -> Result<CommandReceipt> {
-        if let Err(denied) = self.inner.authorizer.authorize(&actor, command.kind(), target) {
+    pub async fn command(
+        &self,
+        target: &TargetId,
+        command: Command,
+        actor: Actor,
+    ) -> Result<CommandReceipt> {
+        if let Err(denied) = self
+            .inner
+            .authorizer
+            .authorize(&actor, command.kind(), target)
+        {
             let revision = self
                 .watches()
                 .get(target)
@@ -377,19 +444,32 @@ impl Engine {
                 target: target.clone(),
                 revision,
                 actor,
-                entry: AuditEntry::CommandDenied { command: command.kind(), reason: denied.reason.clone() },
+                entry: AuditEntry::CommandDenied {
+                    command: command.kind(),
+                    reason: denied.reason.clone(),
+                },
             };
             audit(&*self.inner.audit, &record).await;
             return Err(Error::new(ErrorKind::Unauthorized, denied.to_string()));
         }
         let Some(tx) = self.sender(target) else {
-            return Err(Error::not_found(format!("target {target} is not being watched by this engine")));
+            return Err(Error::not_found(format!(
+                "target {target} is not being watched by this engine"
+            )));
         };
         let (reply, rx) = oneshot::channel();
-        tx.send(Input::Command { command, actor, reply })
-            .await
-            .map_err(|_| Error::permanent(format!("the watch of target {target} has stopped")))?;
-        rx.await.map_err(|_| Error::permanent(format!("the watch of target {target} stopped before answering")))?
+        tx.send(Input::Command {
+            command,
+            actor,
+            reply,
+        })
+        .await
+        .map_err(|_| Error::permanent(format!("the watch of target {target} has stopped")))?;
+        rx.await.map_err(|_| {
+            Error::permanent(format!(
+                "the watch of target {target} stopped before answering"
+            ))
+        })?
     }
 }
 
@@ -414,13 +494,22 @@ fn ended_on(state: &MachineState, current: &RevisionId) -> bool {
     }
 }
 
-fn order_probes(policy: &Policy, probes: &[Arc<dyn HealthProbe>], target: &TargetId) -> Result<Vec<Arc<dyn HealthProbe>>> {
+fn order_probes(
+    policy: &Policy,
+    probes: &[Arc<dyn HealthProbe>],
+    target: &TargetId,
+) -> Result<Vec<Arc<dyn HealthProbe>>> {
     for p in probes {
         if policy.probe_index(p.name()).is_none() {
             return Err(Error::invalid(format!(
                 "probe {:?} given for target {target} is not in the policy (the policy has: {})",
                 p.name(),
-                policy.probes.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                policy
+                    .probes
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     }
@@ -470,7 +559,13 @@ impl WatchRun {
     async fn persist(&self) {
         if let Err(e) = self.engine.store.save(self.machine.state()).await {
             tracing::error!(error = %e.full_message(), "state could not be persisted");
-            self.audit(Actor::engine(), AuditEntry::StoreFailed { error: e.full_message() }).await;
+            self.audit(
+                Actor::engine(),
+                AuditEntry::StoreFailed {
+                    error: e.full_message(),
+                },
+            )
+            .await;
         }
     }
 
@@ -478,7 +573,8 @@ impl WatchRun {
         // A rollback interrupted by a restart is carried out again (idempotently).
         if let Phase::RollingBack { to, by, .. } = self.machine.phase().clone() {
             let from = self.machine.state().watch.revision.clone();
-            self.execute_rollback(to, from, "resuming an interrupted rollback".into(), by).await;
+            self.execute_rollback(to, from, "resuming an interrupted rollback".into(), by)
+                .await;
         }
         loop {
             let sleep = self.machine.next_deadline().map(|d| {
@@ -512,26 +608,50 @@ impl WatchRun {
     async fn on_command(&mut self, command: Command, actor: Actor) -> Result<CommandReceipt> {
         let text = command.to_string();
         let kind = command.kind();
-        let step = self.machine.handle(self.now(), Event::Command { command, actor: actor.clone() });
+        let step = self.machine.handle(
+            self.now(),
+            Event::Command {
+                command,
+                actor: actor.clone(),
+            },
+        );
         if let Some(Decision::Rejected { reason, .. }) = &step.decision {
-            self.audit(actor, AuditEntry::CommandRejected { command: kind, reason: reason.clone() }).await;
+            self.audit(
+                actor,
+                AuditEntry::CommandRejected {
+                    command: kind,
+                    reason: reason.clone(),
+                },
+            )
+            .await;
             return Err(Error::invalid(format!(
                 "cannot {kind} target {}: {reason}",
                 self.machine.state().watch.target
             )));
         }
-        self.audit(actor.clone(), AuditEntry::CommandAccepted { command: text }).await;
+        self.audit(actor.clone(), AuditEntry::CommandAccepted { command: text })
+            .await;
         self.process(step, actor).await;
-        Ok(CommandReceipt { phase: self.machine.phase().kind() })
+        Ok(CommandReceipt {
+            phase: self.machine.phase().kind(),
+        })
     }
 
     async fn on_trigger(&mut self, trigger: Trigger) -> TriggerOutcome {
         let key = trigger.key.clone();
         let summary = trigger.summary.clone();
-        let step = self.machine.handle(self.now(), Event::Trigger { key: trigger.key, summary: trigger.summary });
+        let step = self.machine.handle(
+            self.now(),
+            Event::Trigger {
+                key: trigger.key,
+                summary: trigger.summary,
+            },
+        );
         let outcome = match step.ignored {
             Some(Ignored::DuplicateTrigger) => TriggerOutcome::Duplicate,
-            Some(Ignored::NotJudging(p)) => TriggerOutcome::Ignored { reason: format!("the watch is {p}") },
+            Some(Ignored::NotJudging(p)) => TriggerOutcome::Ignored {
+                reason: format!("the watch is {p}"),
+            },
             None => TriggerOutcome::Accepted,
         };
         let text = match &outcome {
@@ -540,7 +660,15 @@ impl WatchRun {
             TriggerOutcome::Ignored { reason } => format!("ignored: {reason}"),
             TriggerOutcome::NoWatch => "no watch".to_owned(),
         };
-        self.audit(Actor::new("alert"), AuditEntry::TriggerReceived { key, summary, outcome: text }).await;
+        self.audit(
+            Actor::new("alert"),
+            AuditEntry::TriggerReceived {
+                key,
+                summary,
+                outcome: text,
+            },
+        )
+        .await;
         self.process(step, Actor::engine()).await;
         outcome
     }
@@ -551,28 +679,53 @@ impl WatchRun {
         let mut next = Some((step, actor));
         while let Some((step, actor)) = next.take() {
             if let Some((from, to)) = step.transition {
-                self.audit(actor.clone(), AuditEntry::Transition { from, to }).await;
+                self.audit(actor.clone(), AuditEntry::Transition { from, to })
+                    .await;
                 self.persist().await;
                 self.phase.send_replace(self.machine.phase().clone());
             }
-            let Some(decision) = step.decision else { continue };
+            let Some(decision) = step.decision else {
+                continue;
+            };
             if !matches!(decision, Decision::Measure | Decision::Rejected { .. }) {
-                self.audit(actor.clone(), AuditEntry::Decided { decision: kind_of(&decision).into(), detail: describe(&decision) })
-                    .await;
+                self.audit(
+                    actor.clone(),
+                    AuditEntry::Decided {
+                        decision: kind_of(&decision).into(),
+                        detail: describe(&decision),
+                    },
+                )
+                .await;
             }
             next = match decision {
                 Decision::Measure => self.measure().await,
-                Decision::Rollback { to, from, reason, actor } => {
-                    self.mark(&from, RevisionHealth::Bad, &reason.to_string()).await;
-                    self.execute_rollback(to, from, reason.to_string(), actor).await;
+                Decision::Rollback {
+                    to,
+                    from,
+                    reason,
+                    actor,
+                } => {
+                    self.mark(&from, RevisionHealth::Bad, &reason.to_string())
+                        .await;
+                    self.execute_rollback(to, from, reason.to_string(), actor)
+                        .await;
                     None
                 }
                 Decision::Promote { revision, .. } => {
-                    self.mark(&revision, RevisionHealth::Good, "promoted after the bake time").await;
+                    self.mark(
+                        &revision,
+                        RevisionHealth::Good,
+                        "promoted after the bake time",
+                    )
+                    .await;
                     None
                 }
-                Decision::Complete { restored, verified: true } => {
-                    self.mark(&restored, RevisionHealth::Good, "verified after a rollback").await;
+                Decision::Complete {
+                    restored,
+                    verified: true,
+                } => {
+                    self.mark(&restored, RevisionHealth::Good, "verified after a rollback")
+                        .await;
                     None
                 }
                 Decision::AwaitApproval { .. } | Decision::WouldRollBack { .. } => {
@@ -596,7 +749,14 @@ impl WatchRun {
             return;
         }
         if let Err(e) = self.spec.target.mark(revision, health, reason).await {
-            self.audit(Actor::engine(), AuditEntry::ActionFailed { action: "mark".into(), error: e.full_message() }).await;
+            self.audit(
+                Actor::engine(),
+                AuditEntry::ActionFailed {
+                    action: "mark".into(),
+                    error: e.full_message(),
+                },
+            )
+            .await;
         }
     }
 
@@ -624,7 +784,8 @@ impl WatchRun {
                 (i, r)
             });
         }
-        let mut results: Vec<(usize, Result<crate::Measurement>)> = Vec::with_capacity(self.spec.probes.len());
+        let mut results: Vec<(usize, Result<crate::Measurement>)> =
+            Vec::with_capacity(self.spec.probes.len());
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok(r) => results.push(r),
@@ -635,7 +796,13 @@ impl WatchRun {
         for (i, result) in results {
             let name = self.spec.policy.probes[i].name.clone();
             let (event, failed) = match &result {
-                Ok(m) => (Event::Measured { probe: i, measurement: *m }, None),
+                Ok(m) => (
+                    Event::Measured {
+                        probe: i,
+                        measurement: *m,
+                    },
+                    None,
+                ),
                 Err(e) => (Event::ProbeError { probe: i }, Some(e.full_message())),
             };
             let step = self.machine.handle(self.now(), event);
@@ -649,9 +816,11 @@ impl WatchRun {
                     cause: step.verdict.and_then(|v| v.1),
                     against: step.verdict.map(|_| self.conditions[i].clone()),
                 },
-                (Err(_), error) => {
-                    AuditEntry::ProbeFailed { probe: name, judged: ctx.revision.clone(), error: error.unwrap_or_default() }
-                }
+                (Err(_), error) => AuditEntry::ProbeFailed {
+                    probe: name,
+                    judged: ctx.revision.clone(),
+                    error: error.unwrap_or_default(),
+                },
             };
             self.audit(Actor::engine(), entry).await;
             if step.decision.is_some() || step.transition.is_some() {
@@ -664,7 +833,13 @@ impl WatchRun {
 
     /// Carry out a rollback with retries, wait for convergence, and feed the
     /// result to the machine.
-    async fn execute_rollback(&mut self, to: RevisionId, from: RevisionId, reason: String, actor: Actor) {
+    async fn execute_rollback(
+        &mut self,
+        to: RevisionId,
+        from: RevisionId,
+        reason: String,
+        actor: Actor,
+    ) {
         let result = self.try_rollback(&to, &from, reason, actor.clone()).await;
         let event = match result {
             Ok(()) => Event::RollbackSucceeded,
@@ -674,13 +849,27 @@ impl WatchRun {
         Box::pin(self.process(step, actor)).await;
     }
 
-    async fn try_rollback(&mut self, to: &RevisionId, from: &RevisionId, reason: String, actor: Actor) -> std::result::Result<(), String> {
+    async fn try_rollback(
+        &mut self,
+        to: &RevisionId,
+        from: &RevisionId,
+        reason: String,
+        actor: Actor,
+    ) -> std::result::Result<(), String> {
         let history = match self.spec.target.history().await {
             Ok(h) => h,
-            Err(e) => return Err(format!("cannot read the history of the target: {}", e.full_message())),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the history of the target: {}",
+                    e.full_message()
+                ));
+            }
         };
         let Some(entry) = history.into_iter().find(|e| e.revision.id() == to) else {
-            return Err(format!("revision {to} is no longer in the history of target {}", self.spec.target.id()));
+            return Err(format!(
+                "revision {to} is no longer in the history of target {}",
+                self.spec.target.id()
+            ));
         };
         let request = RollbackRequest {
             target: self.spec.target.id().clone(),
@@ -712,8 +901,15 @@ impl WatchRun {
             .await;
         // The retry loop cannot await the sink: audit every try after the fact, in order.
         for attempt in 1..=attempts {
-            self.audit(actor.clone(), AuditEntry::ActionStarted { action: "rollback".into(), revision: to.clone(), attempt })
-                .await;
+            self.audit(
+                actor.clone(),
+                AuditEntry::ActionStarted {
+                    action: "rollback".into(),
+                    revision: to.clone(),
+                    attempt,
+                },
+            )
+            .await;
             if let Some((_, error, wait)) = retries.iter().find(|r| r.0 == attempt) {
                 let entry = AuditEntry::ActionRetrying {
                     action: "rollback".into(),
@@ -728,31 +924,79 @@ impl WatchRun {
             Ok(o) => o,
             Err(e) => {
                 let error = e.full_message();
-                self.audit(actor, AuditEntry::ActionFailed { action: "rollback".into(), error: error.clone() }).await;
+                self.audit(
+                    actor,
+                    AuditEntry::ActionFailed {
+                        action: "rollback".into(),
+                        error: error.clone(),
+                    },
+                )
+                .await;
                 return Err(error);
             }
         };
         let detail = match &outcome {
-            RollbackOutcome::AlreadyAt { detail } => format!("already there, nothing changed: {detail}"),
+            RollbackOutcome::AlreadyAt { detail } => {
+                format!("already there, nothing changed: {detail}")
+            }
             other => other.detail().to_owned(),
         };
-        self.audit(actor.clone(), AuditEntry::ActionSucceeded { action: "rollback".into(), detail }).await;
-        self.audit(actor.clone(), AuditEntry::ActionStarted { action: "wait_converged".into(), revision: to.clone(), attempt: 1 })
-            .await;
-        match self.spec.rollbacker.wait_converged(to, self.spec.policy.rollback_timeout).await {
+        self.audit(
+            actor.clone(),
+            AuditEntry::ActionSucceeded {
+                action: "rollback".into(),
+                detail,
+            },
+        )
+        .await;
+        self.audit(
+            actor.clone(),
+            AuditEntry::ActionStarted {
+                action: "wait_converged".into(),
+                revision: to.clone(),
+                attempt: 1,
+            },
+        )
+        .await;
+        match self
+            .spec
+            .rollbacker
+            .wait_converged(to, self.spec.policy.rollback_timeout)
+            .await
+        {
             Ok(Convergence::Converged) => {
-                self.audit(actor, AuditEntry::ActionSucceeded { action: "wait_converged".into(), detail: format!("{to} converged") })
-                    .await;
+                self.audit(
+                    actor,
+                    AuditEntry::ActionSucceeded {
+                        action: "wait_converged".into(),
+                        detail: format!("{to} converged"),
+                    },
+                )
+                .await;
                 Ok(())
             }
             Ok(Convergence::TimedOut { detail }) | Ok(Convergence::Failed { detail }) => {
                 let error = format!("{to} did not converge: {detail}");
-                self.audit(actor, AuditEntry::ActionFailed { action: "wait_converged".into(), error: error.clone() }).await;
+                self.audit(
+                    actor,
+                    AuditEntry::ActionFailed {
+                        action: "wait_converged".into(),
+                        error: error.clone(),
+                    },
+                )
+                .await;
                 Err(error)
             }
             Err(e) => {
                 let error = format!("waiting for {to} to converge: {}", e.full_message());
-                self.audit(actor, AuditEntry::ActionFailed { action: "wait_converged".into(), error: error.clone() }).await;
+                self.audit(
+                    actor,
+                    AuditEntry::ActionFailed {
+                        action: "wait_converged".into(),
+                        error: error.clone(),
+                    },
+                )
+                .await;
                 Err(error)
             }
         }
@@ -760,7 +1004,11 @@ impl WatchRun {
 }
 
 fn describe_step(m: &Machine) -> String {
-    format!("watch of {} is {}", m.state().watch.revision, m.phase().kind())
+    format!(
+        "watch of {} is {}",
+        m.state().watch.revision,
+        m.phase().kind()
+    )
 }
 
 /// The kind of a decision, as audited.
@@ -782,13 +1030,33 @@ pub fn kind_of(d: &Decision) -> &'static str {
 pub fn describe(d: &Decision) -> String {
     match d {
         Decision::Measure => "measure every probe".into(),
-        Decision::Rollback { to, from, reason, actor } => format!("roll back from {from} to {to} ({actor}): {reason}"),
-        Decision::AwaitApproval { to, reason } => format!("rollback to {to} waits for approval: {reason}"),
-        Decision::WouldRollBack { to: Some(to), reason } => format!("dry run, would roll back to {to}: {reason}"),
-        Decision::WouldRollBack { to: None, reason } => format!("dry run, would roll back but no revision is available: {reason}"),
-        Decision::Promote { revision, actor } => format!("promote {revision} to known good ({actor})"),
-        Decision::Complete { restored, verified: true } => format!("rollback to {restored} verified"),
-        Decision::Complete { restored, verified: false } => format!("rolled back to {restored} (no verification configured)"),
+        Decision::Rollback {
+            to,
+            from,
+            reason,
+            actor,
+        } => format!("roll back from {from} to {to} ({actor}): {reason}"),
+        Decision::AwaitApproval { to, reason } => {
+            format!("rollback to {to} waits for approval: {reason}")
+        }
+        Decision::WouldRollBack {
+            to: Some(to),
+            reason,
+        } => format!("dry run, would roll back to {to}: {reason}"),
+        Decision::WouldRollBack { to: None, reason } => {
+            format!("dry run, would roll back but no revision is available: {reason}")
+        }
+        Decision::Promote { revision, actor } => {
+            format!("promote {revision} to known good ({actor})")
+        }
+        Decision::Complete {
+            restored,
+            verified: true,
+        } => format!("rollback to {restored} verified"),
+        Decision::Complete {
+            restored,
+            verified: false,
+        } => format!("rolled back to {restored} (no verification configured)"),
         Decision::Escalate { reason } => format!("escalate to humans: {reason}"),
         Decision::Freeze { reason } => format!("freeze: {reason}"),
         Decision::Rejected { command, reason } => format!("{command} rejected: {reason}"),

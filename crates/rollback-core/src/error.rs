@@ -62,7 +62,11 @@ pub struct Error {
 impl Error {
     /// A new error of `kind` with a message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), source: None }
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attach the underlying cause.
@@ -144,7 +148,10 @@ mod tests {
     fn full_message_walks_the_chain() {
         let io = std::io::Error::other("disk on fire");
         let e = Error::permanent("saving state of shop/checkout").with_source(io);
-        assert_eq!(e.full_message(), "saving state of shop/checkout: disk on fire");
+        assert_eq!(
+            e.full_message(),
+            "saving state of shop/checkout: disk on fire"
+        );
         assert_eq!(e.to_string(), "saving state of shop/checkout");
     }
 }

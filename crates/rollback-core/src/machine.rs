@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use crate::condition::{VerdictCause, judge};
 use crate::{
-    Actor, Approval, Command, CommandKind, Error, Measurement, OnIrreversible, Policy, ProbeRules, RevisionHealth,
-    RevisionId, RollbackTo, TargetId, Timestamp, Verdict,
+    Actor, Approval, Command, CommandKind, Error, Measurement, OnIrreversible, Policy, ProbeRules,
+    RevisionHealth, RevisionId, RollbackTo, TargetId, Timestamp, Verdict,
 };
 
 /// A revision the machine may roll back to, with what is known of its health.
@@ -39,7 +39,10 @@ pub struct Candidate {
 impl Candidate {
     /// A candidate.
     pub fn new(id: impl Into<RevisionId>, health: RevisionHealth) -> Self {
-        Candidate { id: id.into(), health }
+        Candidate {
+            id: id.into(),
+            health,
+        }
     }
 }
 
@@ -60,8 +63,18 @@ pub struct Watch {
 
 impl Watch {
     /// A watch of `revision` on `target` with the given history (newest first).
-    pub fn new(target: impl Into<TargetId>, revision: impl Into<RevisionId>, history: Vec<Candidate>) -> Self {
-        Watch { target: target.into(), revision: revision.into(), irreversible: false, history, rollbacks: Vec::new() }
+    pub fn new(
+        target: impl Into<TargetId>,
+        revision: impl Into<RevisionId>,
+        history: Vec<Candidate>,
+    ) -> Self {
+        Watch {
+            target: target.into(),
+            revision: revision.into(),
+            irreversible: false,
+            history,
+            rollbacks: Vec::new(),
+        }
     }
 }
 
@@ -164,7 +177,11 @@ impl PhaseKind {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            PhaseKind::Promoted | PhaseKind::RolledBack | PhaseKind::Escalated | PhaseKind::Frozen | PhaseKind::DryRunBreached
+            PhaseKind::Promoted
+                | PhaseKind::RolledBack
+                | PhaseKind::Escalated
+                | PhaseKind::Frozen
+                | PhaseKind::DryRunBreached
         )
     }
 
@@ -287,17 +304,31 @@ pub enum Breach {
 impl fmt::Display for Breach {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Breach::Probe { probe, limit, allowed, count, value, verdict_cause, conditions } => {
+            Breach::Probe {
+                probe,
+                limit,
+                allowed,
+                count,
+                value,
+                verdict_cause,
+                conditions,
+            } => {
                 let what = match limit {
                     Limit::FailureLimit => "failed",
                     Limit::ConsecutiveFailureLimit => "failed in a row",
                     Limit::InconclusiveLimit => "was inconclusive",
                     Limit::ConsecutiveErrorLimit => "could not be measured in a row",
                 };
-                write!(f, "probe {probe} {what} {count} times ({} {allowed})", limit.as_str())?;
+                write!(
+                    f,
+                    "probe {probe} {what} {count} times ({} {allowed})",
+                    limit.as_str()
+                )?;
                 match (value, verdict_cause) {
                     (Some(v), _) => write!(f, "; last value {v} against {conditions}"),
-                    (None, Some(VerdictCause::NoData)) => write!(f, "; last measurement had no data"),
+                    (None, Some(VerdictCause::NoData)) => {
+                        write!(f, "; last measurement had no data")
+                    }
                     _ => Ok(()),
                 }
             }
@@ -435,7 +466,12 @@ pub struct Step {
 }
 
 impl Step {
-    const NOTHING: Step = Step { decision: None, transition: None, verdict: None, ignored: None };
+    const NOTHING: Step = Step {
+        decision: None,
+        transition: None,
+        verdict: None,
+        ignored: None,
+    };
 }
 
 /// The persistent state of a machine: everything but the policy.
@@ -472,14 +508,20 @@ impl Machine {
         let first = now.plus(policy.initial_delay);
         let state = MachineState {
             started_at: now,
-            phase: Phase::Observing { bake_until: first.plus(policy.bake_time) },
+            phase: Phase::Observing {
+                bake_until: first.plus(policy.bake_time),
+            },
             counts: vec![ProbeCounts::default(); rules.len()],
             next_measure_at: first,
             seen_triggers: BTreeSet::new(),
             breach: None,
             watch,
         };
-        Machine { policy, rules, state }
+        Machine {
+            policy,
+            rules,
+            state,
+        }
     }
 
     /// Resume from a persisted state. Refused when the state does not fit the
@@ -494,7 +536,11 @@ impl Machine {
             )));
         }
         let rules: Arc<[ProbeRules]> = policy.rules().into();
-        Ok(Machine { policy, rules, state })
+        Ok(Machine {
+            policy,
+            rules,
+            state,
+        })
     }
 
     /// The persistent state.
@@ -534,7 +580,9 @@ impl Machine {
     /// Feed one event at `now`.
     pub fn handle(&mut self, now: Timestamp, event: Event) -> Step {
         match event {
-            Event::Measured { probe, measurement } => self.on_measurement(now, probe, Some(measurement)),
+            Event::Measured { probe, measurement } => {
+                self.on_measurement(now, probe, Some(measurement))
+            }
             Event::ProbeError { probe } => self.on_measurement(now, probe, None),
             Event::Tick => self.on_tick(now),
             Event::Trigger { key, summary } => self.on_trigger(now, key, summary),
@@ -552,15 +600,29 @@ impl Machine {
 
     fn step(&mut self, phase: Phase, decision: Decision) -> Step {
         let t = self.set_phase(phase);
-        Step { decision: Some(decision), transition: Some(t), verdict: None, ignored: None }
+        Step {
+            decision: Some(decision),
+            transition: Some(t),
+            verdict: None,
+            ignored: None,
+        }
     }
 
     fn escalate(&mut self, now: Timestamp, reason: String) -> Step {
-        self.step(Phase::Escalated { reason: reason.clone(), at: now }, Decision::Escalate { reason })
+        self.step(
+            Phase::Escalated {
+                reason: reason.clone(),
+                at: now,
+            },
+            Decision::Escalate { reason },
+        )
     }
 
     fn reject(&self, command: CommandKind, reason: String) -> Step {
-        Step { decision: Some(Decision::Rejected { command, reason }), ..Step::NOTHING }
+        Step {
+            decision: Some(Decision::Rejected { command, reason }),
+            ..Step::NOTHING
+        }
     }
 
     fn advance_schedule(&mut self, now: Timestamp) {
@@ -582,7 +644,10 @@ impl Machine {
         };
         if self.state.next_measure_at <= end && now >= self.state.next_measure_at {
             self.advance_schedule(now);
-            return Step { decision: Some(Decision::Measure), ..Step::NOTHING };
+            return Step {
+                decision: Some(Decision::Measure),
+                ..Step::NOTHING
+            };
         }
         if now < end {
             return Step::NOTHING;
@@ -594,7 +659,13 @@ impl Machine {
                 let revision = self.state.watch.revision.clone();
                 self.mark(&revision, RevisionHealth::Good);
                 let actor = Actor::engine();
-                self.step(Phase::Promoted { at: now, by: actor.clone() }, Decision::Promote { revision, actor })
+                self.step(
+                    Phase::Promoted {
+                        at: now,
+                        by: actor.clone(),
+                    },
+                    Decision::Promote { revision, actor },
+                )
             }
             (Phase::Observing { .. }, Some(i)) => {
                 let reason = format!(
@@ -607,8 +678,14 @@ impl Machine {
                 let restored = restored.clone();
                 self.mark(&restored, RevisionHealth::Good);
                 self.step(
-                    Phase::RolledBack { to: restored.clone(), at: now },
-                    Decision::Complete { restored, verified: true },
+                    Phase::RolledBack {
+                        to: restored.clone(),
+                        at: now,
+                    },
+                    Decision::Complete {
+                        restored,
+                        verified: true,
+                    },
                 )
             }
             (Phase::Verifying { restored, .. }, Some(i)) => {
@@ -626,14 +703,25 @@ impl Machine {
         let verifying = match self.state.phase {
             Phase::Observing { .. } => false,
             Phase::Verifying { .. } => true,
-            ref other => return Step { ignored: Some(Ignored::NotJudging(other.kind())), ..Step::NOTHING },
+            ref other => {
+                return Step {
+                    ignored: Some(Ignored::NotJudging(other.kind())),
+                    ..Step::NOTHING
+                };
+            }
         };
-        let (Some(rules), Some(counts)) = (self.rules.get(probe), self.state.counts.get_mut(probe)) else {
+        let (Some(rules), Some(counts)) = (self.rules.get(probe), self.state.counts.get_mut(probe))
+        else {
             return Step::NOTHING;
         };
         let (verdict, cause) = match m {
             Some(m) => {
-                let (v, c) = judge(m, rules.success.as_ref(), rules.failure.as_ref(), rules.no_data);
+                let (v, c) = judge(
+                    m,
+                    rules.success.as_ref(),
+                    rules.failure.as_ref(),
+                    rules.no_data,
+                );
                 (v, Some(c))
             }
             None => (Verdict::Error, None),
@@ -651,26 +739,44 @@ impl Machine {
                 counts.consecutive_errors = 0;
                 if let Some(l) = rules.failure_limit.filter(|l| counts.failures > *l) {
                     exceeded = Some((Limit::FailureLimit, l, counts.failures));
-                } else if let Some(l) = rules.consecutive_failure_limit.filter(|l| counts.consecutive_failures > *l) {
-                    exceeded = Some((Limit::ConsecutiveFailureLimit, l, counts.consecutive_failures));
+                } else if let Some(l) = rules
+                    .consecutive_failure_limit
+                    .filter(|l| counts.consecutive_failures > *l)
+                {
+                    exceeded = Some((
+                        Limit::ConsecutiveFailureLimit,
+                        l,
+                        counts.consecutive_failures,
+                    ));
                 }
             }
             Verdict::Inconclusive => {
                 counts.inconclusives += 1;
                 counts.consecutive_errors = 0;
                 if counts.inconclusives > rules.inconclusive_limit {
-                    exceeded = Some((Limit::InconclusiveLimit, rules.inconclusive_limit, counts.inconclusives));
+                    exceeded = Some((
+                        Limit::InconclusiveLimit,
+                        rules.inconclusive_limit,
+                        counts.inconclusives,
+                    ));
                 }
             }
             Verdict::Error => {
                 counts.consecutive_errors += 1;
                 if counts.consecutive_errors > rules.consecutive_error_limit {
-                    exceeded = Some((Limit::ConsecutiveErrorLimit, rules.consecutive_error_limit, counts.consecutive_errors));
+                    exceeded = Some((
+                        Limit::ConsecutiveErrorLimit,
+                        rules.consecutive_error_limit,
+                        counts.consecutive_errors,
+                    ));
                 }
             }
         }
         let Some((limit, allowed, count)) = exceeded else {
-            return Step { verdict: Some((verdict, cause)), ..Step::NOTHING };
+            return Step {
+                verdict: Some((verdict, cause)),
+                ..Step::NOTHING
+            };
         };
         let breach = Breach::Probe {
             probe: self.policy.probes[probe].name.clone(),
@@ -682,14 +788,22 @@ impl Machine {
             conditions: rules.describe(),
         };
         let mut step = match (limit, verifying) {
-            (Limit::FailureLimit | Limit::ConsecutiveFailureLimit, false) => self.on_breach(now, breach),
+            (Limit::FailureLimit | Limit::ConsecutiveFailureLimit, false) => {
+                self.on_breach(now, breach)
+            }
             (_, true) => {
                 let restored = self.judged_revision().clone();
                 self.mark(&restored, RevisionHealth::Bad);
-                self.escalate(now, format!("verification of restored revision {restored} failed: {breach}"))
+                self.escalate(
+                    now,
+                    format!("verification of restored revision {restored} failed: {breach}"),
+                )
             }
             (_, false) => {
-                let reason = format!("{breach}; humans must judge revision {}", self.state.watch.revision);
+                let reason = format!(
+                    "{breach}; humans must judge revision {}",
+                    self.state.watch.revision
+                );
                 self.state.breach = Some(breach);
                 self.escalate(now, reason)
             }
@@ -700,10 +814,16 @@ impl Machine {
 
     fn on_trigger(&mut self, now: Timestamp, key: String, summary: String) -> Step {
         if self.state.seen_triggers.contains(&key) {
-            return Step { ignored: Some(Ignored::DuplicateTrigger), ..Step::NOTHING };
+            return Step {
+                ignored: Some(Ignored::DuplicateTrigger),
+                ..Step::NOTHING
+            };
         }
         if !matches!(self.state.phase, Phase::Observing { .. }) {
-            return Step { ignored: Some(Ignored::NotJudging(self.state.phase.kind())), ..Step::NOTHING };
+            return Step {
+                ignored: Some(Ignored::NotJudging(self.state.phase.kind())),
+                ..Step::NOTHING
+            };
         }
         self.state.seen_triggers.insert(key.clone());
         self.on_breach(now, Breach::Alert { key, summary })
@@ -713,7 +833,13 @@ impl Machine {
         if let Some(c) = self.state.watch.history.iter_mut().find(|c| &c.id == id) {
             c.health = health;
         } else {
-            self.state.watch.history.insert(0, Candidate { id: id.clone(), health });
+            self.state.watch.history.insert(
+                0,
+                Candidate {
+                    id: id.clone(),
+                    health,
+                },
+            );
         }
     }
 
@@ -724,13 +850,21 @@ impl Machine {
         let history = &self.state.watch.history;
         let usable = |c: &&Candidate| &c.id != watched && c.health != RevisionHealth::Bad;
         let older = || {
-            let from = history.iter().position(|c| &c.id == watched).map_or(0, |i| i + 1);
-            history[from..].iter().find(usable).or_else(|| history.iter().find(usable))
+            let from = history
+                .iter()
+                .position(|c| &c.id == watched)
+                .map_or(0, |i| i + 1);
+            history[from..]
+                .iter()
+                .find(usable)
+                .or_else(|| history.iter().find(usable))
         };
         let chosen = match self.policy.rollback_to {
-            RollbackTo::LastKnownGood => {
-                history.iter().filter(usable).find(|c| c.health == RevisionHealth::Good).or_else(older)
-            }
+            RollbackTo::LastKnownGood => history
+                .iter()
+                .filter(usable)
+                .find(|c| c.health == RevisionHealth::Good)
+                .or_else(older),
             RollbackTo::Previous => older(),
         };
         chosen.map(|c| &c.id)
@@ -743,19 +877,39 @@ impl Machine {
         let to = self.rollback_candidate().cloned();
         if self.policy.dry_run {
             return self.step(
-                Phase::DryRunBreached { would_roll_back_to: to.clone(), at: now },
+                Phase::DryRunBreached {
+                    would_roll_back_to: to.clone(),
+                    at: now,
+                },
                 Decision::WouldRollBack { to, reason: breach },
             );
         }
         if self.state.watch.irreversible && self.policy.on_irreversible == OnIrreversible::Freeze {
-            let reason = format!("{breach}; revision {watched} is marked irreversible, so it is frozen, not rolled back");
-            return self.step(Phase::Frozen { reason: reason.clone(), at: now }, Decision::Freeze { reason });
+            let reason = format!(
+                "{breach}; revision {watched} is marked irreversible, so it is frozen, not rolled back"
+            );
+            return self.step(
+                Phase::Frozen {
+                    reason: reason.clone(),
+                    at: now,
+                },
+                Decision::Freeze { reason },
+            );
         }
         let Some(to) = to else {
-            return self.escalate(now, format!("{breach}; no revision to roll back to (none is known good or unmarked)"));
+            return self.escalate(
+                now,
+                format!("{breach}; no revision to roll back to (none is known good or unmarked)"),
+            );
         };
         let window_start = now.minus(self.policy.max_rollbacks_window);
-        let recent = self.state.watch.rollbacks.iter().filter(|t| **t > window_start).count();
+        let recent = self
+            .state
+            .watch
+            .rollbacks
+            .iter()
+            .filter(|t| **t > window_start)
+            .count();
         if recent >= self.policy.max_rollbacks as usize {
             return self.escalate(
                 now,
@@ -782,19 +936,37 @@ impl Machine {
         }
         if self.policy.approval == Approval::Manual {
             return self.step(
-                Phase::AwaitingApproval { to: to.clone(), since: now },
+                Phase::AwaitingApproval {
+                    to: to.clone(),
+                    since: now,
+                },
                 Decision::AwaitApproval { to, reason: breach },
             );
         }
         self.start_rollback(now, to, breach, Actor::engine())
     }
 
-    fn start_rollback(&mut self, now: Timestamp, to: RevisionId, reason: Breach, actor: Actor) -> Step {
+    fn start_rollback(
+        &mut self,
+        now: Timestamp,
+        to: RevisionId,
+        reason: Breach,
+        actor: Actor,
+    ) -> Step {
         self.state.watch.rollbacks.push(now);
         let from = self.state.watch.revision.clone();
         self.step(
-            Phase::RollingBack { to: to.clone(), by: actor.clone(), since: now },
-            Decision::Rollback { to, from, reason, actor },
+            Phase::RollingBack {
+                to: to.clone(),
+                by: actor.clone(),
+                since: now,
+            },
+            Decision::Rollback {
+                to,
+                from,
+                reason,
+                actor,
+            },
         )
     }
 
@@ -804,40 +976,78 @@ impl Machine {
         match (command, &self.state.phase) {
             (Command::Pause, Phase::Observing { bake_until }) => {
                 let bake_left = bake_until.since(now);
-                let t = self.set_phase(Phase::Paused { since: now, bake_left });
-                Step { transition: Some(t), ..Step::NOTHING }
+                let t = self.set_phase(Phase::Paused {
+                    since: now,
+                    bake_left,
+                });
+                Step {
+                    transition: Some(t),
+                    ..Step::NOTHING
+                }
             }
             (Command::Resume, Phase::Paused { bake_left, .. }) => {
                 let bake_until = now.plus(*bake_left);
                 self.state.next_measure_at = self.state.next_measure_at.max(now);
                 let t = self.set_phase(Phase::Observing { bake_until });
-                Step { transition: Some(t), ..Step::NOTHING }
+                Step {
+                    transition: Some(t),
+                    ..Step::NOTHING
+                }
             }
             (Command::Approve, Phase::AwaitingApproval { to, .. }) => {
                 let to = to.clone();
-                let reason = self.state.breach.clone().unwrap_or(Breach::Operator { actor: actor.clone() });
+                let reason = self.state.breach.clone().unwrap_or(Breach::Operator {
+                    actor: actor.clone(),
+                });
                 self.start_rollback(now, to, reason, actor)
             }
             (Command::Promote, p)
-                if !matches!(p, Phase::RollingBack { .. } | Phase::Verifying { .. } | Phase::RolledBack { .. } | Phase::Promoted { .. }) =>
+                if !matches!(
+                    p,
+                    Phase::RollingBack { .. }
+                        | Phase::Verifying { .. }
+                        | Phase::RolledBack { .. }
+                        | Phase::Promoted { .. }
+                ) =>
             {
                 let revision = self.state.watch.revision.clone();
                 self.mark(&revision, RevisionHealth::Good);
-                self.step(Phase::Promoted { at: now, by: actor.clone() }, Decision::Promote { revision, actor })
+                self.step(
+                    Phase::Promoted {
+                        at: now,
+                        by: actor.clone(),
+                    },
+                    Decision::Promote { revision, actor },
+                )
             }
             (Command::Rollback { to }, p)
-                if !matches!(p, Phase::RollingBack { .. } | Phase::Verifying { .. } | Phase::RolledBack { .. }) =>
+                if !matches!(
+                    p,
+                    Phase::RollingBack { .. } | Phase::Verifying { .. } | Phase::RolledBack { .. }
+                ) =>
             {
                 self.manual_rollback(now, to, actor)
             }
-            (Command::Pause | Command::Resume | Command::Approve | Command::Promote | Command::Rollback { .. }, _) => {
+            (
+                Command::Pause
+                | Command::Resume
+                | Command::Approve
+                | Command::Promote
+                | Command::Rollback { .. },
+                _,
+            ) => {
                 let reason = match (kind, phase) {
                     (CommandKind::Resume, _) => "it is not paused".to_owned(),
                     (CommandKind::Approve, _) => "no rollback is waiting for approval".to_owned(),
-                    (CommandKind::Pause, p) if p.is_terminal() => format!("the watch has ended ({p})"),
+                    (CommandKind::Pause, p) if p.is_terminal() => {
+                        format!("the watch has ended ({p})")
+                    }
                     (_, PhaseKind::RollingBack) => "a rollback is in progress".to_owned(),
                     (_, PhaseKind::Verifying | PhaseKind::RolledBack) => {
-                        format!("revision {} has already been rolled back", self.state.watch.revision)
+                        format!(
+                            "revision {} has already been rolled back",
+                            self.state.watch.revision
+                        )
                     }
                     (_, PhaseKind::Promoted) => "the revision is already promoted".to_owned(),
                     (_, p) => format!("not possible while {p}"),
@@ -855,33 +1065,51 @@ impl Machine {
                 None => {
                     return self.reject(
                         CommandKind::Rollback,
-                        "no revision to roll back to (none is known good or unmarked); name one".into(),
+                        "no revision to roll back to (none is known good or unmarked); name one"
+                            .into(),
                     );
                 }
             },
             Some(to) if to == watched => {
-                return self.reject(CommandKind::Rollback, format!("{to} is the revision being rolled back from"));
+                return self.reject(
+                    CommandKind::Rollback,
+                    format!("{to} is the revision being rolled back from"),
+                );
             }
             Some(to) => match self.state.watch.history.iter().find(|c| c.id == to) {
                 None => {
                     return self.reject(
                         CommandKind::Rollback,
-                        format!("revision {to} is not in the history of target {}", self.state.watch.target),
+                        format!(
+                            "revision {to} is not in the history of target {}",
+                            self.state.watch.target
+                        ),
                     );
                 }
                 Some(c) if c.health == RevisionHealth::Bad => {
-                    return self.reject(CommandKind::Rollback, format!("revision {to} is marked bad"));
+                    return self.reject(
+                        CommandKind::Rollback,
+                        format!("revision {to} is marked bad"),
+                    );
                 }
                 Some(_) => to,
             },
         };
-        let breach = Breach::Operator { actor: actor.clone() };
+        let breach = Breach::Operator {
+            actor: actor.clone(),
+        };
         self.state.breach = Some(breach.clone());
         self.mark(&watched, RevisionHealth::Bad);
         if self.policy.dry_run {
             return self.step(
-                Phase::DryRunBreached { would_roll_back_to: Some(to.clone()), at: now },
-                Decision::WouldRollBack { to: Some(to), reason: breach },
+                Phase::DryRunBreached {
+                    would_roll_back_to: Some(to.clone()),
+                    at: now,
+                },
+                Decision::WouldRollBack {
+                    to: Some(to),
+                    reason: breach,
+                },
             );
         }
         self.start_rollback(now, to, breach, actor)
@@ -889,7 +1117,10 @@ impl Machine {
 
     fn on_rollback_result(&mut self, now: Timestamp, error: Option<String>) -> Step {
         let Phase::RollingBack { to, .. } = &self.state.phase else {
-            return Step { ignored: Some(Ignored::NotJudging(self.state.phase.kind())), ..Step::NOTHING };
+            return Step {
+                ignored: Some(Ignored::NotJudging(self.state.phase.kind())),
+                ..Step::NOTHING
+            };
         };
         let to = to.clone();
         if let Some(error) = error {
@@ -897,13 +1128,28 @@ impl Machine {
         }
         if self.policy.verify.is_zero() {
             return self.step(
-                Phase::RolledBack { to: to.clone(), at: now },
-                Decision::Complete { restored: to, verified: false },
+                Phase::RolledBack {
+                    to: to.clone(),
+                    at: now,
+                },
+                Decision::Complete {
+                    restored: to,
+                    verified: false,
+                },
             );
         }
-        self.state.counts.iter_mut().for_each(|c| *c = ProbeCounts::default());
+        self.state
+            .counts
+            .iter_mut()
+            .for_each(|c| *c = ProbeCounts::default());
         self.state.next_measure_at = now.plus(self.policy.interval);
-        let t = self.set_phase(Phase::Verifying { restored: to, until: now.plus(self.policy.verify) });
-        Step { transition: Some(t), ..Step::NOTHING }
+        let t = self.set_phase(Phase::Verifying {
+            restored: to,
+            until: now.plus(self.policy.verify),
+        });
+        Step {
+            transition: Some(t),
+            ..Step::NOTHING
+        }
     }
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    Capabilities, Convergence, Error, ErrorKind, HealthProbe, HistoryEntry, Measurement, ProbeContext, Result,
-    RevisionHealth, RevisionId, RevisionRecord, RevisionRef, RollbackOutcome, RollbackRequest, Rollbacker,
-    Target, TargetId,
+    Capabilities, Convergence, Error, ErrorKind, HealthProbe, HistoryEntry, Measurement,
+    ProbeContext, Result, RevisionHealth, RevisionId, RevisionRecord, RevisionRef, RollbackOutcome,
+    RollbackRequest, Rollbacker, Target, TargetId,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -40,29 +40,48 @@ pub struct InMemoryTarget {
 impl InMemoryTarget {
     /// A target that had `revisions` deployed in this order (oldest first);
     /// the last one is current. At least one revision is needed.
-    pub fn new(id: impl Into<String>, revisions: impl IntoIterator<Item = RevisionRecord>) -> Result<Self> {
+    pub fn new(
+        id: impl Into<String>,
+        revisions: impl IntoIterator<Item = RevisionRecord>,
+    ) -> Result<Self> {
         let id = TargetId::new(id);
-        let mut history: Vec<_> = revisions.into_iter().map(|r| (Arc::new(r), RevisionHealth::Unknown)).collect();
+        let mut history: Vec<_> = revisions
+            .into_iter()
+            .map(|r| (Arc::new(r), RevisionHealth::Unknown))
+            .collect();
         history.reverse();
         let Some((newest, _)) = history.first() else {
-            return Err(Error::invalid(format!("in-memory target {id} needs at least one revision")));
+            return Err(Error::invalid(format!(
+                "in-memory target {id} needs at least one revision"
+            )));
         };
         let current = newest.id.clone();
         let mut seen = std::collections::BTreeSet::new();
         for (r, _) in &history {
             if !seen.insert(&r.id) {
-                return Err(Error::invalid(format!("in-memory target {id}: revision {} is listed twice", r.id)));
+                return Err(Error::invalid(format!(
+                    "in-memory target {id}: revision {} is listed twice",
+                    r.id
+                )));
             }
         }
-        Ok(InMemoryTarget { id, state: Arc::new(Mutex::new(TargetState { history, current })) })
+        Ok(InMemoryTarget {
+            id,
+            state: Arc::new(Mutex::new(TargetState { history, current })),
+        })
     }
 
     /// Deploy a revision: it becomes current and the newest entry.
     pub fn deploy(&self, revision: RevisionRecord) {
         let mut s = lock(&self.state);
-        let health = s.history.iter().position(|(r, _)| r.id == revision.id).map(|i| s.history.remove(i).1);
+        let health = s
+            .history
+            .iter()
+            .position(|(r, _)| r.id == revision.id)
+            .map(|i| s.history.remove(i).1);
         s.current = revision.id.clone();
-        s.history.insert(0, (Arc::new(revision), health.unwrap_or_default()));
+        s.history
+            .insert(0, (Arc::new(revision), health.unwrap_or_default()));
     }
 
     /// Set what the backend knows of a revision's health.
@@ -84,11 +103,18 @@ impl InMemoryTarget {
 
     /// The health mark of a revision, if it is in the history.
     pub fn health_of(&self, id: &RevisionId) -> Option<RevisionHealth> {
-        lock(&self.state).history.iter().find(|(r, _)| &r.id == id).map(|(_, h)| *h)
+        lock(&self.state)
+            .history
+            .iter()
+            .find(|(r, _)| &r.id == id)
+            .map(|(_, h)| *h)
     }
 
     fn unknown(&self, id: &RevisionId) -> Error {
-        Error::not_found(format!("revision {id} is not in the history of target {}", self.id))
+        Error::not_found(format!(
+            "revision {id} is not in the history of target {}",
+            self.id
+        ))
     }
 
     fn roll_to(&self, id: &RevisionId) -> Result<bool> {
@@ -118,16 +144,30 @@ impl Target for InMemoryTarget {
 
     async fn current(&self) -> Result<RevisionRef> {
         let s = lock(&self.state);
-        let current = s.history.iter().find(|(r, _)| r.id == s.current).map(|(r, _)| r.clone());
-        current.map(|r| r as RevisionRef).ok_or_else(|| self.unknown(&s.current))
+        let current = s
+            .history
+            .iter()
+            .find(|(r, _)| r.id == s.current)
+            .map(|(r, _)| r.clone());
+        current
+            .map(|r| r as RevisionRef)
+            .ok_or_else(|| self.unknown(&s.current))
     }
 
     async fn history(&self) -> Result<Vec<HistoryEntry>> {
         let s = lock(&self.state);
-        Ok(s.history.iter().map(|(r, h)| HistoryEntry::new(r.clone() as RevisionRef, *h)).collect())
+        Ok(s.history
+            .iter()
+            .map(|(r, h)| HistoryEntry::new(r.clone() as RevisionRef, *h))
+            .collect())
     }
 
-    async fn mark(&self, revision: &RevisionId, health: RevisionHealth, _reason: &str) -> Result<()> {
+    async fn mark(
+        &self,
+        revision: &RevisionId,
+        health: RevisionHealth,
+        _reason: &str,
+    ) -> Result<()> {
         self.set_health(revision, health)
     }
 }
@@ -168,12 +208,17 @@ pub struct InMemoryRollbacker {
 impl InMemoryRollbacker {
     /// A rollbacker of `target`.
     pub fn new(target: &InMemoryTarget) -> Self {
-        InMemoryRollbacker { target: target.clone(), state: Arc::default() }
+        InMemoryRollbacker {
+            target: target.clone(),
+            state: Arc::default(),
+        }
     }
 
     /// Make the next `n` calls fail with an error of `kind` (before changing anything).
     pub fn fail_next(&self, n: usize, kind: ErrorKind) {
-        lock(&self.state).failures.extend(std::iter::repeat_n(kind, n));
+        lock(&self.state)
+            .failures
+            .extend(std::iter::repeat_n(kind, n));
     }
 
     /// Make every call fail with an error of `kind`; `None` to stop.
@@ -198,7 +243,10 @@ impl InMemoryRollbacker {
 
     /// The calls that changed the target.
     pub fn performed(&self) -> Vec<RecordedRollback> {
-        self.calls().into_iter().filter(|c| matches!(c.result, Ok(RollbackOutcome::RolledBack { .. }))).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| matches!(c.result, Ok(RollbackOutcome::RolledBack { .. })))
+            .collect()
     }
 }
 
@@ -217,16 +265,27 @@ impl Rollbacker for InMemoryRollbacker {
         let result = match injected {
             Some(kind) => Err(Error::new(
                 kind,
-                format!("injected {kind} failure rolling back target {} to {to}", request.target),
+                format!(
+                    "injected {kind} failure rolling back target {} to {to}",
+                    request.target
+                ),
             )),
-            None if request.dry_run => self.target.find_revision(&to).map(|_| RollbackOutcome::DryRun {
-                detail: format!("would roll back {} to {to}", request.target),
-            }),
+            None if request.dry_run => {
+                self.target
+                    .find_revision(&to)
+                    .map(|_| RollbackOutcome::DryRun {
+                        detail: format!("would roll back {} to {to}", request.target),
+                    })
+            }
             None => self.target.roll_to(&to).map(|changed| {
                 if changed {
-                    RollbackOutcome::RolledBack { detail: format!("rolled {} back to {to}", request.target) }
+                    RollbackOutcome::RolledBack {
+                        detail: format!("rolled {} back to {to}", request.target),
+                    }
                 } else {
-                    RollbackOutcome::AlreadyAt { detail: format!("{} already runs {to}", request.target) }
+                    RollbackOutcome::AlreadyAt {
+                        detail: format!("{} already runs {to}", request.target),
+                    }
                 }
             }),
         };
@@ -241,7 +300,11 @@ impl Rollbacker for InMemoryRollbacker {
         result
     }
 
-    async fn wait_converged(&self, revision: &RevisionId, timeout: Duration) -> Result<Convergence> {
+    async fn wait_converged(
+        &self,
+        revision: &RevisionId,
+        timeout: Duration,
+    ) -> Result<Convergence> {
         let (after, fails) = {
             let s = lock(&self.state);
             (s.converge_after, s.convergence_fails.clone())
@@ -252,21 +315,34 @@ impl Rollbacker for InMemoryRollbacker {
         if after > timeout {
             tokio::time::sleep(timeout).await;
             return Ok(Convergence::TimedOut {
-                detail: format!("{revision} needs {} to converge", crate::format_duration(after)),
+                detail: format!(
+                    "{revision} needs {} to converge",
+                    crate::format_duration(after)
+                ),
             });
         }
         tokio::time::sleep(after).await;
         if &self.target.current_id() == revision {
             Ok(Convergence::Converged)
         } else {
-            Ok(Convergence::Failed { detail: format!("target runs {} instead of {revision}", self.target.current_id()) })
+            Ok(Convergence::Failed {
+                detail: format!(
+                    "target runs {} instead of {revision}",
+                    self.target.current_id()
+                ),
+            })
         }
     }
 }
 
 impl InMemoryTarget {
     fn find_revision(&self, id: &RevisionId) -> Result<Arc<RevisionRecord>> {
-        lock(&self.state).history.iter().find(|(r, _)| &r.id == id).map(|(r, _)| r.clone()).ok_or_else(|| self.unknown(id))
+        lock(&self.state)
+            .history
+            .iter()
+            .find(|(r, _)| &r.id == id)
+            .map(|(r, _)| r.clone())
+            .ok_or_else(|| self.unknown(id))
     }
 }
 
@@ -322,20 +398,34 @@ pub struct ScriptedProbe {
 impl ScriptedProbe {
     /// A probe with no script yet.
     pub fn new(name: impl Into<String>) -> Self {
-        ScriptedProbe { name: name.into(), state: Arc::default() }
+        ScriptedProbe {
+            name: name.into(),
+            state: Arc::default(),
+        }
     }
 
     /// The script for every revision without one of its own.
     pub fn script<S: Into<ScriptStep>>(self, steps: impl IntoIterator<Item = S>) -> Self {
-        lock(&self.state).default = Script { steps: steps.into_iter().map(Into::into).collect(), next: 0 };
+        lock(&self.state).default = Script {
+            steps: steps.into_iter().map(Into::into).collect(),
+            next: 0,
+        };
         self
     }
 
     /// The script for one revision.
-    pub fn script_for<S: Into<ScriptStep>>(self, revision: impl Into<RevisionId>, steps: impl IntoIterator<Item = S>) -> Self {
-        lock(&self.state)
-            .by_revision
-            .insert(revision.into(), Script { steps: steps.into_iter().map(Into::into).collect(), next: 0 });
+    pub fn script_for<S: Into<ScriptStep>>(
+        self,
+        revision: impl Into<RevisionId>,
+        steps: impl IntoIterator<Item = S>,
+    ) -> Self {
+        lock(&self.state).by_revision.insert(
+            revision.into(),
+            Script {
+                steps: steps.into_iter().map(Into::into).collect(),
+                next: 0,
+            },
+        );
         self
     }
 
@@ -355,8 +445,16 @@ impl HealthProbe for ScriptedProbe {
         let mut s = lock(&self.state);
         s.measured += 1;
         let s = &mut *s;
-        let script = s.by_revision.get_mut(&context.revision).unwrap_or(&mut s.default);
-        let Some(step) = script.steps.get(script.next).or(script.steps.last()).cloned() else {
+        let script = s
+            .by_revision
+            .get_mut(&context.revision)
+            .unwrap_or(&mut s.default);
+        let Some(step) = script
+            .steps
+            .get(script.next)
+            .or(script.steps.last())
+            .cloned()
+        else {
             return Err(Error::invalid(format!(
                 "scripted probe {} has no script for revision {}",
                 self.name, context.revision
@@ -378,7 +476,11 @@ mod tests {
     use crate::{Actor, Timestamp};
 
     fn target() -> InMemoryTarget {
-        InMemoryTarget::new("shop/checkout", [RevisionRecord::new("v1"), RevisionRecord::new("v2")]).unwrap()
+        InMemoryTarget::new(
+            "shop/checkout",
+            [RevisionRecord::new("v1"), RevisionRecord::new("v2")],
+        )
+        .unwrap()
     }
 
     fn request(t: &InMemoryTarget, to: &str) -> RollbackRequest {
@@ -395,13 +497,23 @@ mod tests {
     #[tokio::test]
     async fn history_is_newest_first_and_rollback_moves_to_the_top() {
         let t = target();
-        let ids = |h: Vec<HistoryEntry>| h.iter().map(|e| e.revision.id().to_string()).collect::<Vec<_>>();
+        let ids = |h: Vec<HistoryEntry>| {
+            h.iter()
+                .map(|e| e.revision.id().to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids(t.history().await.unwrap()), ["v2", "v1"]);
         let r = InMemoryRollbacker::new(&t);
-        assert!(matches!(r.rollback(&request(&t, "v1")).await.unwrap(), RollbackOutcome::RolledBack { .. }));
+        assert!(matches!(
+            r.rollback(&request(&t, "v1")).await.unwrap(),
+            RollbackOutcome::RolledBack { .. }
+        ));
         assert_eq!(t.current_id().as_str(), "v1");
         assert_eq!(ids(t.history().await.unwrap()), ["v1", "v2"]);
-        assert!(matches!(r.rollback(&request(&t, "v1")).await.unwrap(), RollbackOutcome::AlreadyAt { .. }));
+        assert!(matches!(
+            r.rollback(&request(&t, "v1")).await.unwrap(),
+            RollbackOutcome::AlreadyAt { .. }
+        ));
         assert_eq!(r.performed().len(), 1);
         assert_eq!(r.calls().len(), 2);
     }
@@ -412,31 +524,69 @@ mod tests {
         let r = InMemoryRollbacker::new(&t);
         let e = r.rollback(&request(&t, "v9")).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
-        assert_eq!(e.to_string(), "revision v9 is not in the history of target shop/checkout");
+        assert_eq!(
+            e.to_string(),
+            "revision v9 is not in the history of target shop/checkout"
+        );
         r.fail_next(1, ErrorKind::Transient);
-        assert!(r.rollback(&request(&t, "v1")).await.unwrap_err().is_retryable());
+        assert!(
+            r.rollback(&request(&t, "v1"))
+                .await
+                .unwrap_err()
+                .is_retryable()
+        );
         assert_eq!(t.current_id().as_str(), "v2");
         let mut dry = request(&t, "v1");
         dry.dry_run = true;
-        assert!(matches!(r.rollback(&dry).await.unwrap(), RollbackOutcome::DryRun { .. }));
+        assert!(matches!(
+            r.rollback(&dry).await.unwrap(),
+            RollbackOutcome::DryRun { .. }
+        ));
         assert_eq!(t.current_id().as_str(), "v2");
         assert!(InMemoryTarget::new("x", []).is_err());
-        assert!(InMemoryTarget::new("x", [RevisionRecord::new("a"), RevisionRecord::new("a")]).is_err());
+        assert!(
+            InMemoryTarget::new("x", [RevisionRecord::new("a"), RevisionRecord::new("a")]).is_err()
+        );
     }
 
     #[tokio::test]
     async fn scripted_probe_plays_per_revision_and_repeats_the_last_step() {
-        let p = ScriptedProbe::new("error_rate")
-            .script([0.001])
-            .script_for("v2", [ScriptStep::Value(0.5), ScriptStep::NoData, ScriptStep::Error("timeout".into())]);
-        let ctx = |rev: &str| ProbeContext { target: "t".into(), revision: rev.into(), at: Timestamp::EPOCH };
-        assert_eq!(p.measure(&ctx("v2")).await.unwrap(), Measurement::value(0.5));
+        let p = ScriptedProbe::new("error_rate").script([0.001]).script_for(
+            "v2",
+            [
+                ScriptStep::Value(0.5),
+                ScriptStep::NoData,
+                ScriptStep::Error("timeout".into()),
+            ],
+        );
+        let ctx = |rev: &str| ProbeContext {
+            target: "t".into(),
+            revision: rev.into(),
+            at: Timestamp::EPOCH,
+        };
+        assert_eq!(
+            p.measure(&ctx("v2")).await.unwrap(),
+            Measurement::value(0.5)
+        );
         assert_eq!(p.measure(&ctx("v2")).await.unwrap(), Measurement::NO_DATA);
         assert!(p.measure(&ctx("v2")).await.is_err());
-        assert!(p.measure(&ctx("v2")).await.is_err(), "the last step repeats");
-        assert_eq!(p.measure(&ctx("v1")).await.unwrap(), Measurement::value(0.001));
+        assert!(
+            p.measure(&ctx("v2")).await.is_err(),
+            "the last step repeats"
+        );
+        assert_eq!(
+            p.measure(&ctx("v1")).await.unwrap(),
+            Measurement::value(0.001)
+        );
         assert_eq!(p.measured(), 5);
         let empty = ScriptedProbe::new("x");
-        assert!(empty.measure(&ctx("v1")).await.unwrap_err().to_string().contains("no script"));
+        assert!(
+            empty
+                .measure(&ctx("v1"))
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("no script")
+        );
     }
 }

@@ -14,10 +14,14 @@ pub(crate) mod duration {
         s.collect_str(&humantime::format_duration(*d))
     }
 
-    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
         let s = <String as serde::Deserialize>::deserialize(d)?;
         humantime::parse_duration(s.trim()).map_err(|e| {
-            serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write it like \"30s\", \"5m\" or \"1h 30m\""))
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}); write it like \"30s\", \"5m\" or \"1h 30m\""
+            ))
         })
     }
 }
@@ -223,7 +227,11 @@ pub struct PolicyError {
 
 impl PolicyError {
     fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        PolicyError { field: field.into(), reason: reason.into(), source_name: None }
+        PolicyError {
+            field: field.into(),
+            reason: reason.into(),
+            source_name: None,
+        }
     }
 }
 
@@ -256,7 +264,11 @@ impl fmt::Display for PolicyFormat {
 
 fn path_error<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> PolicyError {
     let field = e.path().to_string();
-    let field = if field == "." { "(document)".to_owned() } else { field };
+    let field = if field == "." {
+        "(document)".to_owned()
+    } else {
+        field
+    };
     PolicyError::new(field, e.inner().to_string())
 }
 
@@ -376,12 +388,20 @@ impl Policy {
             ));
         }
         if self.max_rollbacks == 0 {
-            return Err(PolicyError::new("max_rollbacks", "must be at least 1; use dry_run: true to never act"));
+            return Err(PolicyError::new(
+                "max_rollbacks",
+                "must be at least 1; use dry_run: true to never act",
+            ));
         }
         if self.rollback_timeout.is_zero() {
-            return Err(PolicyError::new("rollback_timeout", "must be greater than 0s"));
+            return Err(PolicyError::new(
+                "rollback_timeout",
+                "must be greater than 0s",
+            ));
         }
-        self.retry.validate().map_err(|(field, reason)| PolicyError::new(format!("retry.{field}"), reason))?;
+        self.retry
+            .validate()
+            .map_err(|(field, reason)| PolicyError::new(format!("retry.{field}"), reason))?;
         if self.probes.is_empty() {
             return Err(PolicyError::new("probes", "at least one probe is required"));
         }
@@ -393,13 +413,19 @@ impl Policy {
             if let Some(j) = self.probes[..i].iter().position(|q| q.name == p.name) {
                 return Err(PolicyError::new(
                     at("name"),
-                    format!("{:?} is already the name of probes[{j}]; probe names must be unique", p.name),
+                    format!(
+                        "{:?} is already the name of probes[{j}]; probe names must be unique",
+                        p.name
+                    ),
                 ));
             }
             if p.success.is_none() && p.failure.is_none() {
                 return Err(PolicyError::new(
                     format!("probes[{i}]"),
-                    format!("probe {:?} needs a `success` or a `failure` condition (or both)", p.name),
+                    format!(
+                        "probe {:?} needs a `success` or a `failure` condition (or both)",
+                        p.name
+                    ),
                 ));
             }
         }
@@ -412,7 +438,9 @@ impl Policy {
             .iter()
             .map(|p| {
                 let failure_limit = p.failure_limit.or(self.failure_limit);
-                let consecutive_failure_limit = p.consecutive_failure_limit.or(self.consecutive_failure_limit);
+                let consecutive_failure_limit = p
+                    .consecutive_failure_limit
+                    .or(self.consecutive_failure_limit);
                 let failure_limit = match (failure_limit, consecutive_failure_limit) {
                     (None, None) => Some(0),
                     (f, _) => f,
@@ -423,7 +451,9 @@ impl Policy {
                     failure_limit,
                     consecutive_failure_limit,
                     inconclusive_limit: p.inconclusive_limit.unwrap_or(self.inconclusive_limit),
-                    consecutive_error_limit: p.consecutive_error_limit.unwrap_or(self.consecutive_error_limit),
+                    consecutive_error_limit: p
+                        .consecutive_error_limit
+                        .unwrap_or(self.consecutive_error_limit),
                     no_data: p.no_data.unwrap_or(self.no_data),
                 }
             })
@@ -543,8 +573,14 @@ probes:
         assert_eq!(p.consecutive_error_limit, 4);
         assert_eq!(p.inconclusive_limit, 0);
         assert_eq!(p.rules()[0].failure_limit, Some(0));
-        let p = Policy::from_yaml("consecutive_failure_limit: 2\nprobes: [{name: e, success: '< 1'}]").unwrap();
-        assert_eq!(p.rules()[0].failure_limit, None, "hysteresis alone must not be cut short by failure_limit 0");
+        let p =
+            Policy::from_yaml("consecutive_failure_limit: 2\nprobes: [{name: e, success: '< 1'}]")
+                .unwrap();
+        assert_eq!(
+            p.rules()[0].failure_limit,
+            None,
+            "hysteresis alone must not be cut short by failure_limit 0"
+        );
     }
 
     fn err(yaml: &str) -> PolicyError {

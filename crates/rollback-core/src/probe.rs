@@ -20,15 +20,24 @@ pub struct Measurement {
 impl Measurement {
     /// A value with no baseline.
     pub const fn value(v: f64) -> Self {
-        Measurement { value: Some(v), baseline: None }
+        Measurement {
+            value: Some(v),
+            baseline: None,
+        }
     }
 
     /// No data.
-    pub const NO_DATA: Measurement = Measurement { value: None, baseline: None };
+    pub const NO_DATA: Measurement = Measurement {
+        value: None,
+        baseline: None,
+    };
 
     /// A value with a baseline.
     pub const fn with_baseline(v: f64, baseline: f64) -> Self {
-        Measurement { value: Some(v), baseline: Some(baseline) }
+        Measurement {
+            value: Some(v),
+            baseline: Some(baseline),
+        }
     }
 }
 

@@ -71,15 +71,21 @@ struct JsonSeries {
 fn parse_value(s: &str) -> std::result::Result<Option<f64>, String> {
     match s.trim() {
         "" | "null" => Ok(None),
-        t => t.parse::<f64>().map(Some).map_err(|_| format!("{t:?} is not a number")),
+        t => t
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|_| format!("{t:?} is not a number")),
     }
 }
 
 impl JsonTime {
     fn get(&self) -> std::result::Result<Timestamp, String> {
         match self {
-            JsonTime::Secs(s) => Timestamp::from_secs_f64(*s).ok_or_else(|| format!("{s} is not a valid time")),
-            JsonTime::Text(t) => Timestamp::parse(t).ok_or_else(|| format!("{t:?} is neither RFC 3339 nor Unix seconds")),
+            JsonTime::Secs(s) => {
+                Timestamp::from_secs_f64(*s).ok_or_else(|| format!("{s} is not a valid time"))
+            }
+            JsonTime::Text(t) => Timestamp::parse(t)
+                .ok_or_else(|| format!("{t:?} is neither RFC 3339 nor Unix seconds")),
         }
     }
 }
@@ -123,16 +129,31 @@ impl Series {
 
     /// The first and last sample times.
     pub fn span(&self) -> Option<(Timestamp, Timestamp)> {
-        let first = self.probes.values().filter_map(|v| v.first()).map(|s| s.at).min()?;
-        let last = self.probes.values().filter_map(|v| v.last()).map(|s| s.at).max()?;
+        let first = self
+            .probes
+            .values()
+            .filter_map(|v| v.first())
+            .map(|s| s.at)
+            .min()?;
+        let last = self
+            .probes
+            .values()
+            .filter_map(|v| v.last())
+            .map(|s| s.at)
+            .max()?;
         Some((first, last))
     }
 
     /// Read CSV with a header naming the columns `timestamp`, `probe`, `value`
     /// and optionally `baseline`. Errors name the line.
     pub fn from_csv(reader: impl Read) -> Result<Self> {
-        let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(reader);
-        let headers = rdr.headers().map_err(|e| Error::invalid(format!("CSV series: cannot read the header: {e}")))?.clone();
+        let mut rdr = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(reader);
+        let headers = rdr
+            .headers()
+            .map_err(|e| Error::invalid(format!("CSV series: cannot read the header: {e}")))?
+            .clone();
         let col = |name: &str| headers.iter().position(|h| h == name);
         let (Some(t), Some(p), Some(v)) = (col("timestamp"), col("probe"), col("value")) else {
             return Err(Error::invalid(format!(
@@ -146,9 +167,15 @@ impl Series {
             let line = i + 2;
             let row = row.map_err(|e| Error::invalid(format!("CSV series line {line}: {e}")))?;
             let field = |c: usize| row.get(c).unwrap_or("");
-            let bad = |what: &str, why: String| Error::invalid(format!("CSV series line {line}, column {what}: {why}"));
-            let at = Timestamp::parse(field(t))
-                .ok_or_else(|| bad("timestamp", format!("{:?} is neither RFC 3339 nor Unix seconds", field(t))))?;
+            let bad = |what: &str, why: String| {
+                Error::invalid(format!("CSV series line {line}, column {what}: {why}"))
+            };
+            let at = Timestamp::parse(field(t)).ok_or_else(|| {
+                bad(
+                    "timestamp",
+                    format!("{:?} is neither RFC 3339 nor Unix seconds", field(t)),
+                )
+            })?;
             let probe = field(p);
             if probe.is_empty() {
                 return Err(bad("probe", "empty".into()));
@@ -158,27 +185,48 @@ impl Series {
                 Some(b) => parse_value(field(b)).map_err(|e| bad("baseline", e))?,
                 None => None,
             };
-            series.push(probe, Sample { at, value, baseline });
+            series.push(
+                probe,
+                Sample {
+                    at,
+                    value,
+                    baseline,
+                },
+            );
         }
         Ok(series)
     }
 
     /// Read JSON (see the [module docs](self)). Errors name the probe and sample.
     pub fn from_json(text: &str) -> Result<Self> {
-        let parsed: JsonSeries = serde_json::from_str(text).map_err(|e| Error::invalid(format!("JSON series: {e}")))?;
+        let parsed: JsonSeries =
+            serde_json::from_str(text).map_err(|e| Error::invalid(format!("JSON series: {e}")))?;
         let mut series = Series::new();
         for (probe, samples) in parsed.probes {
             for (i, s) in samples.iter().enumerate() {
-                let bad = |why: String| Error::invalid(format!("JSON series, probe {probe:?}, sample {i}: {why}"));
+                let bad = |why: String| {
+                    Error::invalid(format!("JSON series, probe {probe:?}, sample {i}: {why}"))
+                };
                 let (t, v, b) = match s {
                     JsonSample::Pair(t, v) => (t, v, None),
                     JsonSample::Triple(t, v, b) => (t, v, Some(b)),
-                    JsonSample::Object { timestamp, value, baseline } => (timestamp, value, baseline.as_ref()),
+                    JsonSample::Object {
+                        timestamp,
+                        value,
+                        baseline,
+                    } => (timestamp, value, baseline.as_ref()),
                 };
                 let at = t.get().map_err(bad)?;
                 let value = v.get().map_err(bad)?;
                 let baseline = b.map(JsonValue::get).transpose().map_err(bad)?.flatten();
-                series.push(&probe, Sample { at, value, baseline });
+                series.push(
+                    &probe,
+                    Sample {
+                        at,
+                        value,
+                        baseline,
+                    },
+                );
             }
         }
         Ok(series)
@@ -209,12 +257,18 @@ impl Series {
     /// Read a `.csv` or `.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::invalid(format!("cannot read series file {}", path.display())).with_source(e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::invalid(format!("cannot read series file {}", path.display())).with_source(e)
+        })?;
         let parsed = match path.extension().and_then(|e| e.to_str()) {
             Some("csv") => Series::from_csv(text.as_bytes()),
             Some("json") => Series::from_json(&text),
-            _ => return Err(Error::invalid(format!("series file {}: name it .csv or .json", path.display()))),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "series file {}: name it .csv or .json",
+                    path.display()
+                )));
+            }
         };
         parsed.map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.message())))
     }
@@ -281,13 +335,20 @@ pub fn replay(policy: &Policy, series: &Series, options: &ReplayOptions) -> Resu
     };
     let start = options.start.unwrap_or(first);
     let end = options.end.unwrap_or(last);
-    let probes: Vec<&[Sample]> = policy.probes.iter().map(|p| series.samples(&p.name)).collect();
+    let probes: Vec<&[Sample]> = policy
+        .probes
+        .iter()
+        .map(|p| series.samples(&p.name))
+        .collect();
     let mut cursors = vec![0usize; probes.len()];
     let staleness = policy.interval;
     let watch = Watch::new(
         "replay",
         REPLAY_REVISION,
-        vec![Candidate::new(REPLAY_REVISION, RevisionHealth::Unknown), Candidate::new(REPLAY_PREVIOUS, RevisionHealth::Good)],
+        vec![
+            Candidate::new(REPLAY_REVISION, RevisionHealth::Unknown),
+            Candidate::new(REPLAY_PREVIOUS, RevisionHealth::Good),
+        ],
     );
     let mut machine = Machine::new(Arc::new(policy.clone()), watch, start);
     let mut report = ReplayReport {
@@ -296,7 +357,11 @@ pub fn replay(policy: &Policy, series: &Series, options: &ReplayOptions) -> Resu
         rollback_at: None,
         reason: None,
         rounds: 0,
-        verdicts: policy.probes.iter().map(|p| (p.name.clone(), [0; 3])).collect(),
+        verdicts: policy
+            .probes
+            .iter()
+            .map(|p| (p.name.clone(), [0; 3]))
+            .collect(),
     };
     let mut counts = vec![[0u64; 3]; probes.len()];
     'run: while let Some(now) = machine.next_deadline() {
@@ -313,10 +378,19 @@ pub fn replay(policy: &Policy, series: &Series, options: &ReplayOptions) -> Resu
                         *c += 1;
                     }
                     let m = match c.checked_sub(1).map(|j| samples[j]) {
-                        Some(s) if now.since(s.at) < staleness => Measurement { value: s.value, baseline: s.baseline },
+                        Some(s) if now.since(s.at) < staleness => Measurement {
+                            value: s.value,
+                            baseline: s.baseline,
+                        },
                         _ => Measurement::NO_DATA,
                     };
-                    let step = machine.handle(now, Event::Measured { probe: i, measurement: m });
+                    let step = machine.handle(
+                        now,
+                        Event::Measured {
+                            probe: i,
+                            measurement: m,
+                        },
+                    );
                     match step.verdict {
                         Some((Verdict::Pass, _)) => counts[i][0] += 1,
                         Some((Verdict::Fail, _)) => counts[i][1] += 1,
@@ -345,11 +419,15 @@ pub fn replay(policy: &Policy, series: &Series, options: &ReplayOptions) -> Resu
 
 fn record(report: &mut ReplayReport, at: Timestamp, decision: Decision) {
     match &decision {
-        Decision::Rollback { reason, .. } | Decision::AwaitApproval { reason, .. } | Decision::WouldRollBack { reason, .. } => {
+        Decision::Rollback { reason, .. }
+        | Decision::AwaitApproval { reason, .. }
+        | Decision::WouldRollBack { reason, .. } => {
             report.rollback_at = Some(at);
             report.reason = Some(reason.to_string());
         }
-        Decision::Escalate { reason } | Decision::Freeze { reason } => report.reason = Some(reason.clone()),
+        Decision::Escalate { reason } | Decision::Freeze { reason } => {
+            report.reason = Some(reason.clone())
+        }
         _ => {}
     }
     report.timeline.push(ReplayEvent { at, decision });
@@ -370,14 +448,30 @@ mod tests {
         let mut csv = String::from("timestamp,probe,value\n");
         for s in (0..600).step_by(10) {
             let err = if s >= 120 { 0.05 } else { 0.001 };
-            csv.push_str(&format!("{},error_rate,{err}\n{},latency,0.05\n", 1_795_780_800 + s, 1_795_780_800 + s));
+            csv.push_str(&format!(
+                "{},error_rate,{err}\n{},latency,0.05\n",
+                1_795_780_800 + s,
+                1_795_780_800 + s
+            ));
         }
         let series = Series::from_csv(csv.as_bytes()).unwrap();
-        let report = replay(&Policy::from_yaml(POLICY).unwrap(), &series, &ReplayOptions::default()).unwrap();
-        assert_eq!(report.rollback_at, Some(t(130)), "second failure (failure_limit 1) at 130s");
+        let report = replay(
+            &Policy::from_yaml(POLICY).unwrap(),
+            &series,
+            &ReplayOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            report.rollback_at,
+            Some(t(130)),
+            "second failure (failure_limit 1) at 130s"
+        );
         assert!(matches!(report.phase, Phase::RollingBack { .. }));
         let reason = report.reason.unwrap();
-        assert!(reason.contains("probe error_rate failed 2 times (failure_limit 1); last value 0.05"), "{reason}");
+        assert!(
+            reason.contains("probe error_rate failed 2 times (failure_limit 1); last value 0.05"),
+            "{reason}"
+        );
         assert_eq!(report.verdicts["error_rate"], [12, 2, 0]);
         assert_eq!(report.rounds, 14);
     }
@@ -393,8 +487,13 @@ mod tests {
         assert_eq!(series.samples("latency"), again.samples("latency"));
         let policy = Policy::from_yaml("interval: 10s\nbake_time: 10m\ninconclusive_limit: 1\nprobes: [{name: error_rate, success: '< 0.01'}, {name: latency, success: '<= 0.1'}]").unwrap();
         let report = replay(&policy, &series, &ReplayOptions::default()).unwrap();
-        let Phase::Escalated { reason, .. } = &report.phase else { panic!("{:?}", report.phase) };
-        assert!(reason.contains("probe error_rate was inconclusive 2 times (inconclusive_limit 1)"), "{reason}");
+        let Phase::Escalated { reason, .. } = &report.phase else {
+            panic!("{:?}", report.phase)
+        };
+        assert!(
+            reason.contains("probe error_rate was inconclusive 2 times (inconclusive_limit 1)"),
+            "{reason}"
+        );
         assert_eq!(report.rollback_at, None);
     }
 
@@ -403,31 +502,67 @@ mod tests {
         let mut series = Series::new();
         for s in 0..1000 {
             let v = if s % 7 == 0 { 0.02 } else { 0.001 };
-            series.push("error_rate", Sample { at: t(s * 10), value: Some(v), baseline: None });
-            series.push("latency", Sample { at: t(s * 10), value: Some(0.01), baseline: None });
+            series.push(
+                "error_rate",
+                Sample {
+                    at: t(s * 10),
+                    value: Some(v),
+                    baseline: None,
+                },
+            );
+            series.push(
+                "latency",
+                Sample {
+                    at: t(s * 10),
+                    value: Some(0.01),
+                    baseline: None,
+                },
+            );
         }
         let policy = Policy::from_yaml("interval: 10s\nbake_time: 3h\nconsecutive_failure_limit: 1\nprobes: [{name: error_rate, success: '< 0.01'}, {name: latency, success: '<= 0.1'}]").unwrap();
         let a = replay(&policy, &series, &ReplayOptions::default()).unwrap();
         let b = replay(&policy, &series, &ReplayOptions::default()).unwrap();
         assert_eq!(a, b);
-        assert!(matches!(a.phase, Phase::Observing { .. }), "isolated failures never breach a consecutive limit of 1");
+        assert!(
+            matches!(a.phase, Phase::Observing { .. }),
+            "isolated failures never breach a consecutive limit of 1"
+        );
         assert_eq!(a.rounds, 1000);
     }
 
     #[test]
     fn bad_input_names_the_line_or_the_probe() {
-        let e = Series::from_csv("timestamp,probe,value\n1795780800,e,0.1\nyesterday,e,0.2\n".as_bytes()).unwrap_err();
+        let e = Series::from_csv(
+            "timestamp,probe,value\n1795780800,e,0.1\nyesterday,e,0.2\n".as_bytes(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("line 3, column timestamp"), "{e}");
         let e = Series::from_csv("time,probe,value\n".as_bytes()).unwrap_err();
         assert!(e.to_string().contains("must name the columns"), "{e}");
-        let e = Series::from_csv("timestamp,probe,value\n1795780800,e,lots\n".as_bytes()).unwrap_err();
-        assert!(e.to_string().contains("line 2, column value: \"lots\" is not a number"), "{e}");
+        let e =
+            Series::from_csv("timestamp,probe,value\n1795780800,e,lots\n".as_bytes()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 2, column value: \"lots\" is not a number"),
+            "{e}"
+        );
         let e = Series::from_json(r#"{"probes": {"e": [["soon", 1]]}}"#).unwrap_err();
         assert!(e.to_string().contains("probe \"e\", sample 0"), "{e}");
         let policy = Policy::from_yaml(POLICY).unwrap();
         let mut only_latency = Series::new();
-        only_latency.push("latency", Sample { at: t(0), value: Some(0.1), baseline: None });
+        only_latency.push(
+            "latency",
+            Sample {
+                at: t(0),
+                value: Some(0.1),
+                baseline: None,
+            },
+        );
         let e = replay(&policy, &only_latency, &ReplayOptions::default()).unwrap_err();
-        assert!(e.to_string().contains("no samples for the policy's probe \"error_rate\""), "{e}");
+        assert!(
+            e.to_string()
+                .contains("no samples for the policy's probe \"error_rate\""),
+            "{e}"
+        );
     }
 }

@@ -41,8 +41,11 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// No retries at all.
-    pub const NEVER: RetryPolicy =
-        RetryPolicy { max_attempts: 1, initial_backoff: Duration::ZERO, max_backoff: Duration::ZERO };
+    pub const NEVER: RetryPolicy = RetryPolicy {
+        max_attempts: 1,
+        initial_backoff: Duration::ZERO,
+        max_backoff: Duration::ZERO,
+    };
 
     /// The wait before try number `attempt + 1` (after `attempt` failed tries),
     /// before jitter; `None` when no try is left.
@@ -51,12 +54,17 @@ impl RetryPolicy {
             return None;
         }
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        Some(self.initial_backoff.saturating_mul(factor).min(self.max_backoff))
+        Some(
+            self.initial_backoff
+                .saturating_mul(factor)
+                .min(self.max_backoff),
+        )
     }
 
     /// The wait with jitter: `unit` in `[0, 1)` removes up to a quarter of it.
     pub fn jittered(&self, attempt: u32, unit: f64) -> Option<Duration> {
-        self.backoff(attempt).map(|d| d.mul_f64(1.0 - 0.25 * unit.clamp(0.0, 1.0)))
+        self.backoff(attempt)
+            .map(|d| d.mul_f64(1.0 - 0.25 * unit.clamp(0.0, 1.0)))
     }
 
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
@@ -64,7 +72,10 @@ impl RetryPolicy {
             return Err(("max_attempts", "must be at least 1 (the first try)".into()));
         }
         if self.max_backoff < self.initial_backoff {
-            return Err(("max_backoff", "must not be shorter than initial_backoff".into()));
+            return Err((
+                "max_backoff",
+                "must not be shorter than initial_backoff".into(),
+            ));
         }
         Ok(())
     }
@@ -107,20 +118,39 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let r = RetryPolicy { max_attempts: 6, initial_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(5) };
+        let r = RetryPolicy {
+            max_attempts: 6,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5),
+        };
         let waits: Vec<_> = (1..=6).map(|a| r.backoff(a).map(|d| d.as_secs())).collect();
-        assert_eq!(waits, vec![Some(1), Some(2), Some(4), Some(5), Some(5), None]);
+        assert_eq!(
+            waits,
+            vec![Some(1), Some(2), Some(4), Some(5), Some(5), None]
+        );
         assert_eq!(RetryPolicy::NEVER.backoff(1), None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn retries_transient_errors_only() {
-        let r = RetryPolicy { max_attempts: 3, initial_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(1) };
+        let r = RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(1),
+        };
         let mut seen = Vec::new();
-        let out: crate::Result<()> =
-            r.run(|_| async { Err(Error::transient("503")) }, || 0.0, |a, _, w| seen.push((a, w))).await;
+        let out: crate::Result<()> = r
+            .run(
+                |_| async { Err(Error::transient("503")) },
+                || 0.0,
+                |a, _, w| seen.push((a, w)),
+            )
+            .await;
         assert!(out.is_err());
-        assert_eq!(seen, vec![(1, Duration::from_secs(1)), (2, Duration::from_secs(1))]);
+        assert_eq!(
+            seen,
+            vec![(1, Duration::from_secs(1)), (2, Duration::from_secs(1))]
+        );
 
         let mut tries = 0;
         let out: crate::Result<()> = r
@@ -136,7 +166,19 @@ mod tests {
         assert_eq!(out.unwrap_err().message(), "403");
         assert_eq!(tries, 1);
 
-        let out = r.run(|a| async move { if a < 3 { Err(Error::transient("x")) } else { Ok(a) } }, || 0.5, |_, _, _| {}).await;
+        let out = r
+            .run(
+                |a| async move {
+                    if a < 3 {
+                        Err(Error::transient("x"))
+                    } else {
+                        Ok(a)
+                    }
+                },
+                || 0.5,
+                |_, _, _| {},
+            )
+            .await;
         assert_eq!(out.unwrap(), 3);
     }
 }

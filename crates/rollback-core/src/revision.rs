@@ -9,7 +9,9 @@ use crate::Timestamp;
 /// The stable identity of a revision. Content-derived where the backend
 /// allows: the pod-template hash, the CodeDeploy revision location, the model
 /// version. Two revisions with the same id are the same deployable thing.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct RevisionId(String);
 
@@ -75,7 +77,9 @@ pub trait Revision: fmt::Debug + Send + Sync + 'static {
 
     /// Whether this revision is marked irreversible.
     fn is_irreversible(&self) -> bool {
-        self.attributes().get(IRREVERSIBLE_ATTRIBUTE).is_some_and(|v| v == "true")
+        self.attributes()
+            .get(IRREVERSIBLE_ATTRIBUTE)
+            .is_some_and(|v| v == "true")
     }
 
     /// A serializable copy.
@@ -113,7 +117,12 @@ impl RevisionRecord {
     /// A revision whose label is its id.
     pub fn new(id: impl Into<String>) -> Self {
         let id = id.into();
-        RevisionRecord { label: id.clone(), id: RevisionId(id), created_at: None, attributes: BTreeMap::new() }
+        RevisionRecord {
+            label: id.clone(),
+            id: RevisionId(id),
+            created_at: None,
+            attributes: BTreeMap::new(),
+        }
     }
 
     /// Set the label.
@@ -159,7 +168,9 @@ impl Revision for RevisionRecord {
 }
 
 /// What is known of a revision's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RevisionHealth {
     /// Nothing is known: never judged, or still being judged.
@@ -193,7 +204,10 @@ mod tests {
 
     #[test]
     fn record_round_trips_through_json() {
-        let r = RevisionRecord::new("abc123").label("revision 3").attribute("image", "shop:1.2").irreversible();
+        let r = RevisionRecord::new("abc123")
+            .label("revision 3")
+            .attribute("image", "shop:1.2")
+            .irreversible();
         assert!(r.is_irreversible());
         let json = serde_json::to_string(&r).unwrap();
         let back: RevisionRecord = serde_json::from_str(&json).unwrap();

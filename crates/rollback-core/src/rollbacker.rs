@@ -105,7 +105,11 @@ pub trait Rollbacker: fmt::Debug + Send + Sync + 'static {
     async fn rollback(&self, request: &RollbackRequest) -> Result<RollbackOutcome>;
 
     /// Wait until the target has converged on `revision`.
-    async fn wait_converged(&self, revision: &RevisionId, timeout: Duration) -> Result<Convergence> {
+    async fn wait_converged(
+        &self,
+        revision: &RevisionId,
+        timeout: Duration,
+    ) -> Result<Convergence> {
         let _ = (revision, timeout);
         Ok(Convergence::Converged)
     }

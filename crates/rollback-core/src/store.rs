@@ -20,8 +20,11 @@ struct Stored {
 }
 
 fn encode(state: &MachineState) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(&Stored { format: FORMAT, state: state.clone() })
-        .map_err(|e| Error::permanent("cannot serialize machine state").with_source(e))
+    serde_json::to_vec_pretty(&Stored {
+        format: FORMAT,
+        state: state.clone(),
+    })
+    .map_err(|e| Error::permanent("cannot serialize machine state").with_source(e))
 }
 
 fn decode(bytes: &[u8], what: &str) -> Result<MachineState> {
@@ -34,7 +37,10 @@ fn decode(bytes: &[u8], what: &str) -> Result<MachineState> {
     if stored.format != FORMAT {
         return Err(Error::new(
             ErrorKind::Corrupt,
-            format!("{what} has format {} but this engine reads format {FORMAT}", stored.format),
+            format!(
+                "{what} has format {} but this engine reads format {FORMAT}",
+                stored.format
+            ),
         ));
     }
     Ok(stored.state)
@@ -71,20 +77,33 @@ impl MemoryStateStore {
 
     /// Overwrite the stored bytes of a target (to test corruption handling).
     pub fn put_raw(&self, target: &TargetId, bytes: Vec<u8>) {
-        self.states.lock().unwrap_or_else(|e| e.into_inner()).insert(target.clone(), bytes);
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(target.clone(), bytes);
     }
 }
 
 #[async_trait]
 impl StateStore for MemoryStateStore {
     async fn load(&self, target: &TargetId) -> Result<Option<MachineState>> {
-        let bytes = self.states.lock().unwrap_or_else(|e| e.into_inner()).get(target).cloned();
-        bytes.map(|b| decode(&b, &format!("the stored state of target {target}"))).transpose()
+        let bytes = self
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(target)
+            .cloned();
+        bytes
+            .map(|b| decode(&b, &format!("the stored state of target {target}")))
+            .transpose()
     }
 
     async fn save(&self, state: &MachineState) -> Result<()> {
         let bytes = encode(state)?;
-        self.states.lock().unwrap_or_else(|e| e.into_inner()).insert(state.watch.target.clone(), bytes);
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(state.watch.target.clone(), bytes);
         Ok(())
     }
 }
@@ -100,8 +119,10 @@ impl FileStateStore {
     /// A store in `dir`, created if missing.
     pub fn new(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::permanent(format!("cannot create state directory {}", dir.display())).with_source(e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::permanent(format!("cannot create state directory {}", dir.display()))
+                .with_source(e)
+        })?;
         Ok(FileStateStore { dir })
     }
 
@@ -110,7 +131,11 @@ impl FileStateStore {
     pub fn path_of(&self, target: &TargetId) -> PathBuf {
         let mut name = String::new();
         for b in target.as_str().bytes() {
-            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && !name.is_empty()) {
+            if b.is_ascii_alphanumeric()
+                || b == b'-'
+                || b == b'_'
+                || (b == b'.' && !name.is_empty())
+            {
                 name.push(b as char);
             } else {
                 name.push_str(&format!("%{b:02X}"));
@@ -127,7 +152,11 @@ impl StateStore for FileStateStore {
         match tokio::fs::read(&path).await {
             Ok(bytes) => decode(&bytes, &format!("state file {}", path.display())).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::new(ErrorKind::Corrupt, format!("cannot read state file {}", path.display())).with_source(e)),
+            Err(e) => Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("cannot read state file {}", path.display()),
+            )
+            .with_source(e)),
         }
     }
 
@@ -151,6 +180,9 @@ impl StateStore for FileStateStore {
         tokio::task::spawn_blocking(write)
             .await
             .map_err(|e| Error::permanent("the state writer task failed").with_source(e))?
-            .map_err(|e| Error::transient(format!("cannot write state file {}", path.display())).with_source(e))
+            .map_err(|e| {
+                Error::transient(format!("cannot write state file {}", path.display()))
+                    .with_source(e)
+            })
     }
 }

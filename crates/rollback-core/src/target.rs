@@ -8,7 +8,9 @@ use crate::{HistoryEntry, Result, RevisionHealth, RevisionId, RevisionRef};
 
 /// The identity of a target, unique within one engine: `k8s:shop/checkout`,
 /// `codedeploy:bank/payments`, `mlflow:recommender@champion`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct TargetId(String);
 
@@ -52,7 +54,11 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// Nothing beyond the required methods.
-    pub const NONE: Capabilities = Capabilities { mark: false, server_dry_run: false, convergence: false };
+    pub const NONE: Capabilities = Capabilities {
+        mark: false,
+        server_dry_run: false,
+        convergence: false,
+    };
 
     /// Set `mark`.
     pub const fn with_mark(mut self, yes: bool) -> Self {
@@ -106,9 +112,17 @@ pub trait Target: fmt::Debug + Send + Sync + 'static {
     async fn history(&self) -> Result<Vec<HistoryEntry>>;
 
     /// Record a health verdict for a revision in the backend.
-    async fn mark(&self, revision: &RevisionId, health: RevisionHealth, reason: &str) -> Result<()> {
+    async fn mark(
+        &self,
+        revision: &RevisionId,
+        health: RevisionHealth,
+        reason: &str,
+    ) -> Result<()> {
         let _ = (revision, health, reason);
-        Err(crate::Error::unsupported(format!("target {} cannot keep health marks", self.id())))
+        Err(crate::Error::unsupported(format!(
+            "target {} cannot keep health marks",
+            self.id()
+        )))
     }
 }
 

@@ -6,8 +6,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A point in time, in milliseconds since the Unix epoch. The decision machine
 /// only ever sees these, never a clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(i64);
 
@@ -24,7 +35,11 @@ impl Timestamp {
     /// Returns `None` for NaN, infinite or out-of-range values.
     pub fn from_secs_f64(secs: f64) -> Option<Self> {
         let ms = (secs * 1000.0).round();
-        if ms.is_finite() && ms.abs() < 9.0e15 { Some(Timestamp(ms as i64)) } else { None }
+        if ms.is_finite() && ms.abs() < 9.0e15 {
+            Some(Timestamp(ms as i64))
+        } else {
+            None
+        }
     }
 
     /// Milliseconds since the Unix epoch.
@@ -43,12 +58,18 @@ impl Timestamp {
 
     /// This time plus `d`, saturating.
     pub fn plus(self, d: Duration) -> Self {
-        Timestamp(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// This time minus `d`, saturating.
     pub fn minus(self, d: Duration) -> Self {
-        Timestamp(self.0.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// How long after `earlier` this is; zero if it is not after it.
@@ -78,7 +99,11 @@ impl From<SystemTime> for Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0 >= 0 {
-            write!(f, "{}", humantime::format_rfc3339_millis(self.to_system_time()))
+            write!(
+                f,
+                "{}",
+                humantime::format_rfc3339_millis(self.to_system_time())
+            )
         } else {
             write!(f, "{}ms", self.0)
         }
@@ -113,7 +138,10 @@ pub struct TokioClock {
 impl TokioClock {
     /// A clock whose `now()` is `origin` at the moment of this call.
     pub fn starting_at(origin: Timestamp) -> Self {
-        TokioClock { origin, started: tokio::time::Instant::now() }
+        TokioClock {
+            origin,
+            started: tokio::time::Instant::now(),
+        }
     }
 }
 
@@ -137,7 +165,10 @@ mod tests {
         let a = Timestamp::parse("2026-11-27T12:00:00Z").unwrap();
         let b = Timestamp::parse("1795780800").unwrap();
         assert_eq!(a, b);
-        assert_eq!(Timestamp::parse("1795780800.5").unwrap().as_millis(), 1_795_780_800_500);
+        assert_eq!(
+            Timestamp::parse("1795780800.5").unwrap().as_millis(),
+            1_795_780_800_500
+        );
         assert_eq!(a.to_string(), "2026-11-27T12:00:00.000Z");
         assert!(Timestamp::parse("yesterday").is_none());
         assert!(Timestamp::parse("NaN").is_none());
@@ -148,6 +179,9 @@ mod tests {
         let t = Timestamp::from_millis(1000);
         assert_eq!(t.plus(Duration::from_secs(1)).as_millis(), 2000);
         assert_eq!(t.since(t.plus(Duration::from_secs(5))), Duration::ZERO);
-        assert_eq!(t.plus(Duration::from_secs(5)).since(t), Duration::from_secs(5));
+        assert_eq!(
+            t.plus(Duration::from_secs(5)).since(t),
+            Duration::from_secs(5)
+        );
     }
 }

@@ -23,20 +23,37 @@ struct Fixture {
 }
 
 fn fixture(store: Arc<dyn StateStore>) -> Fixture {
-    let target = InMemoryTarget::new("shop/checkout", [RevisionRecord::new("v1"), RevisionRecord::new("v2")]).unwrap();
-    target.set_health(&"v1".into(), RevisionHealth::Good).unwrap();
+    let target = InMemoryTarget::new(
+        "shop/checkout",
+        [RevisionRecord::new("v1"), RevisionRecord::new("v2")],
+    )
+    .unwrap();
+    target
+        .set_health(&"v1".into(), RevisionHealth::Good)
+        .unwrap();
     let rollbacker = InMemoryRollbacker::new(&target);
     let audit = MemoryAuditSink::new();
     let engine = engine_with(store, audit.clone(), Arc::new(AllowAll));
-    Fixture { target, rollbacker, audit, engine }
+    Fixture {
+        target,
+        rollbacker,
+        audit,
+        engine,
+    }
 }
 
-fn engine_with(store: Arc<dyn StateStore>, audit: MemoryAuditSink, authorizer: Arc<dyn Authorizer>) -> Engine {
+fn engine_with(
+    store: Arc<dyn StateStore>,
+    audit: MemoryAuditSink,
+    authorizer: Arc<dyn Authorizer>,
+) -> Engine {
     Engine::builder()
         .audit(Arc::new(audit))
         .store(store)
         .authorizer(authorizer)
-        .clock(Arc::new(TokioClock::starting_at(Timestamp::parse("2026-11-27T12:00:00Z").unwrap())))
+        .clock(Arc::new(TokioClock::starting_at(
+            Timestamp::parse("2026-11-27T12:00:00Z").unwrap(),
+        )))
         .jitter(Arc::new(SeededJitter::new(7)))
         .build()
 }
@@ -51,7 +68,9 @@ fn spec(f: &Fixture, policy: &str, probe: ScriptedProbe) -> WatchSpec {
 }
 
 fn bad_v2() -> ScriptedProbe {
-    ScriptedProbe::new("error_rate").script_for("v2", [0.001, 0.002, 0.05]).script_for("v1", [0.001])
+    ScriptedProbe::new("error_rate")
+        .script_for("v2", [0.001, 0.002, 0.05])
+        .script_for("v1", [0.001])
 }
 
 fn events(audit: &MemoryAuditSink) -> Vec<String> {
@@ -61,7 +80,9 @@ fn events(audit: &MemoryAuditSink) -> Vec<String> {
         .filter_map(|r| match &r.entry {
             AuditEntry::Transition { from, to } => Some(format!("{from}->{to}")),
             AuditEntry::Decided { decision, .. } => Some(format!("decided {decision}")),
-            AuditEntry::ActionStarted { action, attempt, .. } => Some(format!("{action} try {attempt}")),
+            AuditEntry::ActionStarted {
+                action, attempt, ..
+            } => Some(format!("{action} try {attempt}")),
             AuditEntry::ActionRetrying { action, .. } => Some(format!("{action} retrying")),
             AuditEntry::ActionFailed { action, .. } => Some(format!("{action} failed")),
             AuditEntry::CommandDenied { command, .. } => Some(format!("denied {command}")),
@@ -79,14 +100,23 @@ async fn a_breach_rolls_back_verifies_and_audits_every_step() {
     let started = tokio::time::Instant::now();
     let mut h = f.engine.watch(spec(&f, POLICY, bad_v2())).await.unwrap();
     let end = h.finished().await;
-    assert!(matches!(&end, Phase::RolledBack { to, .. } if to.as_str() == "v1"), "{end:?}");
+    assert!(
+        matches!(&end, Phase::RolledBack { to, .. } if to.as_str() == "v1"),
+        "{end:?}"
+    );
     assert_eq!(f.target.current_id().as_str(), "v1");
     assert_eq!(f.target.health_of(&"v2".into()), Some(RevisionHealth::Bad));
     assert_eq!(f.target.health_of(&"v1".into()), Some(RevisionHealth::Good));
     let performed = f.rollbacker.performed();
     assert_eq!(performed.len(), 1);
     assert_eq!(performed[0].from.as_ref().map(|r| r.as_str()), Some("v2"));
-    assert!(performed[0].reason.contains("probe error_rate failed 1 times (failure_limit 0)"), "{}", performed[0].reason);
+    assert!(
+        performed[0]
+            .reason
+            .contains("probe error_rate failed 1 times (failure_limit 0)"),
+        "{}",
+        performed[0].reason
+    );
     assert_eq!(
         events(&f.audit),
         [
@@ -102,8 +132,16 @@ async fn a_breach_rolls_back_verifies_and_audits_every_step() {
     );
     // Third measurement at 60s (+ jitter) breaches; verification takes 1m.
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_secs(120) && elapsed < Duration::from_secs(140), "{elapsed:?}");
-    let measured = f.audit.records().iter().filter(|r| matches!(r.entry, AuditEntry::Measured { .. })).count();
+    assert!(
+        elapsed >= Duration::from_secs(120) && elapsed < Duration::from_secs(140),
+        "{elapsed:?}"
+    );
+    let measured = f
+        .audit
+        .records()
+        .iter()
+        .filter(|r| matches!(r.entry, AuditEntry::Measured { .. }))
+        .count();
     assert_eq!(measured, 5, "3 on v2, 2 verifying v1");
 }
 
@@ -111,7 +149,13 @@ async fn a_breach_rolls_back_verifies_and_audits_every_step() {
 async fn a_healthy_revision_is_promoted_and_nothing_is_rolled_back() {
     let f = fixture(Arc::new(MemoryStateStore::new()));
     let probe = ScriptedProbe::new("error_rate").script([0.001]);
-    let end = f.engine.watch(spec(&f, POLICY, probe)).await.unwrap().finished().await;
+    let end = f
+        .engine
+        .watch(spec(&f, POLICY, probe))
+        .await
+        .unwrap()
+        .finished()
+        .await;
     assert!(matches!(end, Phase::Promoted { .. }), "{end:?}");
     assert!(f.rollbacker.calls().is_empty());
     assert_eq!(f.target.health_of(&"v2".into()), Some(RevisionHealth::Good));
@@ -121,21 +165,43 @@ async fn a_healthy_revision_is_promoted_and_nothing_is_rolled_back() {
 async fn transient_rollback_errors_are_retried_with_backoff() {
     let f = fixture(Arc::new(MemoryStateStore::new()));
     f.rollbacker.fail_next(2, ErrorKind::Transient);
-    let end = f.engine.watch(spec(&f, POLICY, bad_v2())).await.unwrap().finished().await;
+    let end = f
+        .engine
+        .watch(spec(&f, POLICY, bad_v2()))
+        .await
+        .unwrap()
+        .finished()
+        .await;
     assert!(matches!(end, Phase::RolledBack { .. }), "{end:?}");
     assert_eq!(f.rollbacker.calls().len(), 3);
     assert_eq!(f.rollbacker.performed().len(), 1);
     let ev = events(&f.audit);
-    assert_eq!(ev.iter().filter(|e| *e == "rollback retrying").count(), 2, "{ev:?}");
+    assert_eq!(
+        ev.iter().filter(|e| *e == "rollback retrying").count(),
+        2,
+        "{ev:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_permanent_rollback_error_escalates_without_retrying() {
     let f = fixture(Arc::new(MemoryStateStore::new()));
     f.rollbacker.fail_always(Some(ErrorKind::Unauthorized));
-    let end = f.engine.watch(spec(&f, POLICY, bad_v2())).await.unwrap().finished().await;
-    let Phase::Escalated { reason, .. } = end else { panic!("{end:?}") };
-    assert!(reason.contains("rollback to v1 failed") && reason.contains("injected unauthorized failure"), "{reason}");
+    let end = f
+        .engine
+        .watch(spec(&f, POLICY, bad_v2()))
+        .await
+        .unwrap()
+        .finished()
+        .await;
+    let Phase::Escalated { reason, .. } = end else {
+        panic!("{end:?}")
+    };
+    assert!(
+        reason.contains("rollback to v1 failed")
+            && reason.contains("injected unauthorized failure"),
+        "{reason}"
+    );
     assert_eq!(f.rollbacker.calls().len(), 1);
     assert_eq!(f.target.current_id().as_str(), "v2");
 }
@@ -148,23 +214,42 @@ async fn manual_approval_waits_for_an_authorized_approver_and_denials_are_audite
     f.engine = engine_with(store, f.audit.clone(), Arc::new(grants));
     let policy = format!("approval: manual\n{POLICY}");
     let mut h = f.engine.watch(spec(&f, &policy, bad_v2())).await.unwrap();
-    h.wait_for(|p| matches!(p, Phase::AwaitingApproval { .. })).await;
+    h.wait_for(|p| matches!(p, Phase::AwaitingApproval { .. }))
+        .await;
     tokio::time::sleep(Duration::from_secs(3600)).await;
-    assert!(f.rollbacker.calls().is_empty(), "never acts without an approver");
+    assert!(
+        f.rollbacker.calls().is_empty(),
+        "never acts without an approver"
+    );
 
     let target = TargetId::new("shop/checkout");
-    let e = f.engine.command(&target, Command::Approve, Actor::new("intern")).await.unwrap_err();
+    let e = f
+        .engine
+        .command(&target, Command::Approve, Actor::new("intern"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthorized);
     assert!(f.rollbacker.calls().is_empty());
-    let e = f.engine.command(&target, Command::Pause, Actor::new("oncall")).await.unwrap_err();
+    let e = f
+        .engine
+        .command(&target, Command::Pause, Actor::new("oncall"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthorized);
 
-    let receipt = f.engine.command(&target, Command::Approve, Actor::new("oncall")).await.unwrap();
+    let receipt = f
+        .engine
+        .command(&target, Command::Approve, Actor::new("oncall"))
+        .await
+        .unwrap();
     assert_eq!(receipt.phase, PhaseKind::Verifying);
     assert!(matches!(h.finished().await, Phase::RolledBack { .. }));
     assert_eq!(f.rollbacker.performed()[0].actor, Actor::new("oncall"));
     let ev = events(&f.audit);
-    assert!(ev.contains(&"denied approve".to_owned()) && ev.contains(&"denied pause".to_owned()), "{ev:?}");
+    assert!(
+        ev.contains(&"denied approve".to_owned()) && ev.contains(&"denied pause".to_owned()),
+        "{ev:?}"
+    );
     assert!(ev.contains(&"accepted approve".to_owned()), "{ev:?}");
 }
 
@@ -188,9 +273,16 @@ async fn a_restarted_engine_resumes_an_interrupted_rollback_without_acting_twice
     let mut h2 = engine2.watch(spec(&f, POLICY, bad_v2())).await.unwrap();
     let end = h2.finished().await;
     assert!(matches!(end, Phase::RolledBack { .. }), "{end:?}");
-    assert_eq!(f.rollbacker.performed().len(), 1, "the second try found the rollback done");
+    assert_eq!(
+        f.rollbacker.performed().len(),
+        1,
+        "the second try found the rollback done"
+    );
     assert_eq!(f.rollbacker.calls().len(), 2);
-    assert!(matches!(f.rollbacker.calls()[1].result, Ok(RollbackOutcome::AlreadyAt { .. })));
+    assert!(matches!(
+        f.rollbacker.calls()[1].result,
+        Ok(RollbackOutcome::AlreadyAt { .. })
+    ));
     assert_eq!(events(&audit2)[0], "resumed rolling_back");
 
     // A third start finds the watch ended on the current revision: nothing runs.
@@ -208,10 +300,22 @@ async fn a_corrupt_state_file_stops_the_engine_with_its_name() {
     let target = TargetId::new("shop/checkout");
     std::fs::write(store.path_of(&target), b"{\"format\": 1, \"state\": {").unwrap();
     let f = fixture(Arc::new(store.clone()));
-    let e = f.engine.watch(spec(&f, POLICY, bad_v2())).await.unwrap_err();
+    let e = f
+        .engine
+        .watch(spec(&f, POLICY, bad_v2()))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt);
-    assert!(e.to_string().contains("shop%2Fcheckout.json") && e.to_string().contains("corrupt"), "{e}");
-    assert!(std::fs::read(store.path_of(&target)).unwrap().starts_with(b"{\"format\""), "left as it was");
+    assert!(
+        e.to_string().contains("shop%2Fcheckout.json") && e.to_string().contains("corrupt"),
+        "{e}"
+    );
+    assert!(
+        std::fs::read(store.path_of(&target))
+            .unwrap()
+            .starts_with(b"{\"format\""),
+        "left as it was"
+    );
     assert!(f.rollbacker.calls().is_empty());
 }
 
@@ -221,7 +325,10 @@ async fn repeated_alerts_roll_back_once() {
     let probe = ScriptedProbe::new("error_rate").script([0.001]);
     let mut h = f.engine.watch(spec(&f, POLICY, probe)).await.unwrap();
     let target = TargetId::new("shop/checkout");
-    let alert = Trigger { key: "fp1@2026-11-27T12:00:10Z".into(), summary: "HighErrorRate".into() };
+    let alert = Trigger {
+        key: "fp1@2026-11-27T12:00:10Z".into(),
+        summary: "HighErrorRate".into(),
+    };
     let first = f.engine.trigger(&target, alert.clone()).await.unwrap();
     assert_eq!(first, TriggerOutcome::Accepted);
     for _ in 0..5 {
@@ -230,7 +337,11 @@ async fn repeated_alerts_roll_back_once() {
     }
     assert!(matches!(h.finished().await, Phase::RolledBack { .. }));
     assert_eq!(f.rollbacker.performed().len(), 1);
-    let other = f.engine.trigger(&TargetId::new("nobody"), alert).await.unwrap();
+    let other = f
+        .engine
+        .trigger(&TargetId::new("nobody"), alert)
+        .await
+        .unwrap();
     assert_eq!(other, TriggerOutcome::NoWatch);
 }
 
@@ -238,8 +349,17 @@ async fn repeated_alerts_roll_back_once() {
 async fn dry_run_decides_and_records_but_never_acts() {
     let f = fixture(Arc::new(MemoryStateStore::new()));
     let policy = format!("dry_run: true\n{POLICY}");
-    let end = f.engine.watch(spec(&f, &policy, bad_v2())).await.unwrap().finished().await;
-    assert!(matches!(&end, Phase::DryRunBreached { would_roll_back_to: Some(v), .. } if v.as_str() == "v1"), "{end:?}");
+    let end = f
+        .engine
+        .watch(spec(&f, &policy, bad_v2()))
+        .await
+        .unwrap()
+        .finished()
+        .await;
+    assert!(
+        matches!(&end, Phase::DryRunBreached { would_roll_back_to: Some(v), .. } if v.as_str() == "v1"),
+        "{end:?}"
+    );
     assert!(f.rollbacker.calls().is_empty());
     assert_eq!(f.target.current_id().as_str(), "v2");
     assert!(events(&f.audit).contains(&"decided would_roll_back".to_owned()));
@@ -248,25 +368,55 @@ async fn dry_run_decides_and_records_but_never_acts() {
 #[tokio::test(start_paused = true)]
 async fn probes_must_match_the_policy() {
     let f = fixture(Arc::new(MemoryStateStore::new()));
-    let e = f.engine.watch(spec(&f, POLICY, ScriptedProbe::new("latency"))).await.unwrap_err();
-    assert!(e.to_string().contains("probe \"latency\" given for target shop/checkout is not in the policy"), "{e}");
+    let e = f
+        .engine
+        .watch(spec(&f, POLICY, ScriptedProbe::new("latency")))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("probe \"latency\" given for target shop/checkout is not in the policy"),
+        "{e}"
+    );
     let mut s = spec(&f, POLICY, bad_v2());
     s.probes.clear();
     let e = f.engine.watch(s).await.unwrap_err();
-    assert!(e.to_string().contains("the policy's probe \"error_rate\" has no HealthProbe"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("the policy's probe \"error_rate\" has no HealthProbe"),
+        "{e}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn one_engine_supervises_many_targets() {
-    let engine = engine_with(Arc::new(MemoryStateStore::new()), MemoryAuditSink::new(), Arc::new(AllowAll));
+    let engine = engine_with(
+        Arc::new(MemoryStateStore::new()),
+        MemoryAuditSink::new(),
+        Arc::new(AllowAll),
+    );
     let mut handles = Vec::new();
     let mut targets = Vec::new();
     for (i, region) in ["eu", "us", "ap"].iter().enumerate() {
-        let t = InMemoryTarget::new(format!("stream/{region}"), [RevisionRecord::new("codec-1"), RevisionRecord::new("codec-2")]).unwrap();
+        let t = InMemoryTarget::new(
+            format!("stream/{region}"),
+            [
+                RevisionRecord::new("codec-1"),
+                RevisionRecord::new("codec-2"),
+            ],
+        )
+        .unwrap();
         let bad = i != 1;
-        let probe = ScriptedProbe::new("error_rate").script_for("codec-2", [if bad { 0.2 } else { 0.001 }]).script([0.001]);
+        let probe = ScriptedProbe::new("error_rate")
+            .script_for("codec-2", [if bad { 0.2 } else { 0.001 }])
+            .script([0.001]);
         let r = InMemoryRollbacker::new(&t);
-        let spec = WatchSpec::new(Policy::from_yaml(POLICY).unwrap(), Arc::new(t.clone()), Arc::new(r), vec![Arc::new(probe)]);
+        let spec = WatchSpec::new(
+            Policy::from_yaml(POLICY).unwrap(),
+            Arc::new(t.clone()),
+            Arc::new(r),
+            vec![Arc::new(probe)],
+        );
         handles.push(engine.watch(spec).await.unwrap());
         targets.push(t);
     }

@@ -8,8 +8,14 @@ use rollback_core::machine::{Decision, Event, Machine, Phase, PhaseKind, Step, W
 use rollback_core::*;
 
 fn policy(extra: &str) -> Arc<Policy> {
-    let bake = if extra.contains("bake_time") { "" } else { "bake_time: 1m\n" };
-    let yaml = format!("interval: 10s\n{bake}verify: 30s\n{extra}\nprobes: [{{name: err, success: '< 0.01'}}, {{name: lat, success: '<= 100'}}]");
+    let bake = if extra.contains("bake_time") {
+        ""
+    } else {
+        "bake_time: 1m\n"
+    };
+    let yaml = format!(
+        "interval: 10s\n{bake}verify: 30s\n{extra}\nprobes: [{{name: err, success: '< 0.01'}}, {{name: lat, success: '<= 100'}}]"
+    );
     Arc::new(Policy::from_yaml(&yaml).unwrap())
 }
 
@@ -37,13 +43,19 @@ struct Trace {
 
 impl Trace {
     fn new(p: Arc<Policy>, w: Watch) -> Self {
-        Trace { m: Machine::new(p, w, t(0)), lines: Vec::new() }
+        Trace {
+            m: Machine::new(p, w, t(0)),
+            lines: Vec::new(),
+        }
     }
 
     fn feed(&mut self, at: i64, e: Event) -> Step {
         let label = match &e {
             Event::Tick => "tick".to_owned(),
-            Event::Measured { probe, measurement } => format!("m{probe}={}", measurement.value.map_or("none".into(), |v| v.to_string())),
+            Event::Measured { probe, measurement } => format!(
+                "m{probe}={}",
+                measurement.value.map_or("none".into(), |v| v.to_string())
+            ),
             Event::ProbeError { probe } => format!("err{probe}"),
             Event::Trigger { key, .. } => format!("alert {key}"),
             Event::Command { command, actor } => format!("{actor}:{command}"),
@@ -70,7 +82,16 @@ impl Trace {
         let s = self.feed(at, Event::Tick);
         if s.decision == Some(Decision::Measure) {
             for (i, v) in [err, lat].into_iter().enumerate() {
-                let _ = self.feed(at, Event::Measured { probe: i, measurement: Measurement { value: v, baseline: None } });
+                let _ = self.feed(
+                    at,
+                    Event::Measured {
+                        probe: i,
+                        measurement: Measurement {
+                            value: v,
+                            baseline: None,
+                        },
+                    },
+                );
             }
         }
     }
@@ -90,19 +111,36 @@ fn breach_rollback_verify_trace() {
     assert_eq!(
         tr.lines,
         [
-            "0 tick => measure", "0 m0=0.001", "0 m1=50",
-            "10 tick => measure", "10 m0=0.02", "10 m1=50",
-            "20 tick => measure", "20 m0=0.03 => rollback v1 [observing->rolling_back]",
+            "0 tick => measure",
+            "0 m0=0.001",
+            "0 m1=50",
+            "10 tick => measure",
+            "10 m0=0.02",
+            "10 m1=50",
+            "20 tick => measure",
+            "20 m0=0.03 => rollback v1 [observing->rolling_back]",
             "20 m1=50", // recorded, no longer judged
             "21 rollback ok [rolling_back->verifying]",
-            "31 tick => measure", "31 m0=0.001", "31 m1=40",
-            "41 tick => measure", "41 m0=0.001", "41 m1=40",
-            "51 tick => measure", "51 m0=0.001", "51 m1=40",
+            "31 tick => measure",
+            "31 m0=0.001",
+            "31 m1=40",
+            "41 tick => measure",
+            "41 m0=0.001",
+            "41 m1=40",
+            "51 tick => measure",
+            "51 m0=0.001",
+            "51 m1=40",
             "51 tick => complete [verifying->rolled_back]",
         ]
     );
     assert!(matches!(tr.m.phase(), Phase::RolledBack { to, .. } if to.as_str() == "v1"));
-    assert!(tr.m.state().watch.history.iter().any(|c| c.id.as_str() == "v3" && c.health == RevisionHealth::Bad));
+    assert!(
+        tr.m.state()
+            .watch
+            .history
+            .iter()
+            .any(|c| c.id.as_str() == "v3" && c.health == RevisionHealth::Bad)
+    );
 }
 
 #[test]
@@ -112,8 +150,17 @@ fn healthy_bake_promotes_after_the_last_scheduled_measurement() {
         tr.round(s, Some(0.001), Some(10.0));
     }
     let _ = tr.feed(60, Event::Tick);
-    assert_eq!(tr.lines.last().unwrap(), "60 tick => promote [observing->promoted]");
-    assert_eq!(tr.lines.iter().filter(|l| l.ends_with("=> measure")).count(), 7);
+    assert_eq!(
+        tr.lines.last().unwrap(),
+        "60 tick => promote [observing->promoted]"
+    );
+    assert_eq!(
+        tr.lines
+            .iter()
+            .filter(|l| l.ends_with("=> measure"))
+            .count(),
+        7
+    );
 }
 
 #[test]
@@ -123,29 +170,62 @@ fn consecutive_failure_limit_is_hysteresis() {
     for (i, e) in errs.iter().enumerate() {
         tr.round(i as i64 * 10, Some(*e), Some(1.0));
         if i < 4 {
-            assert_eq!(tr.m.phase().kind(), PhaseKind::Observing, "flapping never breaches");
+            assert_eq!(
+                tr.m.phase().kind(),
+                PhaseKind::Observing,
+                "flapping never breaches"
+            );
         }
     }
     // The bake time (60s) ends first: failures within the limit do not stop a promotion.
     assert_eq!(tr.m.phase().kind(), PhaseKind::Promoted);
-    let mut tr = Trace::new(policy("bake_time: 5m\nconsecutive_failure_limit: 2"), watch());
+    let mut tr = Trace::new(
+        policy("bake_time: 5m\nconsecutive_failure_limit: 2"),
+        watch(),
+    );
     for (i, e) in errs.iter().enumerate() {
         tr.round(i as i64 * 10, Some(*e), Some(1.0));
     }
-    assert_eq!(tr.lines[tr.lines.len() - 2], "80 m0=0.5 => rollback v1 [observing->rolling_back]");
+    assert_eq!(
+        tr.lines[tr.lines.len() - 2],
+        "80 m0=0.5 => rollback v1 [observing->rolling_back]"
+    );
 }
 
 #[test]
 fn never_rolls_back_to_a_bad_revision_and_falls_back_to_previous() {
-    let w = Watch::new("t", "v3", vec![Candidate::new("v3", RevisionHealth::Unknown), Candidate::new("v2", RevisionHealth::Bad), Candidate::new("v1", RevisionHealth::Unknown)]);
+    let w = Watch::new(
+        "t",
+        "v3",
+        vec![
+            Candidate::new("v3", RevisionHealth::Unknown),
+            Candidate::new("v2", RevisionHealth::Bad),
+            Candidate::new("v1", RevisionHealth::Unknown),
+        ],
+    );
     let mut tr = Trace::new(policy(""), w);
     tr.round(0, Some(1.0), Some(1.0));
-    assert!(tr.lines.iter().any(|l| l.ends_with("rollback v1 [observing->rolling_back]")), "{:?}", tr.lines);
+    assert!(
+        tr.lines
+            .iter()
+            .any(|l| l.ends_with("rollback v1 [observing->rolling_back]")),
+        "{:?}",
+        tr.lines
+    );
 
-    let w = Watch::new("t", "v3", vec![Candidate::new("v3", RevisionHealth::Unknown), Candidate::new("v2", RevisionHealth::Bad)]);
+    let w = Watch::new(
+        "t",
+        "v3",
+        vec![
+            Candidate::new("v3", RevisionHealth::Unknown),
+            Candidate::new("v2", RevisionHealth::Bad),
+        ],
+    );
     let mut tr = Trace::new(policy(""), w);
     tr.round(0, Some(1.0), Some(1.0));
-    let Phase::Escalated { reason, .. } = tr.m.phase() else { panic!() };
+    let Phase::Escalated { reason, .. } = tr.m.phase() else {
+        panic!()
+    };
     assert!(reason.contains("no revision to roll back to"), "{reason}");
 }
 
@@ -167,18 +247,29 @@ fn cooldown_and_max_rollbacks_stop_loops() {
     w.rollbacks = vec![t(-60)];
     let mut tr = Trace::new(policy("cooldown: 5m"), w.clone());
     tr.round(0, Some(1.0), Some(1.0));
-    let Phase::Escalated { reason, .. } = tr.m.phase() else { panic!("{:?}", tr.m.phase()) };
+    let Phase::Escalated { reason, .. } = tr.m.phase() else {
+        panic!("{:?}", tr.m.phase())
+    };
     assert!(reason.contains("within the cooldown of 5m"), "{reason}");
 
     w.rollbacks = vec![t(-7200), t(-3600)];
     let mut tr = Trace::new(policy("max_rollbacks: 2"), w.clone());
     tr.round(0, Some(1.0), Some(1.0));
-    let Phase::Escalated { reason, .. } = tr.m.phase() else { panic!("{:?}", tr.m.phase()) };
-    assert!(reason.contains("already rolled back 2 times within 1day"), "{reason}");
+    let Phase::Escalated { reason, .. } = tr.m.phase() else {
+        panic!("{:?}", tr.m.phase())
+    };
+    assert!(
+        reason.contains("already rolled back 2 times within 1day"),
+        "{reason}"
+    );
 
     let mut tr = Trace::new(policy("max_rollbacks: 2\nmax_rollbacks_window: 1h"), w);
     tr.round(0, Some(1.0), Some(1.0));
-    assert_eq!(tr.m.phase().kind(), PhaseKind::RollingBack, "only one rollback inside the 1h window");
+    assert_eq!(
+        tr.m.phase().kind(),
+        PhaseKind::RollingBack,
+        "only one rollback inside the 1h window"
+    );
 }
 
 #[test]
@@ -186,22 +277,51 @@ fn pause_keeps_the_bake_time_left_and_manual_commands_are_checked() {
     let mut tr = Trace::new(policy(""), watch());
     tr.round(0, Some(0.001), Some(1.0));
     let op = Actor::new("alice");
-    let cmd = |c: Command| Event::Command { command: c, actor: op.clone() };
+    let cmd = |c: Command| Event::Command {
+        command: c,
+        actor: op.clone(),
+    };
     let _ = tr.feed(5, cmd(Command::Pause));
     assert_eq!(tr.m.next_deadline(), None);
     let s = tr.feed(6, cmd(Command::Approve));
-    assert!(matches!(s.decision, Some(Decision::Rejected { ref reason, .. }) if reason == "no rollback is waiting for approval"));
+    assert!(
+        matches!(s.decision, Some(Decision::Rejected { ref reason, .. }) if reason == "no rollback is waiting for approval")
+    );
     let _ = tr.feed(1000, cmd(Command::Resume));
-    let Phase::Observing { bake_until } = tr.m.phase() else { panic!() };
-    assert_eq!(*bake_until, t(1055), "55s of bake time were left at the pause");
-    let s = tr.feed(1001, cmd(Command::Rollback { to: Some("v2".into()) }));
-    assert!(matches!(s.decision, Some(Decision::Rejected { ref reason, .. }) if reason == "revision v2 is marked bad"));
-    let s = tr.feed(1001, cmd(Command::Rollback { to: Some("v9".into()) }));
-    assert!(matches!(s.decision, Some(Decision::Rejected { ref reason, .. }) if reason.contains("not in the history")));
+    let Phase::Observing { bake_until } = tr.m.phase() else {
+        panic!()
+    };
+    assert_eq!(
+        *bake_until,
+        t(1055),
+        "55s of bake time were left at the pause"
+    );
+    let s = tr.feed(
+        1001,
+        cmd(Command::Rollback {
+            to: Some("v2".into()),
+        }),
+    );
+    assert!(
+        matches!(s.decision, Some(Decision::Rejected { ref reason, .. }) if reason == "revision v2 is marked bad")
+    );
+    let s = tr.feed(
+        1001,
+        cmd(Command::Rollback {
+            to: Some("v9".into()),
+        }),
+    );
+    assert!(
+        matches!(s.decision, Some(Decision::Rejected { ref reason, .. }) if reason.contains("not in the history"))
+    );
     let s = tr.feed(1002, cmd(Command::Rollback { to: None }));
-    assert!(matches!(s.decision, Some(Decision::Rollback { ref to, ref actor, .. }) if to.as_str() == "v1" && actor == &op));
+    assert!(
+        matches!(s.decision, Some(Decision::Rollback { ref to, ref actor, .. }) if to.as_str() == "v1" && actor == &op)
+    );
     let s = tr.feed(1003, cmd(Command::Rollback { to: None }));
-    assert!(matches!(s.decision, Some(Decision::Rejected { ref reason, .. }) if reason == "a rollback is in progress"));
+    assert!(
+        matches!(s.decision, Some(Decision::Rejected { ref reason, .. }) if reason == "a rollback is in progress")
+    );
 }
 
 #[test]
@@ -210,14 +330,32 @@ fn failed_verification_and_failed_rollbacks_escalate() {
     tr.round(0, Some(1.0), Some(1.0));
     let _ = tr.feed(1, Event::RollbackSucceeded);
     tr.round(11, Some(1.0), Some(1.0));
-    let Phase::Escalated { reason, .. } = tr.m.phase() else { panic!("{:?}", tr.m.phase()) };
-    assert!(reason.starts_with("verification of restored revision v1 failed: probe err failed 1 times"), "{reason}");
-    assert!(tr.m.state().watch.history.iter().any(|c| c.id.as_str() == "v1" && c.health == RevisionHealth::Bad));
+    let Phase::Escalated { reason, .. } = tr.m.phase() else {
+        panic!("{:?}", tr.m.phase())
+    };
+    assert!(
+        reason.starts_with("verification of restored revision v1 failed: probe err failed 1 times"),
+        "{reason}"
+    );
+    assert!(
+        tr.m.state()
+            .watch
+            .history
+            .iter()
+            .any(|c| c.id.as_str() == "v1" && c.health == RevisionHealth::Bad)
+    );
 
     let mut tr = Trace::new(policy(""), watch());
     tr.round(0, Some(1.0), Some(1.0));
-    let _ = tr.feed(1, Event::RollbackFailed { error: "403 forbidden".into() });
-    let Phase::Escalated { reason, .. } = tr.m.phase() else { panic!() };
+    let _ = tr.feed(
+        1,
+        Event::RollbackFailed {
+            error: "403 forbidden".into(),
+        },
+    );
+    let Phase::Escalated { reason, .. } = tr.m.phase() else {
+        panic!()
+    };
     assert_eq!(reason, "rollback to v1 failed: 403 forbidden");
 }
 
@@ -228,7 +366,9 @@ fn no_data_is_never_a_silent_pass() {
     for s in [0, 10, 20] {
         tr.round(s, None, Some(1.0));
     }
-    let Phase::Escalated { reason, .. } = tr.m.phase() else { panic!("{:?}", tr.m.phase()) };
+    let Phase::Escalated { reason, .. } = tr.m.phase() else {
+        panic!("{:?}", tr.m.phase())
+    };
     assert!(reason.contains("probe err was inconclusive 3 times (inconclusive_limit 2); last measurement had no data"), "{reason}");
     // A bake time without a single pass is not a promotion.
     let mut tr = Trace::new(policy("inconclusive_limit: 100"), watch());
@@ -236,8 +376,13 @@ fn no_data_is_never_a_silent_pass() {
         tr.round(s, None, Some(1.0));
     }
     let _ = tr.feed(60, Event::Tick);
-    let Phase::Escalated { reason, .. } = tr.m.phase() else { panic!("{:?}", tr.m.phase()) };
-    assert!(reason.contains("without a single passing measurement of probe err"), "{reason}");
+    let Phase::Escalated { reason, .. } = tr.m.phase() else {
+        panic!("{:?}", tr.m.phase())
+    };
+    assert!(
+        reason.contains("without a single passing measurement of probe err"),
+        "{reason}"
+    );
     // no_data: fail counts it as a failure.
     let mut tr = Trace::new(policy("no_data: fail"), watch());
     tr.round(0, None, Some(1.0));
@@ -255,8 +400,13 @@ fn probe_errors_escalate_past_the_consecutive_error_limit() {
         let _ = tr.feed(s, Event::Tick);
         let _ = tr.feed(s, Event::ProbeError { probe: 1 });
     }
-    let Phase::Escalated { reason, .. } = tr.m.phase() else { panic!("{:?}", tr.m.phase()) };
-    assert!(reason.contains("probe lat could not be measured in a row 3 times"), "{reason}");
+    let Phase::Escalated { reason, .. } = tr.m.phase() else {
+        panic!("{:?}", tr.m.phase())
+    };
+    assert!(
+        reason.contains("probe lat could not be measured in a row 3 times"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -293,24 +443,40 @@ fn ev() -> impl Strategy<Value = Ev> {
 }
 
 fn policy_strategy() -> impl Strategy<Value = Arc<Policy>> {
-    (any::<bool>(), any::<bool>(), 0u32..3, proptest::option::of(0u32..3), 0u32..3, any::<bool>()).prop_map(
-        |(dry_run, manual, fl, cfl, il, verify)| {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        0u32..3,
+        proptest::option::of(0u32..3),
+        0u32..3,
+        any::<bool>(),
+    )
+        .prop_map(|(dry_run, manual, fl, cfl, il, verify)| {
             let mut p = Policy::with_probes(vec![
-                ProbePolicy::new("err").success("< 0.01".parse().unwrap()).failure(">= 0.5".parse().unwrap()),
+                ProbePolicy::new("err")
+                    .success("< 0.01".parse().unwrap())
+                    .failure(">= 0.5".parse().unwrap()),
                 ProbePolicy::new("lat").success("<= 100".parse().unwrap()),
             ]);
             p.interval = Duration::from_secs(10);
             p.bake_time = Duration::from_secs(120);
             p.dry_run = dry_run;
-            p.approval = if manual { Approval::Manual } else { Approval::Auto };
+            p.approval = if manual {
+                Approval::Manual
+            } else {
+                Approval::Auto
+            };
             p.failure_limit = Some(fl);
             p.consecutive_failure_limit = cfl;
             p.inconclusive_limit = il;
-            p.verify = if verify { Duration::from_secs(30) } else { Duration::ZERO };
+            p.verify = if verify {
+                Duration::from_secs(30)
+            } else {
+                Duration::ZERO
+            };
             p.validate().unwrap();
             Arc::new(p)
-        },
-    )
+        })
 }
 
 const VALUES: [Option<f64>; 5] = [Some(0.001), Some(0.2), Some(0.9), None, Some(f64::NAN)];
@@ -321,9 +487,18 @@ fn to_event(e: &Ev, clock: &mut i64) -> Event {
             *clock += i64::from(*s);
             Event::Tick
         }
-        Ev::Measure(p, v) => Event::Measured { probe: *p, measurement: Measurement { value: VALUES[*v as usize], baseline: None } },
+        Ev::Measure(p, v) => Event::Measured {
+            probe: *p,
+            measurement: Measurement {
+                value: VALUES[*v as usize],
+                baseline: None,
+            },
+        },
         Ev::Error(p) => Event::ProbeError { probe: *p },
-        Ev::Alert(k) => Event::Trigger { key: format!("alert-{k}"), summary: "HighErrorRate".into() },
+        Ev::Alert(k) => Event::Trigger {
+            key: format!("alert-{k}"),
+            summary: "HighErrorRate".into(),
+        },
         Ev::Cmd(c) => Event::Command {
             command: match c {
                 0 => Command::Pause,
@@ -331,12 +506,16 @@ fn to_event(e: &Ev, clock: &mut i64) -> Event {
                 2 => Command::Approve,
                 3 => Command::Promote,
                 4 => Command::Rollback { to: None },
-                _ => Command::Rollback { to: Some("v2".into()) },
+                _ => Command::Rollback {
+                    to: Some("v2".into()),
+                },
             },
             actor: Actor::new("op"),
         },
         Ev::RollbackOk => Event::RollbackSucceeded,
-        Ev::RollbackFailed => Event::RollbackFailed { error: "boom".into() },
+        Ev::RollbackFailed => Event::RollbackFailed {
+            error: "boom".into(),
+        },
     }
 }
 
