@@ -472,3 +472,31 @@ async fn rollback_core_conformance_suite_passes() {
     result.unwrap();
     assert_eq!(image(&server, "web").await, "web:2");
 }
+
+#[tokio::test]
+async fn the_engine_rolls_a_crash_looping_revision_back_and_verifies() {
+    use rollback_core::{Engine, MemoryAuditSink, Phase, Policy, WatchSpec};
+    let server = KubeServer::start();
+    three_revisions(&server).await;
+    let client = server.client();
+    let crashing = json!({"name": "app", "image": "web:3", "imageID": "", "ready": false, "restartCount": 5,
+                          "state": {"waiting": {"reason": "CrashLoopBackOff"}}});
+    support::create_pod(&client, NS, "web", "ccc", "web-ccc-1", crashing).await;
+    let deployment = Arc::new(builder(&server, "web").build().unwrap());
+    let probe = KubernetesProbe::new("k8s_problems", (*deployment).clone());
+    let policy = Policy::from_yaml(
+        "interval: 100ms\nbake_time: 1m\nverify: 500ms\nconsecutive_failure_limit: 1\n\
+         probes: [{name: k8s_problems, success: '== 0', failure: '> 0'}]",
+    )
+    .unwrap();
+    let audit = MemoryAuditSink::new();
+    let engine = Engine::builder().audit(Arc::new(audit.clone())).build();
+    let controller = support::spawn_controller(client, NS, "web");
+    let spec = WatchSpec::new(policy, deployment.clone(), deployment.clone(), vec![Arc::new(probe)]);
+    let mut handle = engine.watch(spec).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(30), handle.finished()).await.expect("the watch ends");
+    controller.abort();
+    assert!(matches!(end, Phase::RolledBack { .. }), "{end:?}; audit: {:#?}", audit.records());
+    assert_eq!(deployment.current().await.unwrap().id().as_str(), "bbb");
+    assert_eq!(image(&server, "web").await, "web:2");
+}
