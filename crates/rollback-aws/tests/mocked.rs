@@ -462,3 +462,105 @@ async fn a_history_window_asks_codedeploy_for_recent_deployments_only() {
         zero.message()
     );
 }
+
+/// d2 (c2) in progress, d1 (c1) succeeded, d0 (c0) succeeded.
+fn in_flight_rules() -> (Rule, Rule) {
+    (list_rule(3, 100), batch_rule(3))
+}
+
+#[tokio::test]
+async fn when_codedeploy_stops_without_rolling_back_the_rollbacker_deploys_itself() {
+    use aws_sdk_codedeploy::operation::get_deployment::GetDeploymentOutput;
+    use aws_sdk_codedeploy::operation::stop_deployment::StopDeploymentOutput;
+    use aws_sdk_codedeploy::types::{RollbackInfo, StopStatus};
+
+    let (list, batch) = in_flight_rules();
+    let stop = mock!(Client::stop_deployment)
+        .match_requests(|req| {
+            req.deployment_id() == Some("d2") && req.auto_rollback_enabled() == Some(true)
+        })
+        .then_output(|| {
+            StopDeploymentOutput::builder()
+                .status(StopStatus::Succeeded)
+                .build()
+        });
+    let stopped = mock!(Client::get_deployment)
+        .match_requests(|req| req.deployment_id() == Some("d2"))
+        .then_output(|| {
+            let mut d = deployment(2, 3);
+            d.status = Some(DeploymentStatus::Stopped);
+            d.rollback_info = Some(
+                RollbackInfo::builder()
+                    .rollback_message(
+                        "Automatic rollback was not performed: no last successful revision",
+                    )
+                    .build(),
+            );
+            GetDeploymentOutput::builder().deployment_info(d).build()
+        });
+    let create = mock!(Client::create_deployment)
+        .match_requests(|req| {
+            req.description().is_some_and(|d| {
+                d.starts_with("Rollback of deployment d2 (bank/payments@c2) to bank/payments@c1")
+            })
+        })
+        .then_output(|| {
+            CreateDeploymentOutput::builder()
+                .deployment_id("d3")
+                .build()
+        });
+    let t = target(client(&[&list, &batch, &stop, &stopped, &create]));
+    let to = t.history().await.unwrap()[1].revision.clone();
+    let done = t.rollbacker().rollback(&request(&t, to)).await.unwrap();
+    assert_eq!((stop.num_calls(), create.num_calls()), (1, 1));
+    assert!(
+        done.detail().contains("created deployment d3"),
+        "{}",
+        done.detail()
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_deployment_that_never_appears_is_a_retryable_error() {
+    use aws_sdk_codedeploy::operation::get_deployment::GetDeploymentOutput;
+    use aws_sdk_codedeploy::operation::stop_deployment::StopDeploymentOutput;
+    use aws_sdk_codedeploy::types::StopStatus;
+
+    let (list, batch) = in_flight_rules();
+    let stop = mock!(Client::stop_deployment).then_output(|| {
+        StopDeploymentOutput::builder()
+            .status(StopStatus::Pending)
+            .build()
+    });
+    let still_going = mock!(Client::get_deployment).then_output(|| {
+        GetDeploymentOutput::builder()
+            .deployment_info(deployment(2, 3))
+            .build()
+    });
+    let create = mock!(Client::create_deployment).then_output(|| {
+        CreateDeploymentOutput::builder()
+            .deployment_id("d3")
+            .build()
+    });
+    let t = CodeDeployTarget::builder(client(&[&list, &batch, &stop, &still_going, &create]))
+        .application("bank")
+        .deployment_group("payments")
+        .poll_interval(std::time::Duration::from_millis(10))
+        .stop_timeout(std::time::Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let to = t.history().await.unwrap()[1].revision.clone();
+    let e = t.rollbacker().rollback(&request(&t, to)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transient);
+    assert!(
+        e.message().contains("named no rollback deployment"),
+        "{}",
+        e.message()
+    );
+    assert!(still_going.num_calls() >= 2);
+    assert_eq!(
+        create.num_calls(),
+        0,
+        "nothing is deployed behind CodeDeploy's back"
+    );
+}
