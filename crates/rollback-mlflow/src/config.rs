@@ -91,11 +91,25 @@ impl Pointer {
         }
     }
 
-    /// The part of a move tag's key that names this pointer.
+    /// The part of a move tag's key that names this pointer, short enough
+    /// for MLflow's 250-character tag keys (the record itself names the
+    /// pointer in full).
     pub(crate) fn tag_component(&self) -> String {
-        match self {
+        let full = match self {
             Pointer::Alias(a) => a.clone(),
             Pointer::Stage(s) => format!("stage-{s}"),
+        };
+        match full.char_indices().nth(200) {
+            Some((i, _)) => full[..i].to_owned(),
+            None => full,
+        }
+    }
+
+    /// Whether a move record is about this pointer.
+    pub(crate) fn matches(&self, m: &crate::AliasMove) -> bool {
+        match self {
+            Pointer::Alias(a) => m.alias.as_deref() == Some(a.as_str()),
+            Pointer::Stage(s) => m.stage.as_deref() == Some(s.as_str()),
         }
     }
 }
@@ -112,7 +126,14 @@ pub(crate) fn validate_alias(alias: &str) -> Result<(), MlflowError> {
         Err(MlflowError::Config(format!(
             "alias {alias:?} is reserved by MLflow (`latest` and `v<number>` are); choose another, such as \"champion\""
         )))
-    } else if alias.len() > 255 {
+    } else if !alias
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    {
+        Err(MlflowError::Config(format!(
+            "alias {alias:?} holds characters MLflow refuses: only letters, digits, `_` and `-`"
+        )))
+    } else if alias.chars().count() > 255 {
         Err(MlflowError::Config(format!(
             "alias {alias:?} is longer than MLflow's 255 characters"
         )))
@@ -305,6 +326,14 @@ mod tests {
         assert!(c.pointer().is_err());
         let c: MlflowConfig = serde_json::from_str(r#"{"model": "m", "alias": "v1x"}"#).unwrap();
         assert_eq!(c.pointer().unwrap(), Pointer::Alias("v1x".into()));
+        let c: MlflowConfig =
+            serde_json::from_str(r#"{"model": "m", "alias": "prod champion"}"#).unwrap();
+        assert!(
+            c.pointer()
+                .unwrap_err()
+                .to_string()
+                .contains("characters MLflow refuses")
+        );
         let c: MlflowConfig = serde_json::from_str(r#"{"model": "m"}"#).unwrap();
         assert!(
             c.pointer()

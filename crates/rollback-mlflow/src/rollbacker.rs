@@ -116,7 +116,8 @@ impl MlflowRollbacker {
 #[async_trait]
 impl Rollbacker for MlflowRollbacker {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::NONE.with_mark(true)
+        // No server-side dry run; the alias moves atomically, nothing to wait for.
+        Capabilities::NONE
     }
 
     async fn rollback(&self, request: &RollbackRequest) -> Result<RollbackOutcome> {

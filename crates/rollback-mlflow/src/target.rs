@@ -228,9 +228,11 @@ impl MlflowTarget {
         for v in &versions {
             for tag in v.tags.iter().filter(|t| t.key.starts_with(&prefix)) {
                 match serde_json::from_str::<AliasMove>(&tag.value) {
-                    Ok(m) => {
+                    Ok(m) if self.model.pointer.matches(&m) && m.model == self.model.name => {
                         moves.insert((m.at_ms, tag.key.clone()), m);
                     }
+                    // Another alias whose name starts the same.
+                    Ok(_) => {}
                     Err(e) => tracing::warn!(
                         target = %self.model.id, version = %v.version, key = %tag.key, error = %e,
                         "ignoring a move tag that is not an alias move record"

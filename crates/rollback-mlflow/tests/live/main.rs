@@ -3,6 +3,7 @@
 //! HTTP servers.
 
 mod auth;
+mod failures;
 mod hooks;
 mod local_server;
 mod registry;

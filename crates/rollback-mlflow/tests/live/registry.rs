@@ -312,3 +312,26 @@ print(v.version, v.source, bad.tags.get('rollback.health'))";
         format!("1 s3://models/{name}/1 bad")
     );
 }
+
+#[tokio::test]
+async fn a_long_alias_keeps_its_move_records_within_mlflows_key_limit() {
+    let c = client().await;
+    let name = unique("long-alias");
+    let alias = "a".repeat(255);
+    seed(&c, &name, 2, Some((&alias, 2))).await;
+    let t = MlflowTarget::builder(c.clone())
+        .model(&name)
+        .alias(&alias)
+        .build()
+        .unwrap();
+    let one = t.find(&"1".into()).await.unwrap().revision;
+    let done = t
+        .rollbacker()
+        .rollback(&request(&t, Some("2"), one, false))
+        .await
+        .unwrap();
+    assert!(!done.detail().contains("WARNING"), "{done:?}");
+    let moves = t.alias_moves().await.unwrap();
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].alias.as_deref(), Some(alias.as_str()));
+}
