@@ -368,3 +368,26 @@ async fn the_client_exposes_raw_results() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn client_and_probe_build_from_config() {
+    let fake = FakePrometheus::fixed(vector(&[("a", "1"), ("b", "2")])).await;
+    let config: rollback_prometheus::PrometheusConfig = serde_json::from_value(json!({
+        "url": fake.url(),
+        "timeout": "3s",
+        "auth": {"basic": {"username": "alice", "password": "pw"}}
+    }))
+    .unwrap();
+    let client = PrometheusClient::from_config(&config).unwrap();
+    assert_eq!(client.timeout(), Duration::from_secs(3));
+    let probe_config: rollback_prometheus::ProbeConfig =
+        serde_json::from_value(json!({"name": "errors", "query": "x", "aggregate": "max"})).unwrap();
+    let probe = PrometheusProbe::from_config(client, &probe_config).unwrap();
+    assert_eq!(probe.name(), "errors");
+    assert_eq!(probe.measure(&ctx()).await.unwrap(), Measurement::value(2.0));
+    assert_eq!(fake.seen()[0].2.as_deref(), Some("Basic YWxpY2U6cHc="));
+
+    let bad: rollback_prometheus::PrometheusConfig = serde_json::from_value(json!({"url": "localhost:9090"})).unwrap();
+    let e = PrometheusClient::from_config(&bad).unwrap_err().to_string();
+    assert!(e.contains("`url`") && e.contains("localhost:9090"), "{e}");
+}
