@@ -81,7 +81,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .poll_interval(Duration::from_secs(5))
         .build()?;
     let current = checkout.current().await?;
-    println!("watching {} at {} ({})", checkout.id(), current.label(), current.id());
+    println!(
+        "watching {} at {} ({})",
+        checkout.id(),
+        current.label(),
+        current.id()
+    );
 
     let prometheus = PrometheusClient::builder(&args.prometheus).build()?;
     let ns = &args.namespace;
@@ -97,9 +102,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         ))
         .build()?;
     let problems = KubernetesProbe::new("k8s_problems", checkout.clone()).max_restarts(2);
-    let probes: Vec<Arc<dyn HealthProbe>> = vec![Arc::new(errors), Arc::new(latency), Arc::new(problems)];
+    let probes: Vec<Arc<dyn HealthProbe>> =
+        vec![Arc::new(errors), Arc::new(latency), Arc::new(problems)];
 
-    let engine = Engine::builder().audit(Arc::new(TextAuditSink::new(std::io::stdout()))).build();
+    let engine = Engine::builder()
+        .audit(Arc::new(TextAuditSink::new(std::io::stdout())))
+        .build();
     let deployment = Arc::new(checkout);
     let spec = WatchSpec::new(policy, deployment.clone(), deployment, probes);
     let mut handle = engine.watch(spec).await?;
@@ -110,7 +118,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -12,7 +12,9 @@ use rollback_core::{RetryPolicy, RollbackOutcome};
 use rollback_k8s::{DryRun, K8sDeployment, UndoOptions, UndoTo};
 
 fn usage() -> ! {
-    eprintln!("usage: undo NAMESPACE DEPLOYMENT [--to-revision=N] [--dry-run=server|client] [--resume]");
+    eprintln!(
+        "usage: undo NAMESPACE DEPLOYMENT [--to-revision=N] [--dry-run=server|client] [--resume]"
+    );
     std::process::exit(2)
 }
 
@@ -20,13 +22,17 @@ fn usage() -> ! {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let positional: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
-    let [namespace, name] = positional.as_slice() else { usage() };
+    let [namespace, name] = positional.as_slice() else {
+        usage()
+    };
     let mut to = UndoTo::Previous;
     let mut dry_run = None;
     let mut resume = false;
     for flag in args.iter().filter(|a| a.starts_with("--")) {
         match flag.split_once('=') {
-            Some(("--to-revision", n)) => to = UndoTo::Number(n.parse().unwrap_or_else(|_| usage())),
+            Some(("--to-revision", n)) => {
+                to = UndoTo::Number(n.parse().unwrap_or_else(|_| usage()))
+            }
             Some(("--dry-run", "server")) => dry_run = Some(DryRun::Server),
             Some(("--dry-run", "client")) => dry_run = Some(DryRun::Client),
             None if flag == "--resume" => resume = true,
@@ -48,7 +54,16 @@ async fn main() {
         .resume_paused(resume)
         .build();
     let result = match deployment {
-        Ok(d) => d.undo(&to, &UndoOptions { dry_run: dry_run.is_some(), expect_current: None }).await,
+        Ok(d) => {
+            d.undo(
+                &to,
+                &UndoOptions {
+                    dry_run: dry_run.is_some(),
+                    expect_current: None,
+                },
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     match result {

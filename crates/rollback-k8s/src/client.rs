@@ -23,7 +23,10 @@ pub(crate) struct DeploymentApi {
 
 impl std::fmt::Debug for DeploymentApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeploymentApi").field("namespace", &self.namespace).field("name", &self.name).finish()
+        f.debug_struct("DeploymentApi")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -47,15 +50,30 @@ impl DeploymentApi {
 
     /// The Deployment, raw. A 404 says whether the namespace or the Deployment is missing.
     pub(crate) async fn deployment(&self) -> Result<DynamicObject, Error> {
-        match self.deployments.get(&self.name).await.map_err(ApiFailure::from) {
+        match self
+            .deployments
+            .get(&self.name)
+            .await
+            .map_err(ApiFailure::from)
+        {
             Ok(d) => Ok(d),
             Err(e) if e.code() == Some(404) => Err(self.not_found().await),
-            Err(e) => Err(e.into_error(&format!("reading {}", self.what()), "get", "deployments", &self.namespace)),
+            Err(e) => Err(e.into_error(
+                &format!("reading {}", self.what()),
+                "get",
+                "deployments",
+                &self.namespace,
+            )),
         }
     }
 
     async fn not_found(&self) -> Error {
-        match self.namespaces.get(&self.namespace).await.map_err(ApiFailure::from) {
+        match self
+            .namespaces
+            .get(&self.namespace)
+            .await
+            .map_err(ApiFailure::from)
+        {
             Err(e) if e.code() == Some(404) => Error::not_found(format!(
                 "namespace {} does not exist (looking for Deployment {}); check the namespace name and the kubeconfig's cluster",
                 self.namespace, self.name
@@ -69,14 +87,22 @@ impl DeploymentApi {
 
     /// The ReplicaSets the Deployment controls: listed by its selector, kept
     /// when their controller ownerReference has the Deployment's uid.
-    pub(crate) async fn owned_replica_sets(&self, deployment: &DynamicObject) -> Result<Vec<DynamicObject>, Error> {
+    pub(crate) async fn owned_replica_sets(
+        &self,
+        deployment: &DynamicObject,
+    ) -> Result<Vec<DynamicObject>, Error> {
         let selector: LabelSelector = deployment
             .data
             .pointer("/spec/selector")
             .cloned()
             .map(serde_json::from_value)
             .transpose()
-            .map_err(|e| Error::invalid(format!("{} has an unreadable spec.selector: {e}", self.what())))?
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "{} has an unreadable spec.selector: {e}",
+                    self.what()
+                ))
+            })?
             .unwrap_or_default();
         let selector = selector_string(&selector);
         let uid = deployment.metadata.uid.clone().unwrap_or_default();
@@ -86,7 +112,12 @@ impl DeploymentApi {
             .await
             .map_err(ApiFailure::from)
             .map_err(|e| {
-                e.into_error(&format!("listing the ReplicaSets of {}", self.what()), "list", "replicasets", &self.namespace)
+                e.into_error(
+                    &format!("listing the ReplicaSets of {}", self.what()),
+                    "list",
+                    "replicasets",
+                    &self.namespace,
+                )
             })?;
         Ok(list
             .items
@@ -102,15 +133,33 @@ impl DeploymentApi {
     }
 
     /// Apply a JSON patch to the Deployment.
-    pub(crate) async fn patch_deployment(&self, patch: Value, dry_run: bool) -> Result<DynamicObject, Error> {
-        let patch: json_patch::Patch = serde_json::from_value(patch)
-            .map_err(|e| Error::new(ErrorKind::Permanent, format!("building the patch of {}: {e}", self.what())))?;
-        let params = PatchParams { dry_run, ..PatchParams::default() };
+    pub(crate) async fn patch_deployment(
+        &self,
+        patch: Value,
+        dry_run: bool,
+    ) -> Result<DynamicObject, Error> {
+        let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| {
+            Error::new(
+                ErrorKind::Permanent,
+                format!("building the patch of {}: {e}", self.what()),
+            )
+        })?;
+        let params = PatchParams {
+            dry_run,
+            ..PatchParams::default()
+        };
         self.deployments
             .patch(&self.name, &params, &Patch::Json::<()>(patch))
             .await
             .map_err(ApiFailure::from)
-            .map_err(|e| e.into_error(&format!("patching {}", self.what()), "patch", "deployments", &self.namespace))
+            .map_err(|e| {
+                e.into_error(
+                    &format!("patching {}", self.what()),
+                    "patch",
+                    "deployments",
+                    &self.namespace,
+                )
+            })
     }
 
     /// The pods matching a label selector.
@@ -120,7 +169,14 @@ impl DeploymentApi {
             .await
             .map(|l| l.items)
             .map_err(ApiFailure::from)
-            .map_err(|e| e.into_error(&format!("listing the pods of {}", self.what()), "list", "pods", &self.namespace))
+            .map_err(|e| {
+                e.into_error(
+                    &format!("listing the pods of {}", self.what()),
+                    "list",
+                    "pods",
+                    &self.namespace,
+                )
+            })
     }
 }
 
@@ -155,8 +211,16 @@ mod tests {
         let s = LabelSelector {
             match_labels: Some([("app".to_owned(), "web".to_owned())].into()),
             match_expressions: Some(vec![
-                LabelSelectorRequirement { key: "tier".into(), operator: "In".into(), values: Some(vec!["b".into(), "a".into()]) },
-                LabelSelectorRequirement { key: "canary".into(), operator: "DoesNotExist".into(), values: None },
+                LabelSelectorRequirement {
+                    key: "tier".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["b".into(), "a".into()]),
+                },
+                LabelSelectorRequirement {
+                    key: "canary".into(),
+                    operator: "DoesNotExist".into(),
+                    values: None,
+                },
             ]),
         };
         assert_eq!(selector_string(&s), "app=web,tier in (a,b),!canary");

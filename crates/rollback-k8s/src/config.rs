@@ -46,16 +46,24 @@ mod human_duration {
         s.collect_str(&humantime::format_duration(*d))
     }
 
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
         let text = <String as serde::Deserialize>::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration like \"2s\" or \"1m\": {e}")))
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration like \"2s\" or \"1m\": {e}"
+            ))
+        })
     }
 }
 
 impl K8sDeployment {
     /// A Deployment handle from its configuration.
-    pub fn from_config(client: kube::Client, config: &K8sDeploymentConfig) -> Result<K8sDeployment> {
+    pub fn from_config(
+        client: kube::Client,
+        config: &K8sDeploymentConfig,
+    ) -> Result<K8sDeployment> {
         K8sDeployment::builder(client)
             .namespace(&config.namespace)
             .name(&config.name)
@@ -73,19 +81,25 @@ mod tests {
 
     #[test]
     fn defaults_round_trip_and_unknown_fields_are_named() {
-        let c: K8sDeploymentConfig = serde_json::from_str(r#"{"namespace": "shop", "name": "web"}"#).unwrap();
+        let c: K8sDeploymentConfig =
+            serde_json::from_str(r#"{"namespace": "shop", "name": "web"}"#).unwrap();
         assert_eq!(c.dry_run, DryRun::Server);
         assert_eq!(c.poll_interval, Duration::from_secs(2));
         assert_eq!(c.retry, RetryPolicy::default());
-        let back: K8sDeploymentConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        let back: K8sDeploymentConfig =
+            serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
-        let err = serde_json::from_str::<K8sDeploymentConfig>(r#"{"namespace": "shop", "name": "web", "replicas": 3}"#)
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_str::<K8sDeploymentConfig>(
+            r#"{"namespace": "shop", "name": "web", "replicas": 3}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("unknown field `replicas`"), "{err}");
-        let err = serde_json::from_str::<K8sDeploymentConfig>(r#"{"namespace": "shop", "name": "web", "poll_interval": "often"}"#)
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_str::<K8sDeploymentConfig>(
+            r#"{"namespace": "shop", "name": "web", "poll_interval": "often"}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("\"often\" is not a duration"), "{err}");
     }
 }

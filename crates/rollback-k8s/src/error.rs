@@ -8,7 +8,11 @@ use rollback_core::{Error, ErrorKind};
 pub(crate) enum ApiFailure {
     /// The server answered with a `Status` (4xx, 5xx).
     #[error("{reason} ({code}): {message}")]
-    Status { code: u16, reason: String, message: String },
+    Status {
+        code: u16,
+        reason: String,
+        message: String,
+    },
     /// The request never got an answer (connection, TLS, timeout, decoding).
     #[error("{0}")]
     Transport(String),
@@ -52,7 +56,13 @@ impl ApiFailure {
 
     /// A core error: `attempt` says what was being done ("patching Deployment
     /// shop/checkout"), and the message adds what the user can do about it.
-    pub(crate) fn into_error(self, attempt: &str, verb: &str, resource: &str, namespace: &str) -> Error {
+    pub(crate) fn into_error(
+        self,
+        attempt: &str,
+        verb: &str,
+        resource: &str,
+        namespace: &str,
+    ) -> Error {
         let kind = self.kind();
         let hint = match (kind, self.code()) {
             (ErrorKind::Unauthorized, Some(401)) => {
@@ -70,5 +80,66 @@ impl ApiFailure {
         };
         let message = format!("{attempt} failed: {self}{hint}");
         Error::new(kind, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> ApiFailure {
+        ApiFailure::Status {
+            code,
+            reason: "R".into(),
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn status_codes_map_to_kinds_and_retryability() {
+        let cases = [
+            (404, ErrorKind::NotFound, false),
+            (401, ErrorKind::Unauthorized, false),
+            (403, ErrorKind::Unauthorized, false),
+            (409, ErrorKind::Conflict, true),
+            (422, ErrorKind::InvalidInput, false),
+            (429, ErrorKind::Transient, true),
+            (500, ErrorKind::Transient, true),
+            (503, ErrorKind::Transient, true),
+            (418, ErrorKind::Permanent, false),
+        ];
+        for (code, kind, retryable) in cases {
+            let e = status(code).into_error(
+                "patching Deployment shop/web",
+                "patch",
+                "deployments",
+                "shop",
+            );
+            assert_eq!((code, e.kind(), e.is_retryable()), (code, kind, retryable));
+            assert!(
+                e.message()
+                    .starts_with("patching Deployment shop/web failed: R ("),
+                "{}",
+                e.message()
+            );
+        }
+        let e = ApiFailure::Transport("connection refused".into()).into_error(
+            "reading x",
+            "get",
+            "deployments",
+            "shop",
+        );
+        assert_eq!(e.kind(), ErrorKind::Transient);
+        assert!(
+            e.message().contains("could not be reached"),
+            "{}",
+            e.message()
+        );
+        let e = status(401).into_error("reading x", "get", "deployments", "shop");
+        assert!(
+            e.message().contains("credentials were rejected"),
+            "{}",
+            e.message()
+        );
     }
 }

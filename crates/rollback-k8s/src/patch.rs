@@ -34,7 +34,10 @@ pub const ANNOTATIONS_TO_SKIP: [&str; 6] = [
 /// `omitempty` does.
 pub fn template_without_hash(template: &Value) -> Value {
     let mut t = template.clone();
-    if let Some(labels) = t.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+    if let Some(labels) = t
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
         labels.remove(POD_TEMPLATE_HASH_LABEL);
         if labels.is_empty()
             && let Some(meta) = t.pointer_mut("/metadata").and_then(Value::as_object_mut)
@@ -51,13 +54,20 @@ fn normalized(value: &Value) -> Option<Value> {
     match value {
         Value::Null => None,
         Value::Object(map) => {
-            let m: Map<String, Value> =
-                map.iter().filter_map(|(k, v)| normalized(v).map(|v| (k.clone(), v))).collect();
+            let m: Map<String, Value> = map
+                .iter()
+                .filter_map(|(k, v)| normalized(v).map(|v| (k.clone(), v)))
+                .collect();
             (!m.is_empty()).then_some(Value::Object(m))
         }
-        Value::Array(items) => {
-            (!items.is_empty()).then(|| Value::Array(items.iter().map(|v| normalized(v).unwrap_or(Value::Null)).collect()))
-        }
+        Value::Array(items) => (!items.is_empty()).then(|| {
+            Value::Array(
+                items
+                    .iter()
+                    .map(|v| normalized(v).unwrap_or(Value::Null))
+                    .collect(),
+            )
+        }),
         other => Some(other.clone()),
     }
 }
@@ -106,7 +116,11 @@ pub struct PatchGuards<'a> {
 /// The JSON patch restoring `template` (already without the hash label) and
 /// `annotations`: kubectl's `replace /spec/template` and `replace
 /// /metadata/annotations`, preceded by the guards asked for.
-pub fn rollback_patch(template: &Value, annotations: &BTreeMap<String, String>, guards: &PatchGuards<'_>) -> Value {
+pub fn rollback_patch(
+    template: &Value,
+    annotations: &BTreeMap<String, String>,
+    guards: &PatchGuards<'_>,
+) -> Value {
     let mut ops = Vec::new();
     if let Some(rv) = guards.resource_version {
         // The apiserver treats a resourceVersion in the patched object as a precondition.
@@ -116,7 +130,11 @@ pub fn rollback_patch(template: &Value, annotations: &BTreeMap<String, String>, 
         ops.push(json!({"op": "replace", "path": "/spec/paused", "value": false}));
     }
     ops.push(json!({"op": "replace", "path": "/spec/template", "value": template}));
-    let op = if guards.has_annotations { "replace" } else { "add" };
+    let op = if guards.has_annotations {
+        "replace"
+    } else {
+        "add"
+    };
     ops.push(json!({"op": op, "path": "/metadata/annotations", "value": annotations}));
     Value::Array(ops)
 }
@@ -157,7 +175,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -192,18 +213,31 @@ mod tests {
         let rs = json!({"metadata": {"labels": {"app": "web", "pod-template-hash": "abc"}}, "spec": {"containers": [{"name": "c", "image": "i:1", "resources": {}}]}});
         let dep = json!({"metadata": {"labels": {"app": "web"}, "creationTimestamp": null}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}});
         assert!(templates_equal_ignoring_hash(&rs, &dep));
-        assert_eq!(template_without_hash(&rs)["metadata"]["labels"], json!({"app": "web"}));
+        assert_eq!(
+            template_without_hash(&rs)["metadata"]["labels"],
+            json!({"app": "web"})
+        );
         let other = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i:2"}]}});
         assert!(!templates_equal_ignoring_hash(&rs, &other));
         let only_hash = json!({"metadata": {"labels": {"pod-template-hash": "abc"}}, "spec": {}});
-        assert_eq!(template_without_hash(&only_hash), json!({"metadata": {}, "spec": {}}));
+        assert_eq!(
+            template_without_hash(&only_hash),
+            json!({"metadata": {}, "spec": {}})
+        );
     }
 
     #[test]
     fn patch_has_kubectls_operations_after_the_guards() {
         let t = json!({"spec": {}});
         let a = map(&[("k", "v")]);
-        let plain = rollback_patch(&t, &a, &PatchGuards { has_annotations: true, ..Default::default() });
+        let plain = rollback_patch(
+            &t,
+            &a,
+            &PatchGuards {
+                has_annotations: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(
             plain,
             json!([
@@ -211,8 +245,21 @@ mod tests {
                 {"op": "replace", "path": "/metadata/annotations", "value": {"k": "v"}},
             ])
         );
-        let guarded = rollback_patch(&t, &a, &PatchGuards { resource_version: Some("42"), resume: true, has_annotations: false });
-        let ops: Vec<_> = guarded.as_array().into_iter().flatten().map(|o| (o["op"].clone(), o["path"].clone())).collect();
+        let guarded = rollback_patch(
+            &t,
+            &a,
+            &PatchGuards {
+                resource_version: Some("42"),
+                resume: true,
+                has_annotations: false,
+            },
+        );
+        let ops: Vec<_> = guarded
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| (o["op"].clone(), o["path"].clone()))
+            .collect();
         assert_eq!(
             ops,
             vec![

@@ -43,10 +43,20 @@ pub enum Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Problem::ProgressDeadlineExceeded => f.write_str("the rollout exceeded its progress deadline"),
-            Problem::Unavailable { replicas, bound } => write!(f, "{replicas} replicas unavailable (tolerated: {bound})"),
-            Problem::Restarts { pod, container, count } => write!(f, "pod {pod} container {container} restarted {count} times"),
-            Problem::CrashLoopBackOff { pod, container } => write!(f, "pod {pod} container {container} is in CrashLoopBackOff"),
+            Problem::ProgressDeadlineExceeded => {
+                f.write_str("the rollout exceeded its progress deadline")
+            }
+            Problem::Unavailable { replicas, bound } => {
+                write!(f, "{replicas} replicas unavailable (tolerated: {bound})")
+            }
+            Problem::Restarts {
+                pod,
+                container,
+                count,
+            } => write!(f, "pod {pod} container {container} restarted {count} times"),
+            Problem::CrashLoopBackOff { pod, container } => {
+                write!(f, "pod {pod} container {container} is in CrashLoopBackOff")
+            }
         }
     }
 }
@@ -71,7 +81,12 @@ impl KubernetesProbe {
     /// A probe named `name` over `deployment`, tolerating no unavailable
     /// replica and no restart.
     pub fn new(name: impl Into<String>, deployment: K8sDeployment) -> Self {
-        KubernetesProbe { deployment, name: name.into(), max_unavailable: 0, max_restarts: 0 }
+        KubernetesProbe {
+            deployment,
+            name: name.into(),
+            max_unavailable: 0,
+            max_restarts: 0,
+        }
     }
 
     /// Tolerate this many unavailable replicas (default 0).
@@ -98,7 +113,10 @@ impl KubernetesProbe {
             problems.push(Problem::ProgressDeadlineExceeded);
         }
         if status.unavailable > self.max_unavailable {
-            problems.push(Problem::Unavailable { replicas: status.unavailable, bound: self.max_unavailable });
+            problems.push(Problem::Unavailable {
+                replicas: status.unavailable,
+                bound: self.max_unavailable,
+            });
         }
         let judged = revision
             .and_then(|id| snapshot.revisions.iter().find(|r| r.id() == id))
@@ -119,7 +137,10 @@ impl KubernetesProbe {
             for pod in self.deployment.api.pods(&selector).await? {
                 let pod_name = pod.metadata.name.clone().unwrap_or_default();
                 let statuses = pod.status.iter().flat_map(|s| {
-                    s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten())
+                    s.init_container_statuses
+                        .iter()
+                        .flatten()
+                        .chain(s.container_statuses.iter().flatten())
                 });
                 for c in statuses {
                     problems.extend(container_problems(&pod_name, c, self.max_restarts));
@@ -133,11 +154,22 @@ impl KubernetesProbe {
 fn container_problems(pod: &str, c: &ContainerStatus, max_restarts: i32) -> Vec<Problem> {
     let mut out = Vec::new();
     if c.restart_count > max_restarts {
-        out.push(Problem::Restarts { pod: pod.to_owned(), container: c.name.clone(), count: c.restart_count });
+        out.push(Problem::Restarts {
+            pod: pod.to_owned(),
+            container: c.name.clone(),
+            count: c.restart_count,
+        });
     }
-    let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref());
+    let waiting = c
+        .state
+        .as_ref()
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.reason.as_deref());
     if waiting == Some("CrashLoopBackOff") {
-        out.push(Problem::CrashLoopBackOff { pod: pod.to_owned(), container: c.name.clone() });
+        out.push(Problem::CrashLoopBackOff {
+            pod: pod.to_owned(),
+            container: c.name.clone(),
+        });
     }
     out
 }
@@ -176,12 +208,21 @@ mod tests {
         assert_eq!(
             container_problems("p", &crashing, 0),
             vec![
-                Problem::Restarts { pod: "p".into(), container: "app".into(), count: 3 },
-                Problem::CrashLoopBackOff { pod: "p".into(), container: "app".into() },
+                Problem::Restarts {
+                    pod: "p".into(),
+                    container: "app".into(),
+                    count: 3
+                },
+                Problem::CrashLoopBackOff {
+                    pod: "p".into(),
+                    container: "app".into()
+                },
             ]
         );
         assert_eq!(container_problems("p", &crashing, 3).len(), 1);
-        let fine = status(serde_json::json!({"name": "app", "image": "i", "imageID": "", "ready": true, "restartCount": 0}));
+        let fine = status(
+            serde_json::json!({"name": "app", "image": "i", "imageID": "", "ready": true, "restartCount": 0}),
+        );
         assert!(container_problems("p", &fine, 0).is_empty());
     }
 }

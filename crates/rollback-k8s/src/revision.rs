@@ -6,7 +6,9 @@ use kube::api::DynamicObject;
 use rollback_core::{Error, Revision, RevisionId, Timestamp};
 use serde_json::Value;
 
-use crate::patch::{CHANGE_CAUSE_ANNOTATION, Numbered, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION};
+use crate::patch::{
+    CHANGE_CAUSE_ANNOTATION, Numbered, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
+};
 
 /// One revision of a Deployment: a ReplicaSet it owns.
 ///
@@ -57,7 +59,10 @@ impl K8sRevision {
     }
     /// The container images, `container=image`, comma-separated.
     pub fn images(&self) -> &str {
-        self.attributes.get("images").map(String::as_str).unwrap_or_default()
+        self.attributes
+            .get("images")
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 
     /// Read a ReplicaSet. An unparsable revision annotation is an error
@@ -77,21 +82,40 @@ impl K8sRevision {
                 ))
             })?,
         };
-        let template = rs.data.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+        let template = rs
+            .data
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or(Value::Null);
         let hash = template
             .pointer("/metadata/labels")
             .and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL))
             .and_then(Value::as_str)
-            .or_else(|| rs.metadata.labels.as_ref().and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL)).map(String::as_str))
+            .or_else(|| {
+                rs.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL))
+                    .map(String::as_str)
+            })
             .map(str::to_owned)
             // A ReplicaSet adopted without the label: its name is the next best stable id.
             .unwrap_or_else(|| name.clone());
-        let created = rs.metadata.creation_timestamp.as_ref().map(|t| Timestamp::from_millis(t.0.as_millisecond()));
+        let created = rs
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| Timestamp::from_millis(t.0.as_millisecond()));
 
         let mut attributes = BTreeMap::new();
         let mut images = Vec::new();
         for list in ["/spec/initContainers", "/spec/containers"] {
-            for c in template.pointer(list).and_then(Value::as_array).into_iter().flatten() {
+            for c in template
+                .pointer(list)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let cname = c.get("name").and_then(Value::as_str).unwrap_or_default();
                 let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
                 attributes.insert(format!("image.{cname}"), image.to_owned());

@@ -4,12 +4,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rollback_core::{
-    Capabilities, Convergence, Error, ErrorKind, Result, Revision, RevisionId, RollbackOutcome, RollbackRequest, Rollbacker,
-    Target,
+    Capabilities, Convergence, Error, ErrorKind, Result, Revision, RevisionId, RollbackOutcome,
+    RollbackRequest, Rollbacker, Target,
 };
 use tracing::Instrument;
 
-use crate::patch::{PatchGuards, pick_revision, rollback_annotations, rollback_patch, template_without_hash, templates_equal_ignoring_hash};
+use crate::patch::{
+    PatchGuards, pick_revision, rollback_annotations, rollback_patch, template_without_hash,
+    templates_equal_ignoring_hash,
+};
 use crate::revision::K8sRevision;
 use crate::target::{DryRun, K8sDeployment, Snapshot};
 
@@ -56,7 +59,8 @@ impl K8sDeployment {
     /// 409, 429 and 5xx answers are retried per the handle's
     /// [`rollback_core::RetryPolicy`], each try reading the Deployment again.
     pub async fn undo(&self, to: &UndoTo, options: &UndoOptions) -> Result<RollbackOutcome> {
-        let span = tracing::info_span!("k8s_undo", target = %self.id, to = ?to, dry_run = options.dry_run);
+        let span =
+            tracing::info_span!("k8s_undo", target = %self.id, to = ?to, dry_run = options.dry_run);
         async {
             self.retry
                 .run(
@@ -74,7 +78,8 @@ impl K8sDeployment {
 
     fn pick<'a>(&self, snapshot: &'a Snapshot, to: &UndoTo) -> Result<&'a K8sRevision> {
         let (ns, name) = (self.namespace(), self.name());
-        let listing = format!("`kubectl rollout history deployment/{name} -n {ns}` lists its revisions");
+        let listing =
+            format!("`kubectl rollout history deployment/{name} -n {ns}` lists its revisions");
         match to {
             UndoTo::Previous | UndoTo::Number(0) => pick_revision(&snapshot.revisions, 0).ok_or_else(|| {
                 Error::not_found(format!(
@@ -120,7 +125,9 @@ impl K8sDeployment {
         }
 
         if options.dry_run && self.dry_run == DryRun::Client {
-            return Ok(RollbackOutcome::DryRun { detail: format!("client dry run: would roll back {what}") });
+            return Ok(RollbackOutcome::DryRun {
+                detail: format!("client dry run: would roll back {what}"),
+            });
         }
         let paused = snapshot.paused();
         if paused && !self.resume_paused {
@@ -129,7 +136,12 @@ impl K8sDeployment {
                  and try again (namespace {ns}; or build the rollbacker with resume_paused(true))"
             )));
         }
-        let deployment_template = snapshot.deployment.data.pointer("/spec/template").cloned().unwrap_or_default();
+        let deployment_template = snapshot
+            .deployment
+            .data
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or_default();
         if templates_equal_ignoring_hash(target.template(), &deployment_template) {
             return Ok(RollbackOutcome::AlreadyAt {
                 detail: format!(
@@ -141,7 +153,10 @@ impl K8sDeployment {
         }
 
         let meta = &snapshot.deployment.metadata;
-        let annotations = rollback_annotations(&meta.annotations.clone().unwrap_or_default(), target.annotations());
+        let annotations = rollback_annotations(
+            &meta.annotations.clone().unwrap_or_default(),
+            target.annotations(),
+        );
         let patch = rollback_patch(
             &template_without_hash(target.template()),
             &annotations,
@@ -154,11 +169,15 @@ impl K8sDeployment {
         let server_dry_run = options.dry_run;
         self.api.patch_deployment(patch, server_dry_run).await?;
         if server_dry_run {
-            Ok(RollbackOutcome::DryRun { detail: format!("server dry run: the API server accepted rolling back {what}") })
+            Ok(RollbackOutcome::DryRun {
+                detail: format!("server dry run: the API server accepted rolling back {what}"),
+            })
         } else {
             tracing::info!(revision = %target.id(), number = target.number(), "rolled back");
             let resumed = if paused { " and resumed it" } else { "" };
-            Ok(RollbackOutcome::RolledBack { detail: format!("rolled back {what}{resumed}") })
+            Ok(RollbackOutcome::RolledBack {
+                detail: format!("rolled back {what}{resumed}"),
+            })
         }
     }
 }
@@ -173,14 +192,25 @@ impl Rollbacker for K8sDeployment {
         if request.target != self.id {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("this rollbacker serves target {}, not {}", self.id, request.target),
+                format!(
+                    "this rollbacker serves target {}, not {}",
+                    self.id, request.target
+                ),
             ));
         }
-        let options = UndoOptions { dry_run: request.dry_run, expect_current: request.from.clone() };
-        self.undo(&UndoTo::Id(request.to.id().clone()), &options).await
+        let options = UndoOptions {
+            dry_run: request.dry_run,
+            expect_current: request.from.clone(),
+        };
+        self.undo(&UndoTo::Id(request.to.id().clone()), &options)
+            .await
     }
 
-    async fn wait_converged(&self, revision: &RevisionId, timeout: Duration) -> Result<Convergence> {
+    async fn wait_converged(
+        &self,
+        revision: &RevisionId,
+        timeout: Duration,
+    ) -> Result<Convergence> {
         self.wait_rollout(Some(revision), timeout, |_| {}).await
     }
 }

@@ -52,27 +52,47 @@ impl RolloutStatus {
             .unwrap_or_default();
         let generation = deployment.metadata.generation.unwrap_or_default();
         let observed_generation = status.observed_generation.unwrap_or_default();
-        let desired = deployment.data.pointer("/spec/replicas").and_then(Value::as_i64).and_then(|r| i32::try_from(r).ok());
-        let deadline_exceeded = status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some(PROGRESS_DEADLINE_EXCEEDED));
+        let desired = deployment
+            .data
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .and_then(|r| i32::try_from(r).ok());
+        let deadline_exceeded = status.conditions.iter().flatten().any(|c| {
+            c.type_ == "Progressing" && c.reason.as_deref() == Some(PROGRESS_DEADLINE_EXCEEDED)
+        });
         let replicas = status.replicas.unwrap_or_default();
         let updated = status.updated_replicas.unwrap_or_default();
         let available = status.available_replicas.unwrap_or_default();
         let unavailable = status.unavailable_replicas.unwrap_or_default();
         let waiting = format!("Waiting for deployment {name:?} rollout to finish: ");
         let (done, message) = if generation > observed_generation {
-            (false, "Waiting for deployment spec update to be observed...".to_owned())
+            (
+                false,
+                "Waiting for deployment spec update to be observed...".to_owned(),
+            )
         } else if deadline_exceeded {
-            (false, format!("deployment {name:?} exceeded its progress deadline"))
+            (
+                false,
+                format!("deployment {name:?} exceeded its progress deadline"),
+            )
         } else if let Some(d) = desired.filter(|d| updated < *d) {
-            (false, format!("{waiting}{updated} out of {d} new replicas have been updated..."))
+            (
+                false,
+                format!("{waiting}{updated} out of {d} new replicas have been updated..."),
+            )
         } else if replicas > updated {
-            (false, format!("{waiting}{} old replicas are pending termination...", replicas - updated))
+            (
+                false,
+                format!(
+                    "{waiting}{} old replicas are pending termination...",
+                    replicas - updated
+                ),
+            )
         } else if available < updated {
-            (false, format!("{waiting}{available} of {updated} updated replicas are available..."))
+            (
+                false,
+                format!("{waiting}{available} of {updated} updated replicas are available..."),
+            )
         } else {
             (true, format!("deployment {name:?} successfully rolled out"))
         };
@@ -138,7 +158,9 @@ impl K8sDeployment {
                         });
                     }
                     if status.deadline_exceeded {
-                        return Ok(Convergence::Failed { detail: status.message });
+                        return Ok(Convergence::Failed {
+                            detail: status.message,
+                        });
                     }
                     let on_revision = revision.is_none() || current.is_some();
                     if status.done && on_revision {
@@ -179,24 +201,44 @@ mod tests {
     #[test]
     fn follows_kubectls_status_viewer() {
         let cases = [
-            (deployment(2, 3, json!({"observedGeneration": 1})), false, "Waiting for deployment spec update to be observed..."),
             (
-                deployment(2, 3, json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1})),
+                deployment(2, 3, json!({"observedGeneration": 1})),
+                false,
+                "Waiting for deployment spec update to be observed...",
+            ),
+            (
+                deployment(
+                    2,
+                    3,
+                    json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1}),
+                ),
                 false,
                 "Waiting for deployment \"web\" rollout to finish: 1 out of 3 new replicas have been updated...",
             ),
             (
-                deployment(2, 3, json!({"observedGeneration": 2, "replicas": 4, "updatedReplicas": 3})),
+                deployment(
+                    2,
+                    3,
+                    json!({"observedGeneration": 2, "replicas": 4, "updatedReplicas": 3}),
+                ),
                 false,
                 "Waiting for deployment \"web\" rollout to finish: 1 old replicas are pending termination...",
             ),
             (
-                deployment(2, 3, json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 2})),
+                deployment(
+                    2,
+                    3,
+                    json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 2}),
+                ),
                 false,
                 "Waiting for deployment \"web\" rollout to finish: 2 of 3 updated replicas are available...",
             ),
             (
-                deployment(2, 3, json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3})),
+                deployment(
+                    2,
+                    3,
+                    json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}),
+                ),
                 true,
                 "deployment \"web\" successfully rolled out",
             ),
@@ -212,6 +254,9 @@ mod tests {
             json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}),
         ));
         assert!(stuck.deadline_exceeded && !stuck.done);
-        assert_eq!(stuck.message, "deployment \"web\" exceeded its progress deadline");
+        assert_eq!(
+            stuck.message,
+            "deployment \"web\" exceeded its progress deadline"
+        );
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kube::api::DynamicObject;
 use rollback_core::{
-    Capabilities, Error, HistoryEntry, Result, RetryPolicy, Revision, RevisionHealth, RevisionRef, Target, TargetId,
+    Capabilities, Error, HistoryEntry, Result, RetryPolicy, Revision, RevisionHealth, RevisionRef,
+    Target, TargetId,
 };
 use serde_json::Value;
 
@@ -133,12 +134,18 @@ impl K8sDeploymentBuilder {
     /// The Deployment handle. Fails on a missing or invalid namespace or name
     /// (DNS-1123), without contacting the server.
     pub fn build(self) -> Result<K8sDeployment> {
-        let namespace = self.namespace.ok_or_else(|| Error::invalid("K8sDeployment: the namespace is required"))?;
-        let name = self.name.ok_or_else(|| Error::invalid("K8sDeployment: the Deployment name is required"))?;
+        let namespace = self
+            .namespace
+            .ok_or_else(|| Error::invalid("K8sDeployment: the namespace is required"))?;
+        let name = self
+            .name
+            .ok_or_else(|| Error::invalid("K8sDeployment: the Deployment name is required"))?;
         check_dns_name("namespace", &namespace, 63)?;
         check_dns_name("Deployment name", &name, 253)?;
         if self.poll_interval.is_zero() {
-            return Err(Error::invalid("K8sDeployment: poll_interval must be more than zero"));
+            return Err(Error::invalid(
+                "K8sDeployment: poll_interval must be more than zero",
+            ));
         }
         Ok(K8sDeployment {
             id: TargetId::new(format!("k8s:{namespace}/{name}")),
@@ -167,7 +174,9 @@ impl std::fmt::Debug for K8sDeploymentBuilder {
 fn check_dns_name(what: &str, value: &str, max: usize) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= max
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && value.starts_with(|c: char| c.is_ascii_alphanumeric())
         && value.ends_with(|c: char| c.is_ascii_alphanumeric());
     if ok {
@@ -195,16 +204,30 @@ pub struct Snapshot {
 impl Snapshot {
     fn new(deployment: DynamicObject, replica_sets: &[DynamicObject]) -> Result<Self> {
         let name = deployment.metadata.name.clone().unwrap_or_default();
-        let template = deployment.data.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+        let template = deployment
+            .data
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or(Value::Null);
         // kubectl's findNewReplicaSet: the oldest ReplicaSet with the Deployment's template.
         let mut by_age: Vec<&DynamicObject> = replica_sets.iter().collect();
         by_age.sort_by(|a, b| {
-            let key = |o: &DynamicObject| (o.metadata.creation_timestamp.clone().map(|t| t.0), o.metadata.name.clone());
+            let key = |o: &DynamicObject| {
+                (
+                    o.metadata.creation_timestamp.clone().map(|t| t.0),
+                    o.metadata.name.clone(),
+                )
+            };
             key(a).cmp(&key(b))
         });
         let new_rs = by_age
             .iter()
-            .find(|rs| templates_equal_ignoring_hash(rs.data.pointer("/spec/template").unwrap_or(&Value::Null), &template))
+            .find(|rs| {
+                templates_equal_ignoring_hash(
+                    rs.data.pointer("/spec/template").unwrap_or(&Value::Null),
+                    &template,
+                )
+            })
             .and_then(|rs| rs.metadata.name.clone());
 
         let mut revisions = replica_sets
@@ -223,7 +246,11 @@ impl Snapshot {
         let mut seen = BTreeSet::new();
         revisions.retain(|r| seen.insert(r.id().clone()));
         let current = new_rs.and_then(|n| revisions.iter().position(|r| r.replica_set() == n));
-        Ok(Snapshot { deployment, revisions, current })
+        Ok(Snapshot {
+            deployment,
+            revisions,
+            current,
+        })
     }
 
     /// The current revision, or an error saying the controller has not caught up.
@@ -244,7 +271,11 @@ impl Snapshot {
 
     /// Whether `spec.paused` is set.
     pub fn paused(&self) -> bool {
-        self.deployment.data.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false)
+        self.deployment
+            .data
+            .pointer("/spec/paused")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 }
 
@@ -255,7 +286,9 @@ impl Target for K8sDeployment {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::NONE.with_server_dry_run(self.dry_run == DryRun::Server).with_convergence(true)
+        Capabilities::NONE
+            .with_server_dry_run(self.dry_run == DryRun::Server)
+            .with_convergence(true)
     }
 
     async fn current(&self) -> Result<RevisionRef> {

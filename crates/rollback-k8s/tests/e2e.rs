@@ -32,11 +32,16 @@ async fn real_cluster_end_to_end_runs_only_with_rollback_k8s_e2e_1() {
         );
         return;
     }
-    let client = kube::Client::try_default().await.expect("ROLLBACK_K8S_E2E=1 needs a working kubeconfig");
+    let client = kube::Client::try_default()
+        .await
+        .expect("ROLLBACK_K8S_E2E=1 needs a working kubeconfig");
     let ns = format!("rollback-k8s-e2e-{:08x}", fastrand::u32(..));
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
-    namespaces.create(&PostParams::default(), &namespace).await.expect("creating the test namespace");
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("creating the test namespace");
     eprintln!("rollback-k8s e2e: running in namespace {ns}");
     let result = tokio::spawn(scenario(client.clone(), ns.clone())).await;
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
@@ -50,8 +55,13 @@ async fn ship(api: &Api<Deployment>, target: &K8sDeployment, version: &str) {
         "metadata": {"annotations": {"kubernetes.io/change-cause": format!("ship {version}")}},
         "spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "VERSION", "value": version}]}]}}},
     });
-    api.patch("web", &PatchParams::default(), &Patch::Strategic(patch)).await.expect("shipping a revision");
-    let done = target.wait_rollout(None, TIMEOUT, |s| eprintln!("  {}", s.message)).await.expect("rollout status");
+    api.patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("shipping a revision");
+    let done = target
+        .wait_rollout(None, TIMEOUT, |s| eprintln!("  {}", s.message))
+        .await
+        .expect("rollout status");
     assert_eq!(done, Convergence::Converged, "rolling out {version}");
 }
 
@@ -67,25 +77,50 @@ async fn scenario(client: kube::Client, ns: String) {
         },
     }))
     .unwrap();
-    api.create(&PostParams::default(), &d).await.expect("creating the Deployment");
-    let target = K8sDeployment::builder(client).namespace(&ns).name("web").poll_interval(Duration::from_secs(1)).build().unwrap();
-    let done = target.wait_rollout(None, TIMEOUT, |s| eprintln!("  {}", s.message)).await.unwrap();
+    api.create(&PostParams::default(), &d)
+        .await
+        .expect("creating the Deployment");
+    let target = K8sDeployment::builder(client)
+        .namespace(&ns)
+        .name("web")
+        .poll_interval(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let done = target
+        .wait_rollout(None, TIMEOUT, |s| eprintln!("  {}", s.message))
+        .await
+        .unwrap();
     assert_eq!(done, Convergence::Converged);
     ship(&api, &target, "v2").await;
     ship(&api, &target, "v3").await;
 
     let history = target.history().await.unwrap();
-    let labels: Vec<_> = history.iter().map(|e| e.revision.label().to_owned()).collect();
+    let labels: Vec<_> = history
+        .iter()
+        .map(|e| e.revision.label().to_owned())
+        .collect();
     assert_eq!(labels, ["revision 3", "revision 2", "revision 1"]);
     let v2 = history[1].revision.id().clone();
 
-    rollback_core::conformance::check_rollbacker(&target, &target).await.expect("the conformance suite");
+    rollback_core::conformance::check_rollbacker(&target, &target)
+        .await
+        .expect("the conformance suite");
     let current = target.current().await.unwrap();
     assert_eq!(current.id(), &v2, "rolled back to the previous revision");
-    assert_eq!(current.label(), "revision 4", "the controller renumbered it");
+    assert_eq!(
+        current.label(),
+        "revision 4",
+        "the controller renumbered it"
+    );
 
     // kubectl's semantics on the real controller: previous now means revision 3.
-    target.undo(&UndoTo::Previous, &UndoOptions::default()).await.unwrap();
-    let done = target.wait_converged(&history[0].revision.id().clone(), TIMEOUT).await.unwrap();
+    target
+        .undo(&UndoTo::Previous, &UndoOptions::default())
+        .await
+        .unwrap();
+    let done = target
+        .wait_converged(&history[0].revision.id().clone(), TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(done, Convergence::Converged);
 }

@@ -7,28 +7,45 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollback_core::{
-    Actor, Convergence, ErrorKind, HealthProbe, ProbeContext, RetryPolicy, RevisionId, RevisionRecord, RevisionRef,
-    RollbackOutcome, RollbackRequest, Rollbacker, Target, Timestamp,
+    Actor, Convergence, ErrorKind, HealthProbe, ProbeContext, RetryPolicy, RevisionId,
+    RevisionRecord, RevisionRef, RollbackOutcome, RollbackRequest, Rollbacker, Target, Timestamp,
 };
-use rollback_k8s::{DryRun, K8sDeployment, K8sDeploymentBuilder, KubernetesProbe, Problem, UndoOptions, UndoTo};
+use rollback_k8s::{
+    DryRun, K8sDeployment, K8sDeploymentBuilder, KubernetesProbe, Problem, UndoOptions, UndoTo,
+};
 use serde_json::{Value, json};
 use support::{KubeServer, Rev, Seed};
 
 const NS: &str = "shop";
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy { max_attempts: 3, initial_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(20) }
+    RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(20),
+    }
 }
 
 fn builder(server: &KubeServer, name: &str) -> K8sDeploymentBuilder {
-    K8sDeployment::builder(server.client()).namespace(NS).name(name).retry(fast_retry()).poll_interval(Duration::from_millis(50))
+    K8sDeployment::builder(server.client())
+        .namespace(NS)
+        .name(name)
+        .retry(fast_retry())
+        .poll_interval(Duration::from_millis(50))
 }
 
 /// web: revisions 1 (web:1, hash aaa), 2 (web:2, hash bbb), 3 (web:3, hash ccc, current).
 async fn three_revisions(server: &KubeServer) -> Seed {
     let client = server.client();
     support::create_namespace(&client, NS).await;
-    let seed = Seed::new("web", vec![Rev::new(1, "aaa", "web:1"), Rev::new(2, "bbb", "web:2"), Rev::new(3, "ccc", "web:3")]);
+    let seed = Seed::new(
+        "web",
+        vec![
+            Rev::new(1, "aaa", "web:1"),
+            Rev::new(2, "bbb", "web:2"),
+            Rev::new(3, "ccc", "web:3"),
+        ],
+    );
     support::seed(&client, NS, &seed).await;
     seed
 }
@@ -46,16 +63,27 @@ fn request(target: &K8sDeployment, from: Option<&str>, to: &str, dry_run: bool) 
 
 async fn image(server: &KubeServer, name: &str) -> String {
     let d = support::deployment_json(&server.client(), NS, name).await;
-    d.pointer("/spec/template/spec/containers/0/image").and_then(Value::as_str).unwrap_or_default().to_owned()
+    d.pointer("/spec/template/spec/containers/0/image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 async fn resource_version(server: &KubeServer, name: &str) -> String {
     let d = support::deployment_json(&server.client(), NS, name).await;
-    d.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_owned()
+    d.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 async fn patches(server: &KubeServer) -> Vec<String> {
-    server.requests().await.into_iter().filter(|r| r.starts_with("PATCH")).collect()
+    server
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r.starts_with("PATCH"))
+        .collect()
 }
 
 #[tokio::test]
@@ -67,16 +95,26 @@ async fn history_is_newest_first_with_template_hash_ids_and_attributes() {
     let client = server.client();
     let target = builder(&server, "web").build().unwrap();
     let history = target.history().await.unwrap();
-    let ids: Vec<_> = history.iter().map(|e| e.revision.id().to_string()).collect();
+    let ids: Vec<_> = history
+        .iter()
+        .map(|e| e.revision.id().to_string())
+        .collect();
     assert_eq!(ids, ["ccc", "bbb", "aaa"]);
-    let labels: Vec<_> = history.iter().map(|e| e.revision.label().to_owned()).collect();
+    let labels: Vec<_> = history
+        .iter()
+        .map(|e| e.revision.label().to_owned())
+        .collect();
     assert_eq!(labels, ["revision 3", "revision 2", "revision 1"]);
     let attrs = history[1].revision.attributes();
     assert_eq!(attrs["images"], "app=web:2");
     assert_eq!(attrs["image.app"], "web:2");
     assert_eq!(attrs["change-cause"], "deploy web:2");
     assert_eq!(attrs["replicaset"], "web-bbb");
-    assert!(Timestamp::parse(&attrs["created"]).is_some(), "created is a time: {}", attrs["created"]);
+    assert!(
+        Timestamp::parse(&attrs["created"]).is_some(),
+        "created is a time: {}",
+        attrs["created"]
+    );
     assert_eq!(target.current().await.unwrap().id().as_str(), "ccc");
     assert_eq!(target.id().as_str(), "k8s:shop/web");
 
@@ -87,7 +125,10 @@ async fn history_is_newest_first_with_template_hash_ids_and_attributes() {
         "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": support::template("web", &Rev::new(9, "zzz", "web:9"), true)},
     }))
     .unwrap();
-    kube::Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(client, NS).create(&Default::default(), &rs).await.unwrap();
+    kube::Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(client, NS)
+        .create(&Default::default(), &rs)
+        .await
+        .unwrap();
     assert_eq!(target.history().await.unwrap().len(), 3);
 }
 
@@ -96,7 +137,10 @@ async fn undo_to_previous_then_to_a_number_renumbers_but_keeps_ids() {
     let server = KubeServer::start();
     three_revisions(&server).await;
     let target = builder(&server, "web").build().unwrap();
-    let out = target.undo(&UndoTo::Previous, &UndoOptions::default()).await.unwrap();
+    let out = target
+        .undo(&UndoTo::Previous, &UndoOptions::default())
+        .await
+        .unwrap();
     assert!(matches!(out, RollbackOutcome::RolledBack { .. }), "{out:?}");
     assert!(out.detail().contains("revision 2"), "{}", out.detail());
     assert_eq!(image(&server, "web").await, "web:2");
@@ -104,13 +148,23 @@ async fn undo_to_previous_then_to_a_number_renumbers_but_keeps_ids() {
     assert_eq!(target.current().await.unwrap().id().as_str(), "bbb");
     support::controller_step(&server.client(), NS, "web").await;
     let history = target.history().await.unwrap();
-    let ids: Vec<_> = history.iter().map(|e| (e.revision.id().to_string(), e.revision.label().to_owned())).collect();
+    let ids: Vec<_> = history
+        .iter()
+        .map(|e| (e.revision.id().to_string(), e.revision.label().to_owned()))
+        .collect();
     assert_eq!(
         ids,
-        [("bbb".into(), "revision 4".into()), ("ccc".into(), "revision 3".into()), ("aaa".into(), "revision 1".into())]
+        [
+            ("bbb".into(), "revision 4".into()),
+            ("ccc".into(), "revision 3".into()),
+            ("aaa".into(), "revision 1".into())
+        ]
     );
 
-    let out = target.undo(&UndoTo::Number(1), &UndoOptions::default()).await.unwrap();
+    let out = target
+        .undo(&UndoTo::Number(1), &UndoOptions::default())
+        .await
+        .unwrap();
     assert!(matches!(out, RollbackOutcome::RolledBack { .. }), "{out:?}");
     assert_eq!(image(&server, "web").await, "web:1");
 }
@@ -123,10 +177,22 @@ async fn rollback_to_an_id_is_idempotent_and_the_patch_has_a_precondition() {
     server.clear_requests().await;
     let rv = resource_version(&server, "web").await;
     server.clear_requests().await;
-    let out = target.rollback(&request(&target, Some("ccc"), "aaa", false)).await.unwrap();
+    let out = target
+        .rollback(&request(&target, Some("ccc"), "aaa", false))
+        .await
+        .unwrap();
     assert!(matches!(out, RollbackOutcome::RolledBack { .. }), "{out:?}");
     let log = server.request_log().await;
-    let calls: Vec<_> = log.iter().map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap())).collect();
+    let calls: Vec<_> = log
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap(),
+                r["path"].as_str().unwrap()
+            )
+        })
+        .collect();
     assert_eq!(
         calls,
         [
@@ -138,7 +204,12 @@ async fn rollback_to_an_id_is_idempotent_and_the_patch_has_a_precondition() {
     assert_eq!(log[1]["query"], json!("&labelSelector=app%3Dweb"));
     assert_eq!(log[2]["content_type"], json!("application/json-patch+json"));
     let ops: Value = serde_json::from_str(log[2]["body"].as_str().unwrap()).unwrap();
-    let paths: Vec<_> = ops.as_array().unwrap().iter().map(|o| (o["op"].clone(), o["path"].clone())).collect();
+    let paths: Vec<_> = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["op"].clone(), o["path"].clone()))
+        .collect();
     assert_eq!(
         paths,
         [
@@ -149,10 +220,26 @@ async fn rollback_to_an_id_is_idempotent_and_the_patch_has_a_precondition() {
     );
     assert_eq!(ops[0]["value"], json!(rv));
     assert_eq!(image(&server, "web").await, "web:1");
-    let again = target.rollback(&request(&target, Some("ccc"), "aaa", false)).await.unwrap();
-    assert!(matches!(again, RollbackOutcome::AlreadyAt { .. }), "{again:?}");
-    assert!(again.detail().starts_with("skipped rollback (current template already matches revision 1)"), "{}", again.detail());
-    assert_eq!(patches(&server).await.len(), 1, "the repeated rollback sent no patch");
+    let again = target
+        .rollback(&request(&target, Some("ccc"), "aaa", false))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, RollbackOutcome::AlreadyAt { .. }),
+        "{again:?}"
+    );
+    assert!(
+        again
+            .detail()
+            .starts_with("skipped rollback (current template already matches revision 1)"),
+        "{}",
+        again.detail()
+    );
+    assert_eq!(
+        patches(&server).await.len(),
+        1,
+        "the repeated rollback sent no patch"
+    );
 }
 
 #[tokio::test]
@@ -162,18 +249,37 @@ async fn dry_runs_change_nothing() {
     let rv = resource_version(&server, "web").await;
     let target = builder(&server, "web").build().unwrap();
     server.clear_requests().await;
-    let out = target.rollback(&request(&target, None, "aaa", true)).await.unwrap();
+    let out = target
+        .rollback(&request(&target, None, "aaa", true))
+        .await
+        .unwrap();
     assert!(matches!(out, RollbackOutcome::DryRun { .. }), "{out:?}");
-    assert!(out.detail().starts_with("server dry run"), "{}", out.detail());
+    assert!(
+        out.detail().starts_with("server dry run"),
+        "{}",
+        out.detail()
+    );
     let p = patches(&server).await;
     assert_eq!(p.len(), 1);
     assert!(p[0].contains("dryRun=All"), "{p:?}");
     assert_eq!(resource_version(&server, "web").await, rv);
 
-    let client_side = builder(&server, "web").dry_run(DryRun::Client).build().unwrap();
+    let client_side = builder(&server, "web")
+        .dry_run(DryRun::Client)
+        .build()
+        .unwrap();
     server.clear_requests().await;
-    let out = client_side.rollback(&request(&client_side, None, "aaa", true)).await.unwrap();
-    assert!(out.detail().contains("would roll back Deployment shop/web to revision 1 (pod-template-hash aaa, app=web:1)"), "{}", out.detail());
+    let out = client_side
+        .rollback(&request(&client_side, None, "aaa", true))
+        .await
+        .unwrap();
+    assert!(
+        out.detail().contains(
+            "would roll back Deployment shop/web to revision 1 (pod-template-hash aaa, app=web:1)"
+        ),
+        "{}",
+        out.detail()
+    );
     assert!(patches(&server).await.is_empty());
     assert_eq!(resource_version(&server, "web").await, rv);
     assert!(!Target::capabilities(&client_side).server_dry_run);
@@ -185,12 +291,18 @@ async fn paused_deployments_are_refused_unless_resuming_is_asked_for() {
     let server = KubeServer::start();
     let client = server.client();
     support::create_namespace(&client, NS).await;
-    let mut seed = Seed::new("web", vec![Rev::new(1, "aaa", "web:1"), Rev::new(2, "bbb", "web:2")]);
+    let mut seed = Seed::new(
+        "web",
+        vec![Rev::new(1, "aaa", "web:1"), Rev::new(2, "bbb", "web:2")],
+    );
     seed.paused = true;
     support::seed(&client, NS, &seed).await;
     let rv = resource_version(&server, "web").await;
     let target = builder(&server, "web").build().unwrap();
-    let err = target.undo(&UndoTo::Previous, &UndoOptions::default()).await.unwrap_err();
+    let err = target
+        .undo(&UndoTo::Previous, &UndoOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert!(
         err.message().starts_with("you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume deployment/web' and try again"),
@@ -200,7 +312,10 @@ async fn paused_deployments_are_refused_unless_resuming_is_asked_for() {
     assert_eq!(resource_version(&server, "web").await, rv);
 
     let resuming = builder(&server, "web").resume_paused(true).build().unwrap();
-    let out = resuming.undo(&UndoTo::Previous, &UndoOptions::default()).await.unwrap();
+    let out = resuming
+        .undo(&UndoTo::Previous, &UndoOptions::default())
+        .await
+        .unwrap();
     assert!(out.detail().ends_with("and resumed it"), "{}", out.detail());
     let d = support::deployment_json(&client, NS, "web").await;
     assert_eq!(d["spec"]["paused"], json!(false));
@@ -213,33 +328,82 @@ async fn unknown_namespace_deployment_and_revisions_are_clear_not_found_errors()
     three_revisions(&server).await;
     let rv = resource_version(&server, "web").await;
 
-    let nowhere = K8sDeployment::builder(server.client()).namespace("nowhere").name("web").build().unwrap();
+    let nowhere = K8sDeployment::builder(server.client())
+        .namespace("nowhere")
+        .name("web")
+        .build()
+        .unwrap();
     let err = nowhere.history().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(err.message().starts_with("namespace nowhere does not exist"), "{}", err.message());
+    assert!(
+        err.message()
+            .starts_with("namespace nowhere does not exist"),
+        "{}",
+        err.message()
+    );
 
     let missing = builder(&server, "api").build().unwrap();
     let err = missing.current().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(err.message().starts_with("Deployment api not found in namespace shop"), "{}", err.message());
+    assert!(
+        err.message()
+            .starts_with("Deployment api not found in namespace shop"),
+        "{}",
+        err.message()
+    );
 
     let target = builder(&server, "web").build().unwrap();
-    let err = target.undo(&UndoTo::Number(7), &UndoOptions::default()).await.unwrap_err();
+    let err = target
+        .undo(&UndoTo::Number(7), &UndoOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(err.message().starts_with("unable to find specified revision 7 in history"), "{}", err.message());
-    assert!(err.message().contains("kubectl rollout history deployment/web -n shop"), "{}", err.message());
-    let err = target.undo(&UndoTo::Number(-1), &UndoOptions::default()).await.unwrap_err();
+    assert!(
+        err.message()
+            .starts_with("unable to find specified revision 7 in history"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message()
+            .contains("kubectl rollout history deployment/web -n shop"),
+        "{}",
+        err.message()
+    );
+    let err = target
+        .undo(&UndoTo::Number(-1), &UndoOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 
-    let err = target.rollback(&request(&target, None, "nope", false)).await.unwrap_err();
+    let err = target
+        .rollback(&request(&target, None, "nope", false))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(err.message().contains("ccc (revision 3), bbb (revision 2), aaa (revision 1)"), "{}", err.message());
+    assert!(
+        err.message()
+            .contains("ccc (revision 3), bbb (revision 2), aaa (revision 1)"),
+        "{}",
+        err.message()
+    );
     assert_eq!(resource_version(&server, "web").await, rv);
 
-    let err = K8sDeployment::builder(server.client()).namespace("Shop").name("web").build().unwrap_err();
+    let err = K8sDeployment::builder(server.client())
+        .namespace("Shop")
+        .name("web")
+        .build()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    let err = K8sDeployment::builder(server.client()).name("web").build().unwrap_err();
-    assert!(err.message().contains("namespace is required"), "{}", err.message());
+    let err = K8sDeployment::builder(server.client())
+        .name("web")
+        .build()
+        .unwrap_err();
+    assert!(
+        err.message().contains("namespace is required"),
+        "{}",
+        err.message()
+    );
 }
 
 #[tokio::test]
@@ -247,26 +411,62 @@ async fn no_history_and_unparsable_revision_annotations_are_clear_errors() {
     let server = KubeServer::start();
     let client = server.client();
     support::create_namespace(&client, NS).await;
-    support::seed(&client, NS, &Seed::new("solo", vec![Rev::new(1, "aaa", "solo:1")])).await;
+    support::seed(
+        &client,
+        NS,
+        &Seed::new("solo", vec![Rev::new(1, "aaa", "solo:1")]),
+    )
+    .await;
     let solo = builder(&server, "solo").build().unwrap();
-    let err = solo.undo(&UndoTo::Previous, &UndoOptions::default()).await.unwrap_err();
+    let err = solo
+        .undo(&UndoTo::Previous, &UndoOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(err.message().starts_with("no rollout history found for deployment \"solo\""), "{}", err.message());
+    assert!(
+        err.message()
+            .starts_with("no rollout history found for deployment \"solo\""),
+        "{}",
+        err.message()
+    );
 
     let mut bad = Rev::new(2, "bbb", "odd:2");
     bad.number = "two".into();
-    support::seed(&client, NS, &Seed::new("odd", vec![Rev::new(1, "aaa", "odd:1"), bad, Rev::new(3, "ccc", "odd:3")])).await;
+    support::seed(
+        &client,
+        NS,
+        &Seed::new(
+            "odd",
+            vec![
+                Rev::new(1, "aaa", "odd:1"),
+                bad,
+                Rev::new(3, "ccc", "odd:3"),
+            ],
+        ),
+    )
+    .await;
     let rv = resource_version(&server, "odd").await;
     let odd = builder(&server, "odd").build().unwrap();
-    let err = odd.undo(&UndoTo::Previous, &UndoOptions::default()).await.unwrap_err();
+    let err = odd
+        .undo(&UndoTo::Previous, &UndoOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(
         err.message().starts_with("ReplicaSet shop/odd-bbb of Deployment shop/odd has an unparsable deployment.kubernetes.io/revision annotation \"two\""),
         "{}",
         err.message()
     );
-    assert!(err.message().contains("kubectl annotate rs odd-bbb -n shop --overwrite"), "{}", err.message());
-    assert_eq!(odd.history().await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert!(
+        err.message()
+            .contains("kubectl annotate rs odd-bbb -n shop --overwrite"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(
+        odd.history().await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
     assert_eq!(resource_version(&server, "odd").await, rv);
 }
 
@@ -275,10 +475,15 @@ async fn rbac_denial_is_unauthorized_with_what_to_grant_and_leaves_the_deploymen
     let server = KubeServer::start();
     three_revisions(&server).await;
     let rv = resource_version(&server, "web").await;
-    server.fault(json!({"verb": "patch", "resource": "deployments", "status": 403})).await;
+    server
+        .fault(json!({"verb": "patch", "resource": "deployments", "status": 403}))
+        .await;
     server.clear_requests().await;
     let target = builder(&server, "web").build().unwrap();
-    let err = target.undo(&UndoTo::Previous, &UndoOptions::default()).await.unwrap_err();
+    let err = target
+        .undo(&UndoTo::Previous, &UndoOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthorized);
     assert!(!err.is_retryable());
     assert!(
@@ -286,14 +491,25 @@ async fn rbac_denial_is_unauthorized_with_what_to_grant_and_leaves_the_deploymen
         "{}",
         err.message()
     );
-    assert!(err.message().contains("kubectl auth can-i patch deployments -n shop"), "{}", err.message());
+    assert!(
+        err.message()
+            .contains("kubectl auth can-i patch deployments -n shop"),
+        "{}",
+        err.message()
+    );
     assert_eq!(patches(&server).await.len(), 1, "403 is not retried");
     assert_eq!(resource_version(&server, "web").await, rv);
 
-    server.fault(json!({"verb": "list", "resource": "replicasets", "status": 403})).await;
+    server
+        .fault(json!({"verb": "list", "resource": "replicasets", "status": 403}))
+        .await;
     let err = target.history().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthorized);
-    assert!(err.message().contains("grant `list` on `replicasets`"), "{}", err.message());
+    assert!(
+        err.message().contains("grant `list` on `replicasets`"),
+        "{}",
+        err.message()
+    );
 }
 
 #[tokio::test]
@@ -301,23 +517,39 @@ async fn conflicts_throttling_and_server_errors_are_retried_per_policy() {
     let server = KubeServer::start();
     three_revisions(&server).await;
     let target = builder(&server, "web").build().unwrap();
-    for (status, reason) in [(409, "Conflict"), (429, "TooManyRequests"), (503, "ServiceUnavailable")] {
+    for (status, reason) in [
+        (409, "Conflict"),
+        (429, "TooManyRequests"),
+        (503, "ServiceUnavailable"),
+    ] {
         server.fault(json!({"verb": "patch", "resource": "deployments", "status": status, "reason": reason, "count": 1})).await;
     }
     server.clear_requests().await;
     // Three failures in a row need four tries.
     let four = builder(&server, "web")
-        .retry(RetryPolicy { max_attempts: 4, initial_backoff: Duration::from_millis(5), max_backoff: Duration::from_millis(5) })
+        .retry(RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(5),
+        })
         .build()
         .unwrap();
-    let out = four.undo(&UndoTo::Previous, &UndoOptions::default()).await.unwrap();
+    let out = four
+        .undo(&UndoTo::Previous, &UndoOptions::default())
+        .await
+        .unwrap();
     assert!(matches!(out, RollbackOutcome::RolledBack { .. }));
     assert_eq!(patches(&server).await.len(), 4);
     assert_eq!(image(&server, "web").await, "web:2");
 
-    server.fault(json!({"verb": "patch", "resource": "deployments", "status": 500})).await;
+    server
+        .fault(json!({"verb": "patch", "resource": "deployments", "status": 500}))
+        .await;
     let rv = resource_version(&server, "web").await;
-    let err = target.undo(&UndoTo::Number(1), &UndoOptions::default()).await.unwrap_err();
+    let err = target
+        .undo(&UndoTo::Number(1), &UndoOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transient);
     assert!(err.message().contains("retry later"), "{}", err.message());
     assert_eq!(resource_version(&server, "web").await, rv);
@@ -331,13 +563,22 @@ async fn a_concurrent_change_is_not_overwritten() {
 
     // A writer adds an annotation between our read and our patch: 409, then a fresh try succeeds.
     server
-        .fault(json!({"verb": "patch", "resource": "deployments", "count": 1,
-                      "mutate": {"metadata": {"labels": {"touched": "yes"}}}}))
+        .fault(
+            json!({"verb": "patch", "resource": "deployments", "count": 1,
+                      "mutate": {"metadata": {"labels": {"touched": "yes"}}}}),
+        )
         .await;
     server.clear_requests().await;
-    let out = target.rollback(&request(&target, Some("ccc"), "bbb", false)).await.unwrap();
+    let out = target
+        .rollback(&request(&target, Some("ccc"), "bbb", false))
+        .await
+        .unwrap();
     assert!(matches!(out, RollbackOutcome::RolledBack { .. }));
-    assert_eq!(patches(&server).await.len(), 2, "the stale patch was refused, the fresh one applied");
+    assert_eq!(
+        patches(&server).await.len(),
+        2,
+        "the stale patch was refused, the fresh one applied"
+    );
     let d = support::deployment_json(&server.client(), NS, "web").await;
     assert_eq!(d["metadata"]["labels"]["touched"], json!("yes"));
     assert_eq!(image(&server, "web").await, "web:2");
@@ -347,12 +588,22 @@ async fn a_concurrent_change_is_not_overwritten() {
         .fault(json!({"verb": "patch", "resource": "deployments", "count": 1,
                       "mutate": {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "web:4"}]}}}}}))
         .await;
-    let err = target.rollback(&request(&target, Some("bbb"), "aaa", false)).await.unwrap_err();
+    let err = target
+        .rollback(&request(&target, Some("bbb"), "aaa", false))
+        .await
+        .unwrap_err();
     assert_eq!(image(&server, "web").await, "web:4", "{err}");
     support::controller_step(&server.client(), NS, "web").await;
-    let err = target.rollback(&request(&target, Some("bbb"), "aaa", false)).await.unwrap_err();
+    let err = target
+        .rollback(&request(&target, Some("bbb"), "aaa", false))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent);
-    assert!(err.message().contains("changed concurrently"), "{}", err.message());
+    assert!(
+        err.message().contains("changed concurrently"),
+        "{}",
+        err.message()
+    );
     assert_eq!(image(&server, "web").await, "web:4");
 }
 
@@ -363,21 +614,33 @@ async fn several_containers_and_replica_set_annotations_are_restored_like_kubect
     support::create_namespace(&client, NS).await;
     let mut old = Rev::new(1, "aaa", "app:1");
     old.containers.push(("sidecar".into(), "proxy:1".into()));
-    old.init_containers.push(("migrate".into(), "migrate:1".into()));
-    old.extra_annotations.insert("team".into(), "payments".into());
+    old.init_containers
+        .push(("migrate".into(), "migrate:1".into()));
+    old.extra_annotations
+        .insert("team".into(), "payments".into());
     let mut new = Rev::new(2, "bbb", "app:2");
     new.containers.push(("sidecar".into(), "proxy:2".into()));
     let mut seed = Seed::new("multi", vec![old, new]);
-    seed.deployment_annotations.insert("kubectl.kubernetes.io/last-applied-configuration".into(), "{}".into());
-    seed.deployment_annotations.insert("owner".into(), "someone".into());
+    seed.deployment_annotations.insert(
+        "kubectl.kubernetes.io/last-applied-configuration".into(),
+        "{}".into(),
+    );
+    seed.deployment_annotations
+        .insert("owner".into(), "someone".into());
     support::seed(&client, NS, &seed).await;
     let target = builder(&server, "multi").build().unwrap();
     let rev = &target.history().await.unwrap()[1].revision;
     assert_eq!(rev.attributes()["images"], "app=app:1,sidecar=proxy:1");
     assert_eq!(rev.attributes()["image.migrate"], "migrate:1");
-    target.undo(&UndoTo::Previous, &UndoOptions::default()).await.unwrap();
+    target
+        .undo(&UndoTo::Previous, &UndoOptions::default())
+        .await
+        .unwrap();
     let d = support::deployment_json(&client, NS, "multi").await;
-    assert_eq!(d["spec"]["template"], support::template("multi", &seed.revs[0], false));
+    assert_eq!(
+        d["spec"]["template"],
+        support::template("multi", &seed.revs[0], false)
+    );
     assert_eq!(
         d["metadata"]["annotations"],
         json!({
@@ -394,21 +657,47 @@ async fn rollout_status_waits_for_convergence_and_reports_progress() {
     let server = KubeServer::start();
     three_revisions(&server).await;
     let target = builder(&server, "web").build().unwrap();
-    target.undo(&UndoTo::Previous, &UndoOptions::default()).await.unwrap();
+    target
+        .undo(&UndoTo::Previous, &UndoOptions::default())
+        .await
+        .unwrap();
     assert!(!target.rollout_status().await.unwrap().done);
     // Nothing converges without a controller.
-    let out = target.wait_rollout(Some(&"bbb".into()), Duration::from_millis(300), |_| {}).await.unwrap();
-    assert_eq!(out, Convergence::TimedOut { detail: "Waiting for deployment spec update to be observed...".into() });
+    let out = target
+        .wait_rollout(Some(&"bbb".into()), Duration::from_millis(300), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        Convergence::TimedOut {
+            detail: "Waiting for deployment spec update to be observed...".into()
+        }
+    );
 
     let controller = support::spawn_controller(server.client(), NS, "web");
     let mut seen = Vec::new();
-    let out = target.wait_rollout(Some(&"bbb".into()), Duration::from_secs(20), |s| seen.push(s.message.clone())).await.unwrap();
+    let out = target
+        .wait_rollout(Some(&"bbb".into()), Duration::from_secs(20), |s| {
+            seen.push(s.message.clone())
+        })
+        .await
+        .unwrap();
     controller.abort();
     assert_eq!(out, Convergence::Converged);
-    assert_eq!(seen.last().map(String::as_str), Some("deployment \"web\" successfully rolled out"), "{seen:?}");
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("deployment \"web\" successfully rolled out"),
+        "{seen:?}"
+    );
     // Waiting for another revision than the one that runs fails at once.
-    let out = target.wait_converged(&"aaa".into(), Duration::from_secs(5)).await.unwrap();
-    assert!(matches!(&out, Convergence::Failed { detail } if detail.contains("now runs revision 4 (pod-template-hash bbb)")), "{out:?}");
+    let out = target
+        .wait_converged(&"aaa".into(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out, Convergence::Failed { detail } if detail.contains("now runs revision 4 (pod-template-hash bbb)")),
+        "{out:?}"
+    );
 
     // A progress deadline ends the wait as failed.
     let stuck = json!({"status": {"conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}});
@@ -416,8 +705,16 @@ async fn rollout_status_waits_for_convergence_and_reports_progress() {
         .patch_status("web", &Default::default(), &kube::api::Patch::Merge(stuck))
         .await
         .unwrap();
-    let out = target.wait_converged(&"bbb".into(), Duration::from_secs(5)).await.unwrap();
-    assert_eq!(out, Convergence::Failed { detail: "deployment \"web\" exceeded its progress deadline".into() });
+    let out = target
+        .wait_converged(&"bbb".into(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        Convergence::Failed {
+            detail: "deployment \"web\" exceeded its progress deadline".into()
+        }
+    );
 }
 
 #[tokio::test]
@@ -427,8 +724,15 @@ async fn kubernetes_probe_counts_problems_of_the_judged_revision() {
     let client = server.client();
     let target = builder(&server, "web").build().unwrap();
     let probe = KubernetesProbe::new("k8s", target.clone()).max_restarts(1);
-    let context = |rev: &str| ProbeContext { target: target.id().clone(), revision: rev.into(), at: Timestamp::EPOCH };
-    assert_eq!(probe.measure(&context("ccc")).await.unwrap().value, Some(0.0));
+    let context = |rev: &str| ProbeContext {
+        target: target.id().clone(),
+        revision: rev.into(),
+        at: Timestamp::EPOCH,
+    };
+    assert_eq!(
+        probe.measure(&context("ccc")).await.unwrap().value,
+        Some(0.0)
+    );
 
     let healthy = json!({"name": "app", "image": "web:3", "imageID": "", "ready": true, "restartCount": 1, "state": {"running": {}}});
     let crashing = json!({"name": "app", "image": "web:3", "imageID": "", "ready": false, "restartCount": 4,
@@ -436,15 +740,28 @@ async fn kubernetes_probe_counts_problems_of_the_judged_revision() {
     support::create_pod(&client, NS, "web", "ccc", "web-ccc-1", healthy.clone()).await;
     support::create_pod(&client, NS, "web", "ccc", "web-ccc-2", crashing.clone()).await;
     support::create_pod(&client, NS, "web", "bbb", "web-bbb-1", crashing).await;
-    assert_eq!(probe.measure(&context("ccc")).await.unwrap().value, Some(2.0));
+    assert_eq!(
+        probe.measure(&context("ccc")).await.unwrap().value,
+        Some(2.0)
+    );
     assert_eq!(
         probe.inspect(Some(&"ccc".into())).await.unwrap(),
         vec![
-            Problem::Restarts { pod: "web-ccc-2".into(), container: "app".into(), count: 4 },
-            Problem::CrashLoopBackOff { pod: "web-ccc-2".into(), container: "app".into() },
+            Problem::Restarts {
+                pod: "web-ccc-2".into(),
+                container: "app".into(),
+                count: 4
+            },
+            Problem::CrashLoopBackOff {
+                pod: "web-ccc-2".into(),
+                container: "app".into()
+            },
         ]
     );
-    assert_eq!(probe.measure(&context("aaa")).await.unwrap().value, Some(0.0));
+    assert_eq!(
+        probe.measure(&context("aaa")).await.unwrap().value,
+        Some(0.0)
+    );
 
     let status = json!({"status": {"unavailableReplicas": 2,
         "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}});
@@ -454,9 +771,24 @@ async fn kubernetes_probe_counts_problems_of_the_judged_revision() {
         .unwrap();
     assert_eq!(
         probe.inspect(Some(&"aaa".into())).await.unwrap(),
-        vec![Problem::ProgressDeadlineExceeded, Problem::Unavailable { replicas: 2, bound: 0 }]
+        vec![
+            Problem::ProgressDeadlineExceeded,
+            Problem::Unavailable {
+                replicas: 2,
+                bound: 0
+            }
+        ]
     );
-    assert_eq!(probe.clone().max_unavailable(2).measure(&context("aaa")).await.unwrap().value, Some(1.0));
+    assert_eq!(
+        probe
+            .clone()
+            .max_unavailable(2)
+            .measure(&context("aaa"))
+            .await
+            .unwrap()
+            .value,
+        Some(1.0)
+    );
     assert_eq!(probe.name(), "k8s");
 }
 
@@ -466,7 +798,9 @@ async fn rollback_core_conformance_suite_passes() {
     three_revisions(&server).await;
     let target = builder(&server, "web").build().unwrap();
     let controller = support::spawn_controller(server.client(), NS, "web");
-    rollback_core::conformance::check_target(&target).await.unwrap();
+    rollback_core::conformance::check_target(&target)
+        .await
+        .unwrap();
     let result = rollback_core::conformance::check_rollbacker(&target, &target).await;
     controller.abort();
     result.unwrap();
@@ -492,11 +826,22 @@ async fn the_engine_rolls_a_crash_looping_revision_back_and_verifies() {
     let audit = MemoryAuditSink::new();
     let engine = Engine::builder().audit(Arc::new(audit.clone())).build();
     let controller = support::spawn_controller(client, NS, "web");
-    let spec = WatchSpec::new(policy, deployment.clone(), deployment.clone(), vec![Arc::new(probe)]);
+    let spec = WatchSpec::new(
+        policy,
+        deployment.clone(),
+        deployment.clone(),
+        vec![Arc::new(probe)],
+    );
     let mut handle = engine.watch(spec).await.unwrap();
-    let end = tokio::time::timeout(Duration::from_secs(30), handle.finished()).await.expect("the watch ends");
+    let end = tokio::time::timeout(Duration::from_secs(30), handle.finished())
+        .await
+        .expect("the watch ends");
     controller.abort();
-    assert!(matches!(end, Phase::RolledBack { .. }), "{end:?}; audit: {:#?}", audit.records());
+    assert!(
+        matches!(end, Phase::RolledBack { .. }),
+        "{end:?}; audit: {:#?}",
+        audit.records()
+    );
     assert_eq!(deployment.current().await.unwrap().id().as_str(), "bbb");
     assert_eq!(image(&server, "web").await, "web:2");
 }

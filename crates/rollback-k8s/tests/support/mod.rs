@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 
 /// The venv with kmock: `ROLLBACK_VENV`, else `<workspace root>/.venv`.
 pub fn venv() -> PathBuf {
-    std::env::var_os("ROLLBACK_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv")
-    })
+    std::env::var_os("ROLLBACK_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv"))
 }
 
 /// A running test API server. Dropping it stops it; its stderr is printed
@@ -61,7 +61,11 @@ impl KubeServer {
             let _ = tx.send(line);
         });
         let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-        let Some(port) = line.trim().strip_prefix("READY ").and_then(|p| p.parse::<u16>().ok()) else {
+        let Some(port) = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse::<u16>().ok())
+        else {
             let _ = child.kill();
             let _ = child.wait();
             let mut err = String::new();
@@ -76,7 +80,13 @@ impl KubeServer {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: kmock\n  cluster:\n    server: {url}\nusers:\n- name: anonymous\n  user: {{}}\ncontexts:\n- name: kmock\n  context:\n    cluster: kmock\n    user: anonymous\ncurrent-context: kmock\n"
         );
         std::fs::write(dir.path().join("kubeconfig"), kubeconfig).expect("writing the kubeconfig");
-        KubeServer { child, _stdin: stdin, url, dir, stderr_path }
+        KubeServer {
+            child,
+            _stdin: stdin,
+            url,
+            dir,
+            stderr_path,
+        }
     }
 
     pub fn client(&self) -> kube::Client {
@@ -115,10 +125,15 @@ impl KubeServer {
             body.len()
         );
         let response = tokio::task::spawn_blocking(move || {
-            let mut stream = std::net::TcpStream::connect(&addr).expect("connecting to the test API server");
-            stream.write_all(request.as_bytes()).expect("sending a control request");
+            let mut stream =
+                std::net::TcpStream::connect(&addr).expect("connecting to the test API server");
+            stream
+                .write_all(request.as_bytes())
+                .expect("sending a control request");
             let mut out = String::new();
-            stream.read_to_string(&mut out).expect("reading a control response");
+            stream
+                .read_to_string(&mut out)
+                .expect("reading a control response");
             out
         })
         .await
@@ -144,7 +159,11 @@ impl KubeServer {
                 let q = r["query"].as_str().unwrap_or_default();
                 let p = r["path"].as_str().unwrap_or_default();
                 let m = r["method"].as_str().unwrap_or_default();
-                if q.is_empty() { format!("{m} {p}") } else { format!("{m} {p}?{q}") }
+                if q.is_empty() {
+                    format!("{m} {p}")
+                } else {
+                    format!("{m} {p}?{q}")
+                }
             })
             .collect()
     }
@@ -168,7 +187,10 @@ impl Drop for KubeServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- test API server stderr ---\n{}\n--- end ---", self.stderr());
+            eprintln!(
+                "--- test API server stderr ---\n{}\n--- end ---",
+                self.stderr()
+            );
         }
     }
 }
@@ -214,7 +236,14 @@ pub struct Seed {
 impl Seed {
     pub fn new(name: &str, revs: Vec<Rev>) -> Seed {
         let current = revs.len().saturating_sub(1);
-        Seed { name: name.into(), replicas: 3, revs, current, paused: false, deployment_annotations: BTreeMap::new() }
+        Seed {
+            name: name.into(),
+            replicas: 3,
+            revs,
+            current,
+            paused: false,
+            deployment_annotations: BTreeMap::new(),
+        }
     }
 }
 
@@ -242,15 +271,22 @@ pub fn template(app: &str, rev: &Rev, with_hash: bool) -> Value {
         "securityContext": {}, "schedulerName": "default-scheduler",
     });
     if !rev.init_containers.is_empty() {
-        spec["initContainers"] = rev.init_containers.iter().map(|(n, i)| container(n, i, None)).collect();
+        spec["initContainers"] = rev
+            .init_containers
+            .iter()
+            .map(|(n, i)| container(n, i, None))
+            .collect();
     }
     json!({"metadata": {"labels": labels}, "spec": spec})
 }
 
 pub async fn create_namespace(client: &kube::Client, ns: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
-    let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("a namespace");
-    api.create(&PostParams::default(), &obj).await.expect("creating a namespace");
+    let obj: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": ns}})).expect("a namespace");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("creating a namespace");
 }
 
 /// Seed a Deployment and its ReplicaSets the way the controller leaves them.
@@ -260,7 +296,10 @@ pub async fn seed(client: &kube::Client, ns: &str, s: &Seed) -> String {
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     let cur = &s.revs[s.current];
     let mut annotations = s.deployment_annotations.clone();
-    annotations.insert("deployment.kubernetes.io/revision".into(), cur.number.clone());
+    annotations.insert(
+        "deployment.kubernetes.io/revision".into(),
+        cur.number.clone(),
+    );
     if let Some(c) = &cur.change_cause {
         annotations.insert("kubernetes.io/change-cause".into(), c.clone());
     }
@@ -275,13 +314,25 @@ pub async fn seed(client: &kube::Client, ns: &str, s: &Seed) -> String {
         },
     });
     let d: Deployment = serde_json::from_value(d).expect("a deployment");
-    let created = deployments.create(&PostParams::default(), &d).await.expect("creating the deployment");
+    let created = deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("creating the deployment");
     let uid = created.metadata.uid.clone().expect("a uid");
     for (i, rev) in s.revs.iter().enumerate() {
         let mut ann = BTreeMap::new();
-        ann.insert("deployment.kubernetes.io/revision".to_owned(), rev.number.clone());
-        ann.insert("deployment.kubernetes.io/desired-replicas".to_owned(), s.replicas.to_string());
-        ann.insert("deployment.kubernetes.io/max-replicas".to_owned(), (s.replicas + 1).to_string());
+        ann.insert(
+            "deployment.kubernetes.io/revision".to_owned(),
+            rev.number.clone(),
+        );
+        ann.insert(
+            "deployment.kubernetes.io/desired-replicas".to_owned(),
+            s.replicas.to_string(),
+        );
+        ann.insert(
+            "deployment.kubernetes.io/max-replicas".to_owned(),
+            (s.replicas + 1).to_string(),
+        );
         if let Some(c) = &rev.change_cause {
             ann.insert("kubernetes.io/change-cause".into(), c.clone());
         }
@@ -301,7 +352,10 @@ pub async fn seed(client: &kube::Client, ns: &str, s: &Seed) -> String {
             },
         });
         let rs: ReplicaSet = serde_json::from_value(rs).expect("a replica set");
-        replica_sets.create(&PostParams::default(), &rs).await.expect("creating a replica set");
+        replica_sets
+            .create(&PostParams::default(), &rs)
+            .await
+            .expect("creating a replica set");
         // Distinct creation times, in revision order, as in a real history.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -333,7 +387,14 @@ pub async fn deployment_json(client: &kube::Client, ns: &str, name: &str) -> Val
 /// The Deployment without server bookkeeping, to compare across namespaces.
 pub fn without_bookkeeping(mut d: Value) -> Value {
     if let Some(meta) = d.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in ["uid", "resourceVersion", "creationTimestamp", "namespace", "managedFields", "selfLink"] {
+        for k in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "namespace",
+            "managedFields",
+            "selfLink",
+        ] {
             meta.remove(k);
         }
     }
@@ -346,7 +407,16 @@ fn fnv_hash(text: &str) -> String {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    format!("{h:08x}").chars().map(|c| if c.is_ascii_digit() { char::from(b'b' + (c as u8 - b'0')) } else { c }).collect()
+    format!("{h:08x}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                char::from(b'b' + (c as u8 - b'0'))
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// One reconcile of a stand-in deployment controller: find or create the
@@ -354,24 +424,57 @@ fn fnv_hash(text: &str) -> String {
 /// when it is not the newest, scale the others to zero, and report a
 /// complete rollout in the status. Returns whether it changed anything.
 pub async fn controller_step(client: &kube::Client, ns: &str, name: &str) -> bool {
-    let deployments: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), ns, &kube::api::ApiResource::erase::<Deployment>(&()));
-    let replica_sets: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), ns, &kube::api::ApiResource::erase::<ReplicaSet>(&()));
-    let Ok(d) = deployments.get(name).await else { return false };
+    let deployments: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &kube::api::ApiResource::erase::<Deployment>(&()),
+    );
+    let replica_sets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &kube::api::ApiResource::erase::<ReplicaSet>(&()),
+    );
+    let Ok(d) = deployments.get(name).await else {
+        return false;
+    };
     let generation = d.metadata.generation.unwrap_or(1);
-    let observed = d.data.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
-    if observed >= generation || d.data.pointer("/spec/paused").and_then(Value::as_bool) == Some(true) {
+    let observed = d
+        .data
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if observed >= generation
+        || d.data.pointer("/spec/paused").and_then(Value::as_bool) == Some(true)
+    {
         return false;
     }
     let uid = d.metadata.uid.clone().unwrap_or_default();
-    let template = d.data.pointer("/spec/template").cloned().unwrap_or_default();
-    let replicas = d.data.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-    let Ok(list) = replica_sets.list(&ListParams::default().labels(&format!("app={name}"))).await else { return false };
+    let template = d
+        .data
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_default();
+    let replicas = d
+        .data
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let Ok(list) = replica_sets
+        .list(&ListParams::default().labels(&format!("app={name}")))
+        .await
+    else {
+        return false;
+    };
     let owned: Vec<DynamicObject> = list
         .items
         .into_iter()
-        .filter(|rs| rs.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
+        .filter(|rs| {
+            rs.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == uid)
+        })
         .collect();
     let number = |rs: &DynamicObject| {
         rs.metadata
@@ -383,14 +486,19 @@ pub async fn controller_step(client: &kube::Client, ns: &str, name: &str) -> boo
     };
     let max = owned.iter().map(number).max().unwrap_or(0);
     let matching = owned.iter().find(|rs| {
-        rollback_k8s::patch::templates_equal_ignoring_hash(rs.data.pointer("/spec/template").unwrap_or(&Value::Null), &template)
+        rollback_k8s::patch::templates_equal_ignoring_hash(
+            rs.data.pointer("/spec/template").unwrap_or(&Value::Null),
+            &template,
+        )
     });
     let (new_name, new_number) = match matching {
         Some(rs) if number(rs) == max => (rs.metadata.name.clone().unwrap_or_default(), max),
         Some(rs) => {
             let n = rs.metadata.name.clone().unwrap_or_default();
             let p = json!({"metadata": {"annotations": {"deployment.kubernetes.io/revision": (max + 1).to_string()}}});
-            let _ = replica_sets.patch(&n, &PatchParams::default(), &Patch::Merge(p)).await;
+            let _ = replica_sets
+                .patch(&n, &PatchParams::default(), &Patch::Merge(p))
+                .await;
             (n, max + 1)
         }
         None => {
@@ -403,11 +511,23 @@ pub async fn controller_step(client: &kube::Client, ns: &str, name: &str) -> boo
                 .clone()
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|(k, _)| !k.starts_with("deployment.kubernetes.io/") && k != "kubectl.kubernetes.io/last-applied-configuration")
+                .filter(|(k, _)| {
+                    !k.starts_with("deployment.kubernetes.io/")
+                        && k != "kubectl.kubernetes.io/last-applied-configuration"
+                })
                 .collect();
-            ann.insert("deployment.kubernetes.io/revision".into(), (max + 1).to_string());
-            ann.insert("deployment.kubernetes.io/desired-replicas".into(), replicas.to_string());
-            ann.insert("deployment.kubernetes.io/max-replicas".into(), (replicas + 1).to_string());
+            ann.insert(
+                "deployment.kubernetes.io/revision".into(),
+                (max + 1).to_string(),
+            );
+            ann.insert(
+                "deployment.kubernetes.io/desired-replicas".into(),
+                replicas.to_string(),
+            );
+            ann.insert(
+                "deployment.kubernetes.io/max-replicas".into(),
+                (replicas + 1).to_string(),
+            );
             let rs = json!({
                 "apiVersion": "apps/v1", "kind": "ReplicaSet",
                 "metadata": {
@@ -426,10 +546,18 @@ pub async fn controller_step(client: &kube::Client, ns: &str, name: &str) -> boo
     for rs in &owned {
         let n = rs.metadata.name.clone().unwrap_or_default();
         let want = if n == new_name { replicas } else { 0 };
-        let _ = replica_sets.patch(&n, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": want}}))).await;
+        let _ = replica_sets
+            .patch(
+                &n,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": want}})),
+            )
+            .await;
     }
     let p = json!({"metadata": {"annotations": {"deployment.kubernetes.io/revision": new_number.to_string()}}});
-    let _ = deployments.patch(name, &PatchParams::default(), &Patch::Merge(p)).await;
+    let _ = deployments
+        .patch(name, &PatchParams::default(), &Patch::Merge(p))
+        .await;
     let status = json!({"status": {
         "observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
         "readyReplicas": replicas, "availableReplicas": replicas,
@@ -438,7 +566,9 @@ pub async fn controller_step(client: &kube::Client, ns: &str, name: &str) -> boo
             {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": format!("ReplicaSet \"{new_name}\" has successfully progressed.")},
         ],
     }});
-    let _ = deployments.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await;
+    let _ = deployments
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await;
     true
 }
 
@@ -454,14 +584,25 @@ pub fn spawn_controller(client: kube::Client, ns: &str, name: &str) -> tokio::ta
 }
 
 /// Create a pod of a revision with the given container status.
-pub async fn create_pod(client: &kube::Client, ns: &str, app: &str, hash: &str, pod: &str, container_status: Value) {
+pub async fn create_pod(
+    client: &kube::Client,
+    ns: &str,
+    app: &str,
+    hash: &str,
+    pod: &str,
+    container_status: Value,
+) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let p: Pod = serde_json::from_value(json!({
         "metadata": {"name": pod, "labels": {"app": app, "pod-template-hash": hash}},
         "spec": {"containers": [{"name": "app", "image": "img"}]},
     }))
     .expect("a pod");
-    pods.create(&PostParams::default(), &p).await.expect("creating a pod");
+    pods.create(&PostParams::default(), &p)
+        .await
+        .expect("creating a pod");
     let status = json!({"status": {"phase": "Running", "containerStatuses": [container_status]}});
-    pods.patch_status(pod, &PatchParams::default(), &Patch::Merge(status)).await.expect("setting pod status");
+    pods.patch_status(pod, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .expect("setting pod status");
 }
