@@ -167,3 +167,46 @@ async fn a_refused_reload_is_a_final_error() {
     let e = nowhere.after_rollback(&event).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
 }
+
+/// Serving that never finishes reloading.
+#[derive(Debug)]
+struct StuckRollout;
+
+#[rollback_mlflow::async_trait]
+impl rollback_mlflow::PostRollbackHook for StuckRollout {
+    fn name(&self) -> &str {
+        "stuck rollout"
+    }
+    async fn after_rollback(&self, _: &rollback_mlflow::AliasMove) -> rollback_core::Result<()> {
+        Ok(())
+    }
+    async fn wait_ready(
+        &self,
+        version: &rollback_core::RevisionId,
+        timeout: std::time::Duration,
+    ) -> rollback_core::Result<rollback_core::Convergence> {
+        Ok(rollback_core::Convergence::TimedOut {
+            detail: format!("version {version} not ready after {timeout:?}"),
+        })
+    }
+}
+
+#[tokio::test]
+async fn convergence_waits_for_the_hooks() {
+    let name = unique("converge");
+    seed(&client().await, &name, 2, Some(("champion", 2))).await;
+    let t = target(&name, 100).await;
+    let r = t.rollbacker().hook(Arc::new(StuckRollout));
+    let one = t.find(&"1".into()).await.unwrap().revision;
+    r.rollback(&request(&t, Some("2"), one, false))
+        .await
+        .unwrap();
+    let c = r
+        .wait_converged(&"1".into(), std::time::Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&c, rollback_core::Convergence::TimedOut { detail } if detail.contains("version 1")),
+        "{c:?}"
+    );
+}

@@ -335,3 +335,36 @@ async fn a_long_alias_keeps_its_move_records_within_mlflows_key_limit() {
     assert_eq!(moves.len(), 1);
     assert_eq!(moves[0].alias.as_deref(), Some(alias.as_str()));
 }
+
+#[tokio::test]
+async fn a_target_from_a_config_file_and_convergence_reads_the_alias() {
+    let c = client().await;
+    let name = unique("config");
+    seed(&c, &name, 2, Some(("champion", 2))).await;
+    let yaml = serde_json::json!({
+        "tracking_uri": support::server_url().await,
+        "model": name,
+        "alias": "champion",
+        "page_size": 1,
+        "timeout": "5s",
+    });
+    let config: rollback_mlflow::MlflowConfig = serde_json::from_value(yaml).unwrap();
+    let t = MlflowTarget::from_config(&config).unwrap();
+    assert_eq!(t.history().await.unwrap().len(), 2);
+    let r = t.rollbacker();
+    use rollback_core::Convergence;
+    assert_eq!(
+        r.wait_converged(&"2".into(), std::time::Duration::from_secs(1))
+            .await
+            .unwrap(),
+        Convergence::Converged
+    );
+    let other = r
+        .wait_converged(&"1".into(), std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&other, Convergence::Failed { detail } if detail.contains("points at version 2")),
+        "{other:?}"
+    );
+}
