@@ -638,3 +638,63 @@ async fn server_errors_map_to_clear_kinds_and_leave_the_group_unchanged() {
     assert!(!e.is_retryable());
     assert_eq!(t.current().await.unwrap().id().as_str(), github_id("good"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_stops_an_in_flight_bad_deployment_and_verifies_the_restored_revision() {
+    use rollback_core::{Engine, MemoryAuditSink, Phase, Policy, ScriptedProbe, WatchSpec};
+
+    let g = Group::new("engine").await;
+    let ids = g
+        .seed(&[(github("v7"), "Succeeded"), (github("v8"), "InProgress")])
+        .await;
+    let _agent = g.agent(&[]).await;
+    let t = g.target();
+    let latency = ScriptedProbe::new("p99_latency_ms")
+        .script_for(github_id("v8"), [82.0, 131.0])
+        .script_for(github_id("v7"), [41.0]);
+    let policy = Policy::from_yaml(
+        "interval: 100ms\nbake_time: 1m\nverify: 300ms\nrollback_timeout: 30s\n\
+         probes: [{name: p99_latency_ms, success: '<= 100', failure: '> 100'}]",
+    )
+    .unwrap();
+    let audit = MemoryAuditSink::new();
+    let engine = Engine::builder().audit(Arc::new(audit.clone())).build();
+    let mut handle = engine
+        .watch(WatchSpec::new(
+            policy,
+            Arc::new(t.clone()),
+            Arc::new(t.rollbacker()),
+            vec![Arc::new(latency)],
+        ))
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(60), handle.finished())
+        .await
+        .unwrap_or_else(|_| panic!("the watch did not end\n{}", g.moto.stderr_tail()));
+    let log: Vec<String> = audit.records().iter().map(|r| r.describe()).collect();
+    assert!(
+        matches!(&end, Phase::RolledBack { to, .. } if to.as_str() == github_id("v7")),
+        "{end:?}\n{log:#?}"
+    );
+    // v8 was still deploying: CodeDeploy stopped it and rolled back itself.
+    let stopped = g.deployment(&ids[1]).await;
+    assert_eq!(stopped.status(), Some(&DeploymentStatus::Stopped));
+    assert!(
+        stopped
+            .rollback_info()
+            .and_then(|i| i.rollback_deployment_id())
+            .is_some()
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("CodeDeploy's rollback deployment")),
+        "{log:#?}"
+    );
+    assert_eq!(
+        summary(&t).await,
+        vec![
+            (github_id("v7"), RevisionHealth::Good, "Succeeded".into()),
+            (github_id("v8"), RevisionHealth::Bad, "Stopped".into()),
+        ]
+    );
+}
