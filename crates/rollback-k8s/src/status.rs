@@ -125,6 +125,7 @@ impl K8sDeployment {
     /// it `Failed`; the `timeout` ends it `TimedOut` with the last status.
     /// `on_progress` sees every status that differs from the one before.
     /// Transient read failures are retried until the timeout.
+    #[tracing::instrument(name = "k8s_wait_rollout", skip_all, fields(target = %self.id, revision = ?revision))]
     pub async fn wait_rollout(
         &self,
         revision: Option<&RevisionId>,

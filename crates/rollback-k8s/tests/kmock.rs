@@ -342,6 +342,19 @@ async fn unknown_namespace_deployment_and_revisions_are_clear_not_found_errors()
         err.message()
     );
 
+    // Without the right to read namespaces, the message cannot tell the two apart.
+    server
+        .fault(json!({"verb": "get", "resource": "namespaces", "status": 403, "count": 1}))
+        .await;
+    let err = nowhere.current().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(
+        err.message()
+            .starts_with("Deployment web not found in namespace nowhere"),
+        "{}",
+        err.message()
+    );
+
     let missing = builder(&server, "api").build().unwrap();
     let err = missing.current().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
