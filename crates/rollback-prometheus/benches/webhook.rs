@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rollback_core::{
-    Engine, HealthProbe, InMemoryRollbacker, InMemoryTarget, Measurement, Policy, ProbeContext, RevisionHealth,
-    RevisionRecord, RollbackOutcome, RollbackRequest, Rollbacker, TriggerSink, WatchSpec,
+    Engine, HealthProbe, InMemoryRollbacker, InMemoryTarget, Measurement, Policy, ProbeContext,
+    RevisionHealth, RevisionRecord, RollbackOutcome, RollbackRequest, Rollbacker, TriggerSink,
+    WatchSpec,
 };
 use rollback_prometheus::{AlertmanagerReceiver, ReceiverServer};
 use support::{TestAlert, webhook_payload};
@@ -65,13 +66,17 @@ struct Bench {
 impl Bench {
     async fn new() -> Self {
         let engine = Engine::builder().max_jitter(0.0).build();
-        let receiver = AlertmanagerReceiver::builder(Arc::new(engine.clone()) as Arc<dyn TriggerSink>)
-            .bearer_token(TOKEN)
-            .route(&["severity=\"page\""], "k8s:{namespace}/{deployment}")
-            .dedup_capacity(100_000)
-            .build()
-            .expect("receiver");
-        let server = receiver.serve("127.0.0.1:0".parse().expect("addr")).await.expect("serve");
+        let receiver =
+            AlertmanagerReceiver::builder(Arc::new(engine.clone()) as Arc<dyn TriggerSink>)
+                .bearer_token(TOKEN)
+                .route(&["severity=\"page\""], "k8s:{namespace}/{deployment}")
+                .dedup_capacity(100_000)
+                .build()
+                .expect("receiver");
+        let server = receiver
+            .serve("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("serve");
         let url = server.url();
         Bench {
             engine,
@@ -87,18 +92,36 @@ impl Bench {
     async fn once(&mut self) -> Duration {
         self.next += 1;
         let deployment = format!("checkout-{}", self.next);
-        let target = InMemoryTarget::new(format!("k8s:shop/{deployment}"), [RevisionRecord::new("v1"), RevisionRecord::new("v2")])
-            .expect("target");
-        target.set_health(&"v1".into(), RevisionHealth::Good).expect("health");
+        let target = InMemoryTarget::new(
+            format!("k8s:shop/{deployment}"),
+            [RevisionRecord::new("v1"), RevisionRecord::new("v2")],
+        )
+        .expect("target");
+        target
+            .set_health(&"v1".into(), RevisionHealth::Good)
+            .expect("health");
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let rollbacker = Signalling { inner: InMemoryRollbacker::new(&target), called: tx };
+        let rollbacker = Signalling {
+            inner: InMemoryRollbacker::new(&target),
+            called: tx,
+        };
         let probes: Vec<Arc<dyn HealthProbe>> = vec![Arc::new(Quiet)];
         self.engine
-            .watch(WatchSpec::new(self.policy.clone(), Arc::new(target), Arc::new(rollbacker), probes))
+            .watch(WatchSpec::new(
+                self.policy.clone(),
+                Arc::new(target),
+                Arc::new(rollbacker),
+                probes,
+            ))
             .await
             .expect("watch");
         let fingerprint = format!("{:016x}", self.next);
-        let labels = [("alertname", "HighErrorRate"), ("severity", "page"), ("namespace", "shop"), ("deployment", deployment.as_str())];
+        let labels = [
+            ("alertname", "HighErrorRate"),
+            ("severity", "page"),
+            ("namespace", "shop"),
+            ("deployment", deployment.as_str()),
+        ];
         let body = webhook_payload(&[TestAlert {
             status: "firing",
             fingerprint: &fingerprint,
@@ -128,7 +151,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn webhook_to_rollback(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let mut bench = rt.block_on(Bench::new());
     rt.block_on(async {
         for _ in 0..100 {
@@ -150,13 +177,15 @@ fn webhook_to_rollback(c: &mut Criterion) {
     let mut g = c.benchmark_group("alertmanager");
     g.sample_size(50);
     g.bench_function("webhook_to_rollback_call", |b| {
-        b.iter_custom(|iters| rt.block_on(async {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                total += bench.once().await;
-            }
-            total
-        }))
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += bench.once().await;
+                }
+                total
+            })
+        })
     });
     g.finish();
 }

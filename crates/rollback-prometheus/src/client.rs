@@ -99,13 +99,18 @@ pub struct PrometheusClientBuilder {
 impl PrometheusClientBuilder {
     /// Authenticate with `Authorization: Bearer <token>`.
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
-        self.auth = Some(Auth::Bearer { token: crate::Secret::new(token) });
+        self.auth = Some(Auth::Bearer {
+            token: crate::Secret::new(token),
+        });
         self
     }
 
     /// Authenticate with HTTP basic auth.
     pub fn basic_auth(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
-        self.auth = Some(Auth::Basic { username: username.into(), password: crate::Secret::new(password) });
+        self.auth = Some(Auth::Basic {
+            username: username.into(),
+            password: crate::Secret::new(password),
+        });
         self
     }
 
@@ -130,10 +135,17 @@ impl PrometheusClientBuilder {
     /// Check the settings and build the client.
     pub fn build(self) -> Result<PrometheusClient, PrometheusError> {
         let url = self.url.trim();
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| PrometheusError::config("url", format!("{url:?} is not a URL ({e}); write it like http://prometheus:9090")))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            PrometheusError::config(
+                "url",
+                format!("{url:?} is not a URL ({e}); write it like http://prometheus:9090"),
+            )
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(PrometheusError::config("url", format!("{url:?} must start with http:// or https://")));
+            return Err(PrometheusError::config(
+                "url",
+                format!("{url:?} must start with http:// or https://"),
+            ));
         }
         if parsed.query().is_some() || parsed.fragment().is_some() {
             return Err(PrometheusError::config(
@@ -155,7 +167,12 @@ impl PrometheusClientBuilder {
                 .build()
                 .map_err(|e| PrometheusError::config("http client", e.to_string()))?,
         };
-        Ok(PrometheusClient { http, base: url.trim_end_matches('/').to_owned(), auth: self.auth, timeout: self.timeout })
+        Ok(PrometheusClient {
+            http,
+            base: url.trim_end_matches('/').to_owned(),
+            auth: self.auth,
+            timeout: self.timeout,
+        })
     }
 }
 
@@ -235,19 +252,31 @@ fn excerpt(body: &[u8]) -> String {
     if out.len() < text.len() {
         out.push('…');
     }
-    if out.is_empty() { "(empty body)".to_owned() } else { out }
+    if out.is_empty() {
+        "(empty body)".to_owned()
+    } else {
+        out
+    }
 }
 
 impl PrometheusClient {
     /// A builder for a client of the server at `url` (its base URL, like
     /// `http://prometheus:9090`).
     pub fn builder(url: impl Into<String>) -> PrometheusClientBuilder {
-        PrometheusClientBuilder { url: url.into(), auth: None, timeout: Duration::from_secs(10), http: None }
+        PrometheusClientBuilder {
+            url: url.into(),
+            auth: None,
+            timeout: Duration::from_secs(10),
+            http: None,
+        }
     }
 
     /// A client from its serde configuration.
     pub fn from_config(config: &PrometheusConfig) -> Result<Self, PrometheusError> {
-        Self::builder(config.url.clone()).auth(config.auth.clone()).timeout(config.timeout).build()
+        Self::builder(config.url.clone())
+            .auth(config.auth.clone())
+            .timeout(config.timeout)
+            .build()
     }
 
     /// The base URL.
@@ -260,19 +289,35 @@ impl PrometheusClient {
         self.timeout
     }
 
-    async fn get(&self, path: &str, query: &str, params: &[(&str, String)]) -> Result<Envelope, PrometheusError> {
+    async fn get(
+        &self,
+        path: &str,
+        query: &str,
+        params: &[(&str, String)],
+    ) -> Result<Envelope, PrometheusError> {
         let url = format!("{}{}", self.base, path);
         let mut request = self.http.get(&url).query(params).timeout(self.timeout);
         request = match &self.auth {
             Some(Auth::Bearer { token }) => request.bearer_auth(token.expose()),
-            Some(Auth::Basic { username, password }) => request.basic_auth(username, Some(password.expose())),
+            Some(Auth::Basic { username, password }) => {
+                request.basic_auth(username, Some(password.expose()))
+            }
             None => request,
         };
         let send_error = |source: reqwest::Error| {
             if source.is_timeout() {
-                PrometheusError::Timeout { query: query.to_owned(), url: url.clone(), timeout: self.timeout, source }
+                PrometheusError::Timeout {
+                    query: query.to_owned(),
+                    url: url.clone(),
+                    timeout: self.timeout,
+                    source,
+                }
             } else {
-                PrometheusError::Request { query: query.to_owned(), url: url.clone(), source }
+                PrometheusError::Request {
+                    query: query.to_owned(),
+                    url: url.clone(),
+                    source,
+                }
             }
         };
         let response = request.send().await.map_err(send_error)?;
@@ -280,7 +325,10 @@ impl PrometheusClient {
         let body = response.bytes().await.map_err(send_error)?;
         if !status.is_success() {
             let (error_type, message) = match serde_json::from_slice::<ErrorEnvelope>(&body) {
-                Ok(ErrorEnvelope { error_type, error: Some(error) }) => (error_type, error),
+                Ok(ErrorEnvelope {
+                    error_type,
+                    error: Some(error),
+                }) => (error_type, error),
                 _ => (None, excerpt(&body)),
             };
             return Err(PrometheusError::Status {
@@ -291,18 +339,21 @@ impl PrometheusClient {
                 message,
             });
         }
-        let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| PrometheusError::Decode {
-            query: query.to_owned(),
-            url: url.clone(),
-            reason: format!("{e}; body starts with {:?}", excerpt(&body)),
-        })?;
+        let envelope: Envelope =
+            serde_json::from_slice(&body).map_err(|e| PrometheusError::Decode {
+                query: query.to_owned(),
+                url: url.clone(),
+                reason: format!("{e}; body starts with {:?}", excerpt(&body)),
+            })?;
         if envelope.status != "success" {
             return Err(PrometheusError::Status {
                 query: query.to_owned(),
                 url,
                 status: status.as_u16(),
                 error_type: envelope.error_type,
-                message: envelope.error.unwrap_or_else(|| format!("status {:?} without an error message", envelope.status)),
+                message: envelope.error.unwrap_or_else(|| {
+                    format!("status {:?} without an error message", envelope.status)
+                }),
             });
         }
         for warning in &envelope.warnings {
@@ -326,14 +377,25 @@ impl PrometheusClient {
     fn range_series(query: &str, raw: Vec<RawRange>) -> Result<Vec<RangeSeries>, PrometheusError> {
         raw.into_iter()
             .map(|r| {
-                let samples = r.values.iter().map(|p| Self::sample(query, p)).collect::<Result<_, _>>()?;
-                Ok(RangeSeries { labels: r.metric, samples })
+                let samples = r
+                    .values
+                    .iter()
+                    .map(|p| Self::sample(query, p))
+                    .collect::<Result<_, _>>()?;
+                Ok(RangeSeries {
+                    labels: r.metric,
+                    samples,
+                })
             })
             .collect()
     }
 
     /// Run an instant query (`/api/v1/query`), at `at` or at the server's now.
-    pub async fn query(&self, promql: &str, at: Option<Timestamp>) -> Result<QueryResult, PrometheusError> {
+    pub async fn query(
+        &self,
+        promql: &str,
+        at: Option<Timestamp>,
+    ) -> Result<QueryResult, PrometheusError> {
         let mut params = vec![("query", promql.to_owned())];
         if let Some(at) = at {
             params.push(("time", format_time(at)));
@@ -394,8 +456,12 @@ impl PrometheusClient {
         let mut from = start;
         loop {
             let to = std::cmp::min(from.plus(chunk), end);
-            let params =
-                [("query", promql.to_owned()), ("start", format_time(from)), ("end", format_time(to)), ("step", format_step(step))];
+            let params = [
+                ("query", promql.to_owned()),
+                ("start", format_time(from)),
+                ("end", format_time(to)),
+                ("step", format_step(step)),
+            ];
             let envelope = self.get("/api/v1/query_range", promql, &params).await?;
             let series = match envelope.data {
                 Some(RawData::Matrix(m)) => Self::range_series(promql, m)?,
@@ -430,7 +496,10 @@ impl PrometheusClient {
                 break;
             }
         }
-        Ok(by_labels.into_iter().map(|(labels, samples)| RangeSeries { labels, samples }).collect())
+        Ok(by_labels
+            .into_iter()
+            .map(|(labels, samples)| RangeSeries { labels, samples })
+            .collect())
     }
 }
 
@@ -456,7 +525,10 @@ mod tests {
 
     #[test]
     fn times_are_seconds_with_millis() {
-        assert_eq!(format_time(Timestamp::from_millis(1_795_780_800_123)), "1795780800.123");
+        assert_eq!(
+            format_time(Timestamp::from_millis(1_795_780_800_123)),
+            "1795780800.123"
+        );
         assert_eq!(format_time(Timestamp::from_millis(5)), "0.005");
         assert_eq!(format_time(Timestamp::from_millis(-1500)), "-1.500");
         assert_eq!(format_step(Duration::from_millis(1500)), "1.5");
@@ -464,21 +536,39 @@ mod tests {
 
     #[test]
     fn builder_refuses_bad_urls_naming_the_field() {
-        for bad in ["prometheus:9090/x y", "ftp://x", "http://x/?a=b", "not a url"] {
-            let e = PrometheusClient::builder(bad).build().unwrap_err().to_string();
+        for bad in [
+            "prometheus:9090/x y",
+            "ftp://x",
+            "http://x/?a=b",
+            "not a url",
+        ] {
+            let e = PrometheusClient::builder(bad)
+                .build()
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("`url`"), "{bad}: {e}");
         }
-        let e = PrometheusClient::builder("http://x").timeout(Duration::ZERO).build().unwrap_err().to_string();
+        let e = PrometheusClient::builder("http://x")
+            .timeout(Duration::ZERO)
+            .build()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`timeout`"), "{e}");
-        let c = PrometheusClient::builder("http://x:9090/prom/").bearer_token("tok").build().unwrap();
+        let c = PrometheusClient::builder("http://x:9090/prom/")
+            .bearer_token("tok")
+            .build()
+            .unwrap();
         assert_eq!(c.base_url(), "http://x:9090/prom");
         assert!(!format!("{c:?}").contains("tok\""), "{c:?}");
     }
 
     #[test]
     fn labels_format_like_a_selector() {
-        let labels: BTreeMap<String, String> =
-            [("code".to_owned(), "500".to_owned()), ("job".to_owned(), "a\"b".to_owned())].into();
+        let labels: BTreeMap<String, String> = [
+            ("code".to_owned(), "500".to_owned()),
+            ("job".to_owned(), "a\"b".to_owned()),
+        ]
+        .into();
         assert_eq!(format_labels(&labels), r#"{code="500",job="a\"b"}"#);
     }
 }

@@ -17,7 +17,9 @@ pub(crate) mod duration {
         s.collect_str(&humantime::format_duration(*d))
     }
 
-    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
         let s = <String as serde::Deserialize>::deserialize(d)?;
         humantime::parse_duration(s.trim()).map_err(|e| {
             serde::de::Error::custom(format!(
@@ -110,7 +112,11 @@ pub struct PrometheusConfig {
 impl PrometheusConfig {
     /// A config for `url` with no auth and the default timeout.
     pub fn new(url: impl Into<String>) -> Self {
-        PrometheusConfig { url: url.into(), auth: None, timeout: default_timeout() }
+        PrometheusConfig {
+            url: url.into(),
+            auth: None,
+            timeout: default_timeout(),
+        }
     }
 }
 
@@ -272,21 +278,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `timout`"), "{e}");
-        let e = serde_json::from_str::<PrometheusConfig>(r#"{"url": "http://x", "timeout": "soon"}"#)
-            .unwrap_err()
-            .to_string();
+        let e =
+            serde_json::from_str::<PrometheusConfig>(r#"{"url": "http://x", "timeout": "soon"}"#)
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("invalid duration \"soon\""), "{e}");
-        let e = serde_json::from_str::<ProbeConfig>(r#"{"name": "a", "query": "up", "aggregate": "median"}"#)
-            .unwrap_err()
-            .to_string();
+        let e = serde_json::from_str::<ProbeConfig>(
+            r#"{"name": "a", "query": "up", "aggregate": "median"}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unknown variant `median`"), "{e}");
     }
 
     #[test]
     fn secrets_do_not_print() {
-        let c: PrometheusConfig =
-            serde_json::from_str(r#"{"url": "http://x", "auth": {"basic": {"username": "u", "password": "hunter2"}}}"#)
-                .unwrap();
+        let c: PrometheusConfig = serde_json::from_str(
+            r#"{"url": "http://x", "auth": {"basic": {"username": "u", "password": "hunter2"}}}"#,
+        )
+        .unwrap();
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("username: \"u\""), "{shown}");
@@ -299,7 +309,12 @@ mod tests {
         assert_eq!(Aggregate::Max.apply(&[1.0, 2.0]), Some(2.0));
         assert_eq!(Aggregate::Min.apply(&[1.0, 2.0]), Some(1.0));
         assert_eq!(Aggregate::Min.apply(&[]), None);
-        for a in [Aggregate::Sum, Aggregate::Max, Aggregate::Min, Aggregate::Avg] {
+        for a in [
+            Aggregate::Sum,
+            Aggregate::Max,
+            Aggregate::Min,
+            Aggregate::Avg,
+        ] {
             assert!(a.apply(&[1.0, f64::NAN]).is_some_and(f64::is_nan), "{a}");
         }
     }

@@ -15,7 +15,9 @@ use rollback_core::{Error, ErrorKind};
 #[non_exhaustive]
 pub enum PrometheusError {
     /// The request did not get an answer in time.
-    #[error("query {query:?} to {url} timed out after {timeout:?}; raise the probe's timeout or simplify the query")]
+    #[error(
+        "query {query:?} to {url} timed out after {timeout:?}; raise the probe's timeout or simplify the query"
+    )]
     Timeout {
         /// The PromQL.
         query: String,
@@ -54,7 +56,9 @@ pub enum PrometheusError {
         message: String,
     },
     /// The answer was not the JSON the Prometheus HTTP API documents.
-    #[error("query {query:?} to {url}: the answer is not a Prometheus API response ({reason}); is the URL the Prometheus server's base URL?")]
+    #[error(
+        "query {query:?} to {url}: the answer is not a Prometheus API response ({reason}); is the URL the Prometheus server's base URL?"
+    )]
     Decode {
         /// The PromQL.
         query: String,
@@ -85,8 +89,12 @@ impl PrometheusError {
     /// The meaning of this error for the engine.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            PrometheusError::Timeout { .. } | PrometheusError::Request { .. } => ErrorKind::Transient,
-            PrometheusError::Status { status, error_type, .. } => match (*status, error_type.as_deref()) {
+            PrometheusError::Timeout { .. } | PrometheusError::Request { .. } => {
+                ErrorKind::Transient
+            }
+            PrometheusError::Status {
+                status, error_type, ..
+            } => match (*status, error_type.as_deref()) {
                 (401 | 403, _) => ErrorKind::Unauthorized,
                 (404, _) => ErrorKind::NotFound,
                 (_, Some("timeout" | "canceled" | "unavailable")) => ErrorKind::Transient,
@@ -95,12 +103,17 @@ impl PrometheusError {
                 _ => ErrorKind::Permanent,
             },
             PrometheusError::Decode { .. } => ErrorKind::Permanent,
-            PrometheusError::Shape { .. } | PrometheusError::Config { .. } => ErrorKind::InvalidInput,
+            PrometheusError::Shape { .. } | PrometheusError::Config { .. } => {
+                ErrorKind::InvalidInput
+            }
         }
     }
 
     pub(crate) fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        PrometheusError::Config { field: field.into(), reason: reason.into() }
+        PrometheusError::Config {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -133,8 +146,14 @@ mod tests {
 
     #[test]
     fn kinds_follow_status_and_error_type() {
-        assert_eq!(status(400, Some("bad_data")).kind(), ErrorKind::InvalidInput);
-        assert_eq!(status(422, Some("execution")).kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            status(400, Some("bad_data")).kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            status(422, Some("execution")).kind(),
+            ErrorKind::InvalidInput
+        );
         assert_eq!(status(503, Some("timeout")).kind(), ErrorKind::Transient);
         assert_eq!(status(422, Some("timeout")).kind(), ErrorKind::Transient);
         assert_eq!(status(502, None).kind(), ErrorKind::Transient);

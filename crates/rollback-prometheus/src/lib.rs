@@ -62,13 +62,15 @@ mod probe;
 mod receiver;
 
 pub use client::{
-    InstantSeries, MAX_POINTS_PER_QUERY, PrometheusClient, PrometheusClientBuilder, QueryResult, RangeSeries, Sample,
-    format_labels,
+    InstantSeries, MAX_POINTS_PER_QUERY, PrometheusClient, PrometheusClientBuilder, QueryResult,
+    RangeSeries, Sample, format_labels,
 };
-pub use config::{Aggregate, Auth, ProbeConfig, PrometheusConfig, ReceiverConfig, RouteConfig, Secret};
+pub use config::{
+    Aggregate, Auth, ProbeConfig, PrometheusConfig, ReceiverConfig, RouteConfig, Secret,
+};
 pub use error::PrometheusError;
 pub use probe::{HistoryRange, PrometheusProbe, PrometheusProbeBuilder, history_series};
 pub use receiver::{
-    AlertOutcome, AlertRecord, AlertStatus, AlertmanagerReceiver, AlertmanagerReceiverBuilder, Matcher, PAYLOAD_VERSION,
-    ReceiverServer, ReceiverStats, Route, WEBHOOK_PATH,
+    AlertOutcome, AlertRecord, AlertStatus, AlertmanagerReceiver, AlertmanagerReceiverBuilder,
+    Matcher, PAYLOAD_VERSION, ReceiverServer, ReceiverStats, Route, WEBHOOK_PATH,
 };

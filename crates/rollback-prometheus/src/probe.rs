@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rollback_core::{HealthProbe, Measurement, ProbeContext, RevisionId, Sample as ReplaySample, Series, TargetId, Timestamp};
+use rollback_core::{
+    HealthProbe, Measurement, ProbeContext, RevisionId, Sample as ReplaySample, Series, TargetId,
+    Timestamp,
+};
 
 use crate::client::{PrometheusClient, QueryResult, format_labels};
 use crate::config::{Aggregate, ProbeConfig};
@@ -75,7 +78,10 @@ impl PrometheusProbeBuilder {
     /// Check the settings and build the probe.
     pub fn build(self) -> Result<PrometheusProbe, PrometheusError> {
         if self.name.trim().is_empty() {
-            return Err(PrometheusError::config("name", "the probe needs a name, as the policy names it"));
+            return Err(PrometheusError::config(
+                "name",
+                "the probe needs a name, as the policy names it",
+            ));
         }
         let query = self.query.unwrap_or_default();
         if query.trim().is_empty() {
@@ -89,7 +95,10 @@ impl PrometheusProbeBuilder {
         {
             return Err(PrometheusError::config(
                 "baseline_query",
-                format!("probe {:?}: the baseline query is empty; leave it out instead", self.name),
+                format!(
+                    "probe {:?}: the baseline query is empty; leave it out instead",
+                    self.name
+                ),
             ));
         }
         Ok(PrometheusProbe {
@@ -153,7 +162,10 @@ impl PrometheusProbe {
     }
 
     /// A probe from its serde configuration.
-    pub fn from_config(client: PrometheusClient, config: &ProbeConfig) -> Result<Self, PrometheusError> {
+    pub fn from_config(
+        client: PrometheusClient,
+        config: &ProbeConfig,
+    ) -> Result<Self, PrometheusError> {
         let mut b = Self::builder(config.name.clone(), client).query(config.query.clone());
         if let Some(q) = &config.baseline_query {
             b = b.baseline_query(q.clone());
@@ -195,13 +207,20 @@ impl PrometheusProbe {
         }
     }
 
-    async fn value(&self, query: &str, at: Option<Timestamp>) -> Result<Option<f64>, PrometheusError> {
+    async fn value(
+        &self,
+        query: &str,
+        at: Option<Timestamp>,
+    ) -> Result<Option<f64>, PrometheusError> {
         let result = self.client.query(query, at).await?;
         self.reduce(query, result)
     }
 
     /// Take one measurement, with the detailed error.
-    pub async fn measure_detailed(&self, context: &ProbeContext) -> Result<Measurement, PrometheusError> {
+    pub async fn measure_detailed(
+        &self,
+        context: &ProbeContext,
+    ) -> Result<Measurement, PrometheusError> {
         let at = self.at_context_time.then_some(context.at);
         let query = render(&self.query, &context.target, &context.revision);
         let (value, baseline) = match &self.baseline_query {
@@ -241,15 +260,29 @@ impl PrometheusProbe {
             .map(|(i, (at, value))| ReplaySample {
                 at,
                 value,
-                baseline: baselines.as_ref().and_then(|b| b.get(i)).and_then(|(_, v)| *v),
+                baseline: baselines
+                    .as_ref()
+                    .and_then(|b| b.get(i))
+                    .and_then(|(_, v)| *v),
             })
             .collect())
     }
 
-    async fn history_of(&self, query: &str, range: HistoryRange) -> Result<Vec<(Timestamp, Option<f64>)>, PrometheusError> {
-        let series = self.client.query_range(query, range.start, range.end, range.step).await?;
+    async fn history_of(
+        &self,
+        query: &str,
+        range: HistoryRange,
+    ) -> Result<Vec<(Timestamp, Option<f64>)>, PrometheusError> {
+        let series = self
+            .client
+            .query_range(query, range.start, range.end, range.step)
+            .await?;
         if series.len() > 1 && self.aggregate.is_none() {
-            return Err(several_series(query, series.len(), series.iter().map(|s| &s.labels)));
+            return Err(several_series(
+                query,
+                series.len(),
+                series.iter().map(|s| &s.labels),
+            ));
         }
         let mut at_time: BTreeMap<Timestamp, Vec<f64>> = BTreeMap::new();
         for s in &series {
@@ -257,7 +290,9 @@ impl PrometheusProbe {
                 at_time.entry(sample.at).or_default().push(sample.value);
             }
         }
-        let step_ms = i64::try_from(range.step.as_millis()).unwrap_or(i64::MAX).max(1);
+        let step_ms = i64::try_from(range.step.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
         let mut out = Vec::new();
         let mut t = range.start.as_millis();
         while t <= range.end.as_millis() {
@@ -304,9 +339,17 @@ pub async fn history_series(
     Ok(series)
 }
 
-fn several_series<'a>(query: &str, n: usize, labels: impl Iterator<Item = &'a BTreeMap<String, String>>) -> PrometheusError {
+fn several_series<'a>(
+    query: &str,
+    n: usize,
+    labels: impl Iterator<Item = &'a BTreeMap<String, String>>,
+) -> PrometheusError {
     let shown: Vec<String> = labels.take(3).map(format_labels).collect();
-    let more = if n > 3 { format!(" and {} more", n - 3) } else { String::new() };
+    let more = if n > 3 {
+        format!(" and {} more", n - 3)
+    } else {
+        String::new()
+    };
     PrometheusError::Shape {
         query: query.to_owned(),
         reason: format!(
@@ -325,7 +368,15 @@ impl HealthProbe for PrometheusProbe {
     async fn measure(&self, context: &ProbeContext) -> rollback_core::Result<Measurement> {
         self.measure_detailed(context).await.map_err(|e| {
             let e: rollback_core::Error = e.into();
-            rollback_core::Error::new(e.kind(), format!("probe {:?} on target {}: {}", self.name, context.target, e.message()))
+            rollback_core::Error::new(
+                e.kind(),
+                format!(
+                    "probe {:?} on target {}: {}",
+                    self.name,
+                    context.target,
+                    e.message()
+                ),
+            )
         })
     }
 }
@@ -337,19 +388,43 @@ mod tests {
     #[test]
     fn placeholders_are_escaped_promql_strings() {
         let q = r#"sum(rate(x{target="{{target}}",rev="{{revision}}"}[1m]))"#;
-        let out = render(q, &TargetId::new(r#"k8s:shop/"a"\b"#), &RevisionId::new("r1"));
-        assert_eq!(out, r#"sum(rate(x{target="k8s:shop/\"a\"\\b",rev="r1"}[1m]))"#);
-        assert_eq!(render("up", &TargetId::new("t"), &RevisionId::new("r")), "up");
+        let out = render(
+            q,
+            &TargetId::new(r#"k8s:shop/"a"\b"#),
+            &RevisionId::new("r1"),
+        );
+        assert_eq!(
+            out,
+            r#"sum(rate(x{target="k8s:shop/\"a\"\\b",rev="r1"}[1m]))"#
+        );
+        assert_eq!(
+            render("up", &TargetId::new("t"), &RevisionId::new("r")),
+            "up"
+        );
     }
 
     #[test]
     fn builder_names_the_missing_field() {
-        let client = PrometheusClient::builder("http://127.0.0.1:1").build().unwrap();
-        let e = PrometheusProbe::builder("p", client.clone()).build().unwrap_err().to_string();
+        let client = PrometheusClient::builder("http://127.0.0.1:1")
+            .build()
+            .unwrap();
+        let e = PrometheusProbe::builder("p", client.clone())
+            .build()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`query`") && e.contains("\"p\""), "{e}");
-        let e = PrometheusProbe::builder(" ", client.clone()).query("up").build().unwrap_err().to_string();
+        let e = PrometheusProbe::builder(" ", client.clone())
+            .query("up")
+            .build()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`name`"), "{e}");
-        let e = PrometheusProbe::builder("p", client).query("up").baseline_query("").build().unwrap_err().to_string();
+        let e = PrometheusProbe::builder("p", client)
+            .query("up")
+            .baseline_query("")
+            .build()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`baseline_query`"), "{e}");
     }
 }

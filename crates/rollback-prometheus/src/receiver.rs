@@ -67,13 +67,20 @@ impl FromStr for Matcher {
         } else if let Some((l, r)) = s.split_once('=') {
             (l, MatchOp::Eq, r)
         } else {
-            return Err(format!("{s:?}: a matcher is written label=\"value\" or label!=\"value\""));
+            return Err(format!(
+                "{s:?}: a matcher is written label=\"value\" or label!=\"value\""
+            ));
         };
         let label = label.trim();
-        let valid_name = label.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid_name = label
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
-            return Err(format!("{s:?}: {label:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"));
+            return Err(format!(
+                "{s:?}: {label:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+            ));
         }
         let rest = rest.trim();
         let value = if let Some(inner) = rest.strip_prefix('"') {
@@ -88,7 +95,10 @@ impl FromStr for Matcher {
                         Some(n @ ('"' | '\\')) => out.push(n),
                         Some('n') => out.push('\n'),
                         other => {
-                            return Err(format!("{s:?}: unknown escape \\{}", other.map(String::from).unwrap_or_default()));
+                            return Err(format!(
+                                "{s:?}: unknown escape \\{}",
+                                other.map(String::from).unwrap_or_default()
+                            ));
                         }
                     }
                 } else if c == '"' {
@@ -101,7 +111,11 @@ impl FromStr for Matcher {
         } else {
             rest.to_owned()
         };
-        Ok(Matcher { label: label.to_owned(), op, value })
+        Ok(Matcher {
+            label: label.to_owned(),
+            op,
+            value,
+        })
     }
 }
 
@@ -133,7 +147,9 @@ impl FromStr for TargetTemplate {
                 parts.push(Part::Text(rest[..open].to_owned()));
             }
             let after = &rest[open + 1..];
-            let close = after.find('}').ok_or_else(|| format!("{s:?}: a `{{` without its `}}`"))?;
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("{s:?}: a `{{` without its `}}`"))?;
             let label = after[..close].trim();
             if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("{s:?}: {{{label}}} does not name a label"));
@@ -185,19 +201,32 @@ impl Route {
         Self::parse(matchers, target, "route")
     }
 
-    fn parse<S: AsRef<str>>(matchers: &[S], target: &str, field: &str) -> Result<Self, PrometheusError> {
+    fn parse<S: AsRef<str>>(
+        matchers: &[S],
+        target: &str,
+        field: &str,
+    ) -> Result<Self, PrometheusError> {
         let matchers = matchers
             .iter()
             .enumerate()
-            .map(|(i, m)| m.as_ref().parse().map_err(|e| PrometheusError::config(format!("{field}.matchers[{i}]"), e)))
+            .map(|(i, m)| {
+                m.as_ref()
+                    .parse()
+                    .map_err(|e| PrometheusError::config(format!("{field}.matchers[{i}]"), e))
+            })
             .collect::<Result<_, _>>()?;
-        let target = target.parse().map_err(|e| PrometheusError::config(format!("{field}.target"), e))?;
+        let target = target
+            .parse()
+            .map_err(|e| PrometheusError::config(format!("{field}.target"), e))?;
         Ok(Route { matchers, target })
     }
 
     /// The target for an alert with these labels, if the route matches it.
     fn route(&self, labels: &BTreeMap<String, String>) -> Option<Result<TargetId, String>> {
-        self.matchers.iter().all(|m| m.matches(labels)).then(|| self.target.render(labels))
+        self.matchers
+            .iter()
+            .all(|m| m.matches(labels))
+            .then(|| self.target.render(labels))
     }
 }
 
@@ -429,17 +458,26 @@ impl AlertmanagerReceiverBuilder {
     /// Check the settings and build the receiver.
     pub fn build(self) -> Result<AlertmanagerReceiver, PrometheusError> {
         let token = self.token.ok_or_else(|| {
-            PrometheusError::config("bearer_token", "the receiver needs a bearer token; unauthenticated webhooks are refused")
+            PrometheusError::config(
+                "bearer_token",
+                "the receiver needs a bearer token; unauthenticated webhooks are refused",
+            )
         })?;
         if token.expose().trim().is_empty() {
             return Err(PrometheusError::config("bearer_token", "is empty"));
         }
         let routes = self.routes.into_iter().collect::<Result<Vec<_>, _>>()?;
         if routes.is_empty() {
-            return Err(PrometheusError::config("routes", "at least one route is needed to map alerts to targets"));
+            return Err(PrometheusError::config(
+                "routes",
+                "at least one route is needed to map alerts to targets",
+            ));
         }
         if self.max_body_bytes == 0 {
-            return Err(PrometheusError::config("max_body_bytes", "must be more than zero"));
+            return Err(PrometheusError::config(
+                "max_body_bytes",
+                "must be more than zero",
+            ));
         }
         if self.dedup_capacity == 0 {
             return Err(PrometheusError::config(
@@ -479,7 +517,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     let mut r = (status, axum::Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"rollback\""));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"rollback\""),
+        );
     }
     r
 }
@@ -498,7 +539,10 @@ impl AlertmanagerReceiver {
     }
 
     /// A receiver from its serde configuration.
-    pub fn from_config(sink: Arc<dyn TriggerSink>, config: &ReceiverConfig) -> Result<Self, PrometheusError> {
+    pub fn from_config(
+        sink: Arc<dyn TriggerSink>,
+        config: &ReceiverConfig,
+    ) -> Result<Self, PrometheusError> {
         let mut b = Self::builder(sink)
             .bearer_token(config.bearer_token.clone())
             .max_body_bytes(config.max_body_bytes)
@@ -521,24 +565,31 @@ impl AlertmanagerReceiver {
     /// Serve the webhook on `addr` (port 0 picks a free port) until the
     /// returned handle is shut down or dropped.
     pub async fn serve(&self, addr: SocketAddr) -> Result<ReceiverServer, PrometheusError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| PrometheusError::config("listen", format!("cannot listen on {addr}: {e}")))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| PrometheusError::config("listen", format!("no local address for {addr}: {e}")))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            PrometheusError::config("listen", format!("cannot listen on {addr}: {e}"))
+        })?;
+        let local = listener.local_addr().map_err(|e| {
+            PrometheusError::config("listen", format!("no local address for {addr}: {e}"))
+        })?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = self.router();
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = rx.await;
             };
-            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "the Alertmanager receiver stopped");
             }
         });
         tracing::info!(addr = %local, path = WEBHOOK_PATH, "Alertmanager receiver listening");
-        Ok(ReceiverServer { addr: local, shutdown: Some(tx), task: Some(task) })
+        Ok(ReceiverServer {
+            addr: local,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
     }
 
     /// The alert records kept, oldest first.
@@ -562,10 +613,17 @@ impl AlertmanagerReceiver {
         }
     }
 
-    fn check_request(&self, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Payload, Refusal> {
-        let auth = headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| Refusal(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>` header".into()))?;
+    fn check_request(
+        &self,
+        headers: &HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Result<Payload, Refusal> {
+        let auth = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            Refusal(
+                StatusCode::UNAUTHORIZED,
+                "missing `Authorization: Bearer <token>` header".into(),
+            )
+        })?;
         let auth = auth.as_bytes();
         let token = match auth.iter().position(|&b| b == b' ') {
             Some(i) if auth[..i].eq_ignore_ascii_case(b"bearer") => auth[i + 1..].trim_ascii(),
@@ -577,12 +635,22 @@ impl AlertmanagerReceiver {
             }
         };
         if !bool::from(token.ct_eq(self.shared.token.expose().as_bytes())) {
-            return Err(Refusal(StatusCode::UNAUTHORIZED, "invalid bearer token".into()));
+            return Err(Refusal(
+                StatusCode::UNAUTHORIZED,
+                "invalid bearer token".into(),
+            ));
         }
-        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let mime = content_type.split(';').next().unwrap_or("").trim();
         if !mime.eq_ignore_ascii_case("application/json") {
-            let shown = if content_type.is_empty() { "none".to_owned() } else { format!("{content_type:?}") };
+            let shown = if content_type.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("{content_type:?}")
+            };
             return Err(Refusal(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("Content-Type must be application/json, got {shown}"),
@@ -592,27 +660,44 @@ impl AlertmanagerReceiver {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Refusal(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body larger than the limit of {} bytes", self.shared.max_body_bytes),
+                    format!(
+                        "request body larger than the limit of {} bytes",
+                        self.shared.max_body_bytes
+                    ),
                 )
             } else {
-                Refusal(StatusCode::BAD_REQUEST, format!("could not read the request body: {rejection}"))
+                Refusal(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the request body: {rejection}"),
+                )
             }
         })?;
         let mut de = serde_json::Deserializer::from_slice(&body);
         let parsed: Result<Payload, _> = serde_path_to_error::deserialize(&mut de);
         let payload = match parsed.map(|p| de.end().map(|()| p)) {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => return Err(Refusal(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {e}"))),
+            Ok(Err(e)) => {
+                return Err(Refusal(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not valid JSON: {e}"),
+                ));
+            }
             Err(e) => {
                 // Syntax first: a body that is not JSON at all is 400 even if
                 // its start already missed a field.
                 if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-                    return Err(Refusal(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {syntax}")));
+                    return Err(Refusal(
+                        StatusCode::BAD_REQUEST,
+                        format!("the body is not valid JSON: {syntax}"),
+                    ));
                 }
                 let path = e.path().to_string();
                 return Err(Refusal(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("not an Alertmanager webhook payload: at `{path}`: {}", e.into_inner()),
+                    format!(
+                        "not an Alertmanager webhook payload: at `{path}`: {}",
+                        e.into_inner()
+                    ),
                 ));
             }
         };
@@ -629,16 +714,25 @@ impl AlertmanagerReceiver {
             if a.status != "firing" && a.status != "resolved" {
                 return Err(Refusal(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("`alerts[{i}].status` is {:?}; expected \"firing\" or \"resolved\"", a.status),
+                    format!(
+                        "`alerts[{i}].status` is {:?}; expected \"firing\" or \"resolved\"",
+                        a.status
+                    ),
                 ));
             }
             if a.fingerprint.trim().is_empty() {
-                return Err(Refusal(StatusCode::UNPROCESSABLE_ENTITY, format!("`alerts[{i}].fingerprint` is empty")));
+                return Err(Refusal(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("`alerts[{i}].fingerprint` is empty"),
+                ));
             }
             if Timestamp::parse(&a.starts_at).is_none() {
                 return Err(Refusal(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("`alerts[{i}].startsAt` is {:?}, not an RFC 3339 time", a.starts_at),
+                    format!(
+                        "`alerts[{i}].startsAt` is {:?}, not an RFC 3339 time",
+                        a.starts_at
+                    ),
                 ));
             }
         }
@@ -717,7 +811,10 @@ impl AlertmanagerReceiver {
             "unrouted": counts.unrouted,
         });
         if sink_errors.is_empty() {
-            json_response(StatusCode::OK, serde_json::json!({ "status": "ok", "alerts": summary }))
+            json_response(
+                StatusCode::OK,
+                serde_json::json!({ "status": "ok", "alerts": summary }),
+            )
         } else {
             json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -730,7 +827,11 @@ impl AlertmanagerReceiver {
     }
 
     async fn handle_alert(&self, receiver: &str, alert: Alert) -> AlertRecord {
-        let status = if alert.status == "firing" { AlertStatus::Firing } else { AlertStatus::Resolved };
+        let status = if alert.status == "firing" {
+            AlertStatus::Firing
+        } else {
+            AlertStatus::Resolved
+        };
         let alertname = alert.labels.get("alertname").cloned();
         let routed = self.target_for(&alert.labels);
         let mut record = AlertRecord {
@@ -769,8 +870,21 @@ impl AlertmanagerReceiver {
             .or_else(|| alert.annotations.get("description"))
             .map(|s| format!(": {s}"))
             .unwrap_or_default();
-        let summary = format!("Alertmanager alert {name} firing since {}{detail}", alert.starts_at);
-        let result = self.shared.sink.trigger(&target, Trigger { key: key.clone(), summary }).await;
+        let summary = format!(
+            "Alertmanager alert {name} firing since {}{detail}",
+            alert.starts_at
+        );
+        let result = self
+            .shared
+            .sink
+            .trigger(
+                &target,
+                Trigger {
+                    key: key.clone(),
+                    summary,
+                },
+            )
+            .await;
         let remember = matches!(&result, Ok(o) if *o != TriggerOutcome::NoWatch);
         lock(&self.shared.dedup).finish(&dedup_key, remember);
         record.outcome = match result {
@@ -780,7 +894,9 @@ impl AlertmanagerReceiver {
             }
             Err(e) => {
                 tracing::error!(alert = name, %target, %key, error = %e.full_message(), "trigger sink failed");
-                AlertOutcome::SinkFailed { error: format!("target {target}: {}", e.full_message()) }
+                AlertOutcome::SinkFailed {
+                    error: format!("target {target}: {}", e.full_message()),
+                }
             }
         };
         record
@@ -838,7 +954,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -852,9 +971,24 @@ mod tests {
         assert!(!m.matches(&labels(&[("severity", "info")])));
         let m: Matcher = r#"x="a\"b""#.parse().unwrap();
         assert!(m.matches(&labels(&[("x", "a\"b")])));
-        assert!("x=~\"a.*\"".parse::<Matcher>().unwrap_err().contains("not supported"));
-        assert!("1x=\"a\"".parse::<Matcher>().unwrap_err().contains("not a label name"));
-        assert!("x=\"a".parse::<Matcher>().unwrap_err().contains("closing quote"));
+        assert!(
+            "x=~\"a.*\""
+                .parse::<Matcher>()
+                .unwrap_err()
+                .contains("not supported")
+        );
+        assert!(
+            "1x=\"a\""
+                .parse::<Matcher>()
+                .unwrap_err()
+                .contains("not a label name")
+        );
+        assert!(
+            "x=\"a"
+                .parse::<Matcher>()
+                .unwrap_err()
+                .contains("closing quote")
+        );
         assert!("nothing".parse::<Matcher>().is_err());
     }
 
@@ -863,17 +997,33 @@ mod tests {
         let t: TargetTemplate = "k8s:{namespace}/{deployment}".parse().unwrap();
         let l = labels(&[("namespace", "shop"), ("deployment", "checkout")]);
         assert_eq!(t.render(&l).unwrap().as_str(), "k8s:shop/checkout");
-        assert_eq!(t.render(&labels(&[("namespace", "shop")])).unwrap_err(), "deployment");
+        assert_eq!(
+            t.render(&labels(&[("namespace", "shop")])).unwrap_err(),
+            "deployment"
+        );
         assert!("k8s:{namespace".parse::<TargetTemplate>().is_err());
         assert!("k8s:}".parse::<TargetTemplate>().is_err());
         assert!("k8s:{}".parse::<TargetTemplate>().is_err());
         assert!("".parse::<TargetTemplate>().is_err());
-        assert_eq!("plain".parse::<TargetTemplate>().unwrap().render(&l).unwrap().as_str(), "plain");
+        assert_eq!(
+            "plain"
+                .parse::<TargetTemplate>()
+                .unwrap()
+                .render(&l)
+                .unwrap()
+                .as_str(),
+            "plain"
+        );
     }
 
     #[test]
     fn dedup_is_bounded_and_forgets_the_oldest() {
-        let mut d = Dedup { seen: HashSet::new(), order: VecDeque::new(), in_flight: HashSet::new(), capacity: 2 };
+        let mut d = Dedup {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            in_flight: HashSet::new(),
+            capacity: 2,
+        };
         assert!(d.reserve("a"));
         assert!(!d.reserve("a"), "in flight");
         d.finish("a", true);

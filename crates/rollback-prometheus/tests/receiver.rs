@@ -31,7 +31,12 @@ async fn start(sink: Arc<RecordingSink>) -> (AlertmanagerReceiver, ReceiverServe
     (r, server)
 }
 
-async fn post(server: &ReceiverServer, auth: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+async fn post(
+    server: &ReceiverServer,
+    auth: Option<&str>,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value) {
     let mut req = reqwest::Client::new().post(server.url()).body(body);
     if let Some(a) = auth {
         req = req.header("authorization", a);
@@ -41,7 +46,10 @@ async fn post(server: &ReceiverServer, auth: Option<&str>, content_type: Option<
     }
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
-    let www = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+    let www = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if status == 401 {
         assert_eq!(www.as_deref(), Some("Bearer realm=\"rollback\""));
@@ -50,7 +58,13 @@ async fn post(server: &ReceiverServer, auth: Option<&str>, content_type: Option<
 }
 
 async fn send(server: &ReceiverServer, payload: &Value) -> (u16, Value) {
-    post(server, Some(&format!("Bearer {TOKEN}")), Some("application/json"), payload.to_string().into_bytes()).await
+    post(
+        server,
+        Some(&format!("Bearer {TOKEN}")),
+        Some("application/json"),
+        payload.to_string().into_bytes(),
+    )
+    .await
 }
 
 fn firing(fingerprint: &'static str, starts_at: &'static str) -> TestAlert<'static> {
@@ -58,7 +72,12 @@ fn firing(fingerprint: &'static str, starts_at: &'static str) -> TestAlert<'stat
         status: "firing",
         fingerprint,
         starts_at,
-        labels: &[("alertname", "HighErrorRate"), ("namespace", "shop"), ("deployment", "checkout"), ("severity", "page")],
+        labels: &[
+            ("alertname", "HighErrorRate"),
+            ("namespace", "shop"),
+            ("deployment", "checkout"),
+            ("severity", "page"),
+        ],
     }
 }
 
@@ -66,7 +85,9 @@ fn firing(fingerprint: &'static str, starts_at: &'static str) -> TestAlert<'stat
 async fn unauthenticated_requests_get_401_and_never_trigger() {
     let sink = RecordingSink::new();
     let (r, server) = start(sink.clone()).await;
-    let body = webhook_payload(&[firing("f1", "2026-11-27T12:00:00Z")]).to_string().into_bytes();
+    let body = webhook_payload(&[firing("f1", "2026-11-27T12:00:00Z")])
+        .to_string()
+        .into_bytes();
     let cases = [
         (None, "missing `Authorization: Bearer <token>` header"),
         (Some("Bearer wrong-token"), "invalid bearer token"),
@@ -78,10 +99,19 @@ async fn unauthenticated_requests_get_401_and_never_trigger() {
     for (auth, want) in cases {
         let (status, body) = post(&server, auth, Some("application/json"), body.clone()).await;
         assert_eq!(status, 401, "{auth:?}");
-        assert!(body["error"].as_str().unwrap().contains(want), "{auth:?}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(want),
+            "{auth:?}: {body}"
+        );
     }
     // The scheme is case-insensitive, as in RFC 7235.
-    let (status, _) = post(&server, Some(&format!("bearer {TOKEN}")), Some("application/json"), body.clone()).await;
+    let (status, _) = post(
+        &server,
+        Some(&format!("bearer {TOKEN}")),
+        Some("application/json"),
+        body.clone(),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(r.stats().rejected, 6);
     assert_eq!(sink.calls().len(), 1);
@@ -94,21 +124,66 @@ async fn bad_requests_get_the_right_4xx_with_a_clear_message() {
     let auth = format!("Bearer {TOKEN}");
     let good = webhook_payload(&[firing("f1", "2026-11-27T12:00:00Z")]);
 
-    let (s, b) = post(&server, Some(&auth), Some("text/plain"), good.to_string().into_bytes()).await;
-    assert_eq!((s, b["error"].as_str().unwrap()), (415, "Content-Type must be application/json, got \"text/plain\""));
+    let (s, b) = post(
+        &server,
+        Some(&auth),
+        Some("text/plain"),
+        good.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str().unwrap()),
+        (
+            415,
+            "Content-Type must be application/json, got \"text/plain\""
+        )
+    );
     let (s, b) = post(&server, Some(&auth), None, good.to_string().into_bytes()).await;
-    assert_eq!((s, b["error"].as_str().unwrap()), (415, "Content-Type must be application/json, got none"));
+    assert_eq!(
+        (s, b["error"].as_str().unwrap()),
+        (415, "Content-Type must be application/json, got none")
+    );
 
     let mut big = good.clone();
     big["commonAnnotations"] = json!({"description": "x".repeat(20_000)});
-    let (s, b) = post(&server, Some(&auth), Some("application/json"), big.to_string().into_bytes()).await;
+    let (s, b) = post(
+        &server,
+        Some(&auth),
+        Some("application/json"),
+        big.to_string().into_bytes(),
+    )
+    .await;
     assert_eq!(s, 413);
-    assert!(b["error"].as_str().unwrap().contains("larger than the limit of 16384 bytes"), "{b}");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than the limit of 16384 bytes"),
+        "{b}"
+    );
 
-    let (s, b) = post(&server, Some(&auth), Some("application/json"), b"{\"version\": \"4\", ".to_vec()).await;
+    let (s, b) = post(
+        &server,
+        Some(&auth),
+        Some("application/json"),
+        b"{\"version\": \"4\", ".to_vec(),
+    )
+    .await;
     assert_eq!(s, 400, "{b}");
-    assert!(b["error"].as_str().unwrap().starts_with("the body is not valid JSON"), "{b}");
-    let (s, _) = post(&server, Some(&auth), Some("application/json"), b"{} trailing".to_vec()).await;
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the body is not valid JSON"),
+        "{b}"
+    );
+    let (s, _) = post(
+        &server,
+        Some(&auth),
+        Some("application/json"),
+        b"{} trailing".to_vec(),
+    )
+    .await;
     assert_eq!(s, 400);
 
     let mut unprocessable = Vec::new();
@@ -119,12 +194,18 @@ async fn bad_requests_get_the_right_4xx_with_a_clear_message() {
     v3["version"] = json!("3");
     unprocessable.push((v3, "payload version \"3\" is not supported"));
     let mut no_fp = good.clone();
-    no_fp["alerts"][0].as_object_mut().unwrap().remove("fingerprint");
+    no_fp["alerts"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("fingerprint");
     unprocessable.push((no_fp, "at `alerts[0]`: missing field `fingerprint`"));
     let mut bad_type = good.clone();
     bad_type["alerts"][0]["labels"] = json!({"severity": 3});
     unprocessable.push((bad_type, "at `alerts[0].labels.severity`"));
-    let bad_start = webhook_payload(&[firing("f1", "2026-11-27T12:00:00Z"), firing("f2", "yesterday")]);
+    let bad_start = webhook_payload(&[
+        firing("f1", "2026-11-27T12:00:00Z"),
+        firing("f2", "yesterday"),
+    ]);
     unprocessable.push((bad_start, "`alerts[1].startsAt` is \"yesterday\""));
     let mut pending = good.clone();
     pending["alerts"][0]["status"] = json!("pending");
@@ -141,7 +222,11 @@ async fn bad_requests_get_the_right_4xx_with_a_clear_message() {
     assert_eq!(r.stats().rejected, 12);
     assert_eq!(r.stats().requests, 0);
 
-    let resp = reqwest::Client::new().get(server.url()).send().await.unwrap();
+    let resp = reqwest::Client::new()
+        .get(server.url())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 405);
 }
 
@@ -154,7 +239,13 @@ async fn a_firing_alert_triggers_once_however_often_it_is_repeated() {
         let (s, b) = send(&server, &payload).await;
         assert_eq!(s, 200, "{b}");
         let want = if i == 0 { (1, 0) } else { (0, 1) };
-        assert_eq!((b["alerts"]["triggered"].as_u64().unwrap(), b["alerts"]["duplicates"].as_u64().unwrap()), want);
+        assert_eq!(
+            (
+                b["alerts"]["triggered"].as_u64().unwrap(),
+                b["alerts"]["duplicates"].as_u64().unwrap()
+            ),
+            want
+        );
     }
     let calls = sink.calls();
     assert_eq!(calls.len(), 1);
@@ -165,13 +256,33 @@ async fn a_firing_alert_triggers_once_however_often_it_is_repeated() {
         "Alertmanager alert HighErrorRate firing since 2026-11-27T12:00:00.123456789Z: 5xx ratio above 1%"
     );
     let outcomes: Vec<AlertOutcome> = r.records().into_iter().map(|r| r.outcome).collect();
-    assert_eq!(outcomes[0], AlertOutcome::Triggered { result: TriggerOutcome::Accepted });
-    assert!(outcomes[1..].iter().all(|o| *o == AlertOutcome::Duplicate), "{outcomes:?}");
+    assert_eq!(
+        outcomes[0],
+        AlertOutcome::Triggered {
+            result: TriggerOutcome::Accepted
+        }
+    );
+    assert!(
+        outcomes[1..].iter().all(|o| *o == AlertOutcome::Duplicate),
+        "{outcomes:?}"
+    );
     let stats = r.stats();
-    assert_eq!((stats.requests, stats.firing, stats.triggered, stats.duplicates), (5, 5, 1, 4));
+    assert_eq!(
+        (
+            stats.requests,
+            stats.firing,
+            stats.triggered,
+            stats.duplicates
+        ),
+        (5, 5, 1, 4)
+    );
 
     // The same alert firing again later (a new startsAt) is a new breach.
-    send(&server, &webhook_payload(&[firing("a1b2c3", "2026-11-27T13:00:00Z")])).await;
+    send(
+        &server,
+        &webhook_payload(&[firing("a1b2c3", "2026-11-27T13:00:00Z")]),
+    )
+    .await;
     assert_eq!(sink.calls().len(), 2);
 }
 
@@ -196,7 +307,10 @@ async fn concurrent_duplicates_trigger_once() {
 async fn resolved_alerts_are_recorded_and_never_trigger() {
     let sink = RecordingSink::new();
     let (r, server) = start(sink.clone()).await;
-    let resolved = TestAlert { status: "resolved", ..firing("r1", "2026-11-27T12:00:00Z") };
+    let resolved = TestAlert {
+        status: "resolved",
+        ..firing("r1", "2026-11-27T12:00:00Z")
+    };
     let (s, b) = send(&server, &webhook_payload(&[resolved])).await;
     assert_eq!(s, 200);
     assert_eq!(b["alerts"]["resolved"], 1);
@@ -215,23 +329,70 @@ async fn routes_map_labels_to_targets_first_match_wins() {
     let sink = RecordingSink::new();
     let (r, server) = start(sink.clone()).await;
     let alerts = [
-        TestAlert { status: "firing", fingerprint: "m", starts_at: "2026-11-27T12:00:00Z", labels: &[("alertname", "ModelDrift"), ("model", "fraud"), ("severity", "page")] },
-        TestAlert { status: "firing", fingerprint: "k", starts_at: "2026-11-27T12:00:00Z", labels: &[("alertname", "X"), ("namespace", "bank"), ("deployment", "payments")] },
+        TestAlert {
+            status: "firing",
+            fingerprint: "m",
+            starts_at: "2026-11-27T12:00:00Z",
+            labels: &[
+                ("alertname", "ModelDrift"),
+                ("model", "fraud"),
+                ("severity", "page"),
+            ],
+        },
+        TestAlert {
+            status: "firing",
+            fingerprint: "k",
+            starts_at: "2026-11-27T12:00:00Z",
+            labels: &[
+                ("alertname", "X"),
+                ("namespace", "bank"),
+                ("deployment", "payments"),
+            ],
+        },
         // severity=info matches no route
-        TestAlert { status: "firing", fingerprint: "i", starts_at: "2026-11-27T12:00:00Z", labels: &[("alertname", "X"), ("namespace", "a"), ("deployment", "b"), ("severity", "info")] },
+        TestAlert {
+            status: "firing",
+            fingerprint: "i",
+            starts_at: "2026-11-27T12:00:00Z",
+            labels: &[
+                ("alertname", "X"),
+                ("namespace", "a"),
+                ("deployment", "b"),
+                ("severity", "info"),
+            ],
+        },
         // matches the second route but lacks the deployment label
-        TestAlert { status: "firing", fingerprint: "n", starts_at: "2026-11-27T12:00:00Z", labels: &[("alertname", "X"), ("namespace", "a")] },
+        TestAlert {
+            status: "firing",
+            fingerprint: "n",
+            starts_at: "2026-11-27T12:00:00Z",
+            labels: &[("alertname", "X"), ("namespace", "a")],
+        },
     ];
     let (s, b) = send(&server, &webhook_payload(&alerts)).await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!(b["alerts"], json!({"firing": 4, "resolved": 0, "triggered": 2, "duplicates": 0, "unrouted": 2}));
-    let targets: Vec<String> = sink.calls().into_iter().map(|(t, _)| t.to_string()).collect();
+    assert_eq!(
+        b["alerts"],
+        json!({"firing": 4, "resolved": 0, "triggered": 2, "duplicates": 0, "unrouted": 2})
+    );
+    let targets: Vec<String> = sink
+        .calls()
+        .into_iter()
+        .map(|(t, _)| t.to_string())
+        .collect();
     assert_eq!(targets, vec!["mlflow:fraud@champion", "k8s:bank/payments"]);
     let records = r.records();
-    assert_eq!(records[2].outcome, AlertOutcome::Unrouted { reason: "no route matches the alert's labels".into() });
+    assert_eq!(
+        records[2].outcome,
+        AlertOutcome::Unrouted {
+            reason: "no route matches the alert's labels".into()
+        }
+    );
     assert_eq!(
         records[3].outcome,
-        AlertOutcome::Unrouted { reason: "no route applies: routes[1] needs label \"deployment\"".into() }
+        AlertOutcome::Unrouted {
+            reason: "no route applies: routes[1] needs label \"deployment\"".into()
+        }
     );
 }
 
@@ -243,8 +404,17 @@ async fn a_failing_sink_gets_503_so_alertmanager_retries() {
     let payload = webhook_payload(&[firing("f", "2026-11-27T12:00:00Z")]);
     let (s, b) = send(&server, &payload).await;
     assert_eq!(s, 503);
-    assert!(b["error"].as_str().unwrap().contains("target k8s:shop/checkout: the engine is restarting"), "{b}");
-    assert!(matches!(r.records()[0].outcome, AlertOutcome::SinkFailed { .. }));
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("target k8s:shop/checkout: the engine is restarting"),
+        "{b}"
+    );
+    assert!(matches!(
+        r.records()[0].outcome,
+        AlertOutcome::SinkFailed { .. }
+    ));
     // The retry is not a duplicate: the failed delivery was not remembered.
     let (s, _) = send(&server, &payload).await;
     assert_eq!(s, 200);
@@ -262,7 +432,11 @@ async fn no_watch_is_not_remembered_so_a_repeat_reaches_a_later_watch() {
     *sink.outcome.lock().unwrap() = TriggerOutcome::Accepted;
     send(&server, &payload).await;
     send(&server, &payload).await;
-    assert_eq!(sink.calls().len(), 2, "the NoWatch delivery, then one accepted");
+    assert_eq!(
+        sink.calls().len(),
+        2,
+        "the NoWatch delivery, then one accepted"
+    );
 }
 
 #[tokio::test]
@@ -277,7 +451,14 @@ async fn the_dedup_memory_is_bounded() {
         .unwrap();
     let server = r.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     for fp in ["a", "b", "c", "a"] {
-        send(&server, &webhook_payload(&[TestAlert { fingerprint: fp, ..firing("", "2026-11-27T12:00:00Z") }])).await;
+        send(
+            &server,
+            &webhook_payload(&[TestAlert {
+                fingerprint: fp,
+                ..firing("", "2026-11-27T12:00:00Z")
+            }]),
+        )
+        .await;
     }
     // "a" was forgotten when "c" arrived, so it reached the sink again (which
     // is idempotent per key itself); the record log keeps the last 3.
@@ -296,9 +477,16 @@ async fn the_receiver_builds_from_config_and_refuses_bad_config() {
     .unwrap();
     AlertmanagerReceiver::from_config(sink.clone(), &config).unwrap();
 
-    let bad = |c: ReceiverConfig| AlertmanagerReceiver::from_config(sink.clone(), &c).unwrap_err().to_string();
+    let bad = |c: ReceiverConfig| {
+        AlertmanagerReceiver::from_config(sink.clone(), &c)
+            .unwrap_err()
+            .to_string()
+    };
     let mut c = config.clone();
-    c.routes.push(RouteConfig { matchers: vec!["alertname=~\"High.*\"".into()], target: "x".into() });
+    c.routes.push(RouteConfig {
+        matchers: vec!["alertname=~\"High.*\"".into()],
+        target: "x".into(),
+    });
     assert!(bad(c).contains("`routes[1].matchers[0]`"));
     let mut c = config.clone();
     c.routes[0].target = "k8s:{namespace".into();
@@ -309,8 +497,14 @@ async fn the_receiver_builds_from_config_and_refuses_bad_config() {
     let mut c = config.clone();
     c.bearer_token = "".into();
     assert!(bad(c).contains("`bearer_token`"));
-    let e = serde_json::from_value::<ReceiverConfig>(json!({"bearer_token": "x", "routes": [], "max_body": 1})).unwrap_err();
+    let e = serde_json::from_value::<ReceiverConfig>(
+        json!({"bearer_token": "x", "routes": [], "max_body": 1}),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("unknown field `max_body`"), "{e}");
-    let e = AlertmanagerReceiver::builder(sink).route::<&str>(&[], "t").build().unwrap_err();
+    let e = AlertmanagerReceiver::builder(sink)
+        .route::<&str>(&[], "t")
+        .build()
+        .unwrap_err();
     assert!(e.to_string().contains("`bearer_token`"), "{e}");
 }

@@ -11,12 +11,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rollback_core::{
-    Clock, Engine, InMemoryRollbacker, InMemoryTarget, Phase, Policy, ReplayOptions, RevisionHealth, RevisionId,
-    RevisionRecord, RollbackOutcome, RollbackRequest, Rollbacker, SystemClock, TargetId, Timestamp, TriggerSink,
-    WatchHandle, WatchSpec, replay,
+    Clock, Engine, InMemoryRollbacker, InMemoryTarget, Phase, Policy, ReplayOptions,
+    RevisionHealth, RevisionId, RevisionRecord, RollbackOutcome, RollbackRequest, Rollbacker,
+    SystemClock, TargetId, Timestamp, TriggerSink, WatchHandle, WatchSpec, replay,
 };
-use rollback_prometheus::{AlertmanagerReceiver, HistoryRange, PrometheusClient, PrometheusProbe, history_series};
-use support::{AlertmanagerServer, MetricsApp, PrometheusServer, PrometheusSetup, error_ratio_query, p99_query};
+use rollback_prometheus::{
+    AlertmanagerReceiver, HistoryRange, PrometheusClient, PrometheusProbe, history_series,
+};
+use support::{
+    AlertmanagerServer, MetricsApp, PrometheusServer, PrometheusSetup, error_ratio_query, p99_query,
+};
 
 const TARGET: &str = "k8s:shop/checkout";
 const SCRAPE: Duration = Duration::from_secs(1);
@@ -63,12 +67,26 @@ struct Canary {
 impl Canary {
     /// v1 is known good, v2 (the canary) is current.
     fn new(clock: Arc<dyn Clock>) -> Self {
-        let target = InMemoryTarget::new(TARGET, [RevisionRecord::new("v1"), RevisionRecord::new("v2")]).unwrap();
-        target.set_health(&"v1".into(), RevisionHealth::Good).unwrap();
-        let rollbacker = TimedRollbacker { inner: InMemoryRollbacker::new(&target), clock: clock.clone(), calls: Arc::default() };
+        let target = InMemoryTarget::new(
+            TARGET,
+            [RevisionRecord::new("v1"), RevisionRecord::new("v2")],
+        )
+        .unwrap();
+        target
+            .set_health(&"v1".into(), RevisionHealth::Good)
+            .unwrap();
+        let rollbacker = TimedRollbacker {
+            inner: InMemoryRollbacker::new(&target),
+            clock: clock.clone(),
+            calls: Arc::default(),
+        };
         // No jitter: the bound of scenario a is exact.
         let engine = Engine::builder().clock(clock).max_jitter(0.0).build();
-        Canary { target, rollbacker, engine }
+        Canary {
+            target,
+            rollbacker,
+            engine,
+        }
     }
 
     async fn watch(&self, policy: &str, probe: PrometheusProbe) -> WatchHandle {
@@ -101,19 +119,36 @@ impl Canary {
 }
 
 fn probe(prom: &PrometheusServer, name: &str, query: &str) -> PrometheusProbe {
-    let client = PrometheusClient::builder(prom.url()).timeout(Duration::from_secs(2)).build().unwrap();
-    PrometheusProbe::builder(name, client).query(query).build().unwrap()
+    let client = PrometheusClient::builder(prom.url())
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    PrometheusProbe::builder(name, client)
+        .query(query)
+        .build()
+        .unwrap()
 }
 
 async fn finished(handle: &mut WatchHandle, timeout: Duration) -> Phase {
-    tokio::time::timeout(timeout, handle.finished()).await.unwrap_or_else(|_| panic!("not finished: {:?}", handle.phase()))
+    tokio::time::timeout(timeout, handle.finished())
+        .await
+        .unwrap_or_else(|_| panic!("not finished: {:?}", handle.phase()))
 }
 
 /// Scenarios a and b: a healthy canary turns bad; the rollback must come
 /// within interval × (failure_limit + 1) plus one scrape of the change.
-async fn breach_is_rolled_back_within_the_bound(probe_name: &str, query: &str, success: &str, make_bad: impl FnOnce(&MetricsApp)) {
+async fn breach_is_rolled_back_within_the_bound(
+    probe_name: &str,
+    query: &str,
+    success: &str,
+    make_bad: impl FnOnce(&MetricsApp),
+) {
     let app = MetricsApp::start(200.0, 0.0, Duration::from_millis(20)).await;
-    let prom = PrometheusServer::start(PrometheusSetup { scrape: vec![app.target()], ..Default::default() }).await;
+    let prom = PrometheusServer::start(PrometheusSetup {
+        scrape: vec![app.target()],
+        ..Default::default()
+    })
+    .await;
     prom.wait_for_data(query, Duration::from_secs(20)).await;
     // Let the rate windows fill with healthy traffic.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -127,30 +162,55 @@ async fn breach_is_rolled_back_within_the_bound(probe_name: &str, query: &str, s
     );
     let mut handle = canary.watch(&policy, probe(&prom, probe_name, query)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(canary.calls().is_empty(), "healthy so far: {:?}", canary.calls());
-    assert!(matches!(handle.phase(), Phase::Observing { .. }), "{:?}", handle.phase());
+    assert!(
+        canary.calls().is_empty(),
+        "healthy so far: {:?}",
+        canary.calls()
+    );
+    assert!(
+        matches!(handle.phase(), Phase::Observing { .. }),
+        "{:?}",
+        handle.phase()
+    );
 
     let changed = Instant::now();
     make_bad(&app);
     let call = canary.wait_for_rollback(Duration::from_secs(20)).await;
     let took = call.at - changed;
     let bound = interval * (failure_limit + 1) + SCRAPE;
-    eprintln!("{probe_name}: rolled back {took:?} after the change (bound {bound:?} + slack {SLACK:?}): {}", call.reason);
-    assert!(took <= bound + SLACK, "rolled back {took:?} after the change; the bound is {bound:?} (+{SLACK:?})");
+    eprintln!(
+        "{probe_name}: rolled back {took:?} after the change (bound {bound:?} + slack {SLACK:?}): {}",
+        call.reason
+    );
+    assert!(
+        took <= bound + SLACK,
+        "rolled back {took:?} after the change; the bound is {bound:?} (+{SLACK:?})"
+    );
     assert_eq!(call.to, RevisionId::new("v1"));
     assert!(call.reason.contains(probe_name), "{}", call.reason);
 
     let end = finished(&mut handle, Duration::from_secs(10)).await;
-    assert!(matches!(&end, Phase::RolledBack { to, .. } if to.as_str() == "v1"), "{end:?}");
+    assert!(
+        matches!(&end, Phase::RolledBack { to, .. } if to.as_str() == "v1"),
+        "{end:?}"
+    );
     assert_eq!(canary.target.current_id(), RevisionId::new("v1"));
-    assert_eq!(canary.target.health_of(&"v2".into()), Some(RevisionHealth::Bad));
+    assert_eq!(
+        canary.target.health_of(&"v2".into()),
+        Some(RevisionHealth::Bad)
+    );
     assert_eq!(canary.calls().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5xx_ratio_past_1_percent_is_rolled_back_within_the_bound() {
-    breach_is_rolled_back_within_the_bound("error-rate", &error_ratio_query("5s"), "< 0.01", |app| app.set_error_rate(0.2))
-        .await;
+    breach_is_rolled_back_within_the_bound(
+        "error-rate",
+        &error_ratio_query("5s"),
+        "< 0.01",
+        |app| app.set_error_rate(0.2),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +224,11 @@ async fn b_p99_latency_past_100ms_is_rolled_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_a_healthy_canary_is_promoted_and_nothing_is_rolled_back() {
     let app = MetricsApp::start(200.0, 0.002, Duration::from_millis(20)).await;
-    let prom = PrometheusServer::start(PrometheusSetup { scrape: vec![app.target()], ..Default::default() }).await;
+    let prom = PrometheusServer::start(PrometheusSetup {
+        scrape: vec![app.target()],
+        ..Default::default()
+    })
+    .await;
     let query = error_ratio_query("5s");
     prom.wait_for_data(&query, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -178,7 +242,10 @@ async fn c_a_healthy_canary_is_promoted_and_nothing_is_rolled_back() {
             policy,
             Arc::new(canary.target.clone()),
             Arc::new(canary.rollbacker.clone()),
-            vec![Arc::new(probe(&prom, "error-rate", &query)), Arc::new(probe(&prom, "p99", &p99_query("5s")))],
+            vec![
+                Arc::new(probe(&prom, "error-rate", &query)),
+                Arc::new(probe(&prom, "p99", &p99_query("5s"))),
+            ],
         ))
         .await
         .unwrap();
@@ -186,19 +253,32 @@ async fn c_a_healthy_canary_is_promoted_and_nothing_is_rolled_back() {
     assert!(matches!(end, Phase::Promoted { .. }), "{end:?}");
     assert!(canary.calls().is_empty());
     assert_eq!(canary.target.current_id(), RevisionId::new("v2"));
-    assert_eq!(canary.target.health_of(&"v2".into()), Some(RevisionHealth::Good));
+    assert_eq!(
+        canary.target.health_of(&"v2".into()),
+        Some(RevisionHealth::Good)
+    );
 }
 
 async fn idle_canary(no_data: &str) -> (Canary, Phase) {
     let idle = MetricsApp::start(0.0, 0.0, Duration::from_millis(20)).await;
-    let prom = PrometheusServer::start(PrometheusSetup { scrape: vec![idle.target()], ..Default::default() }).await;
-    prom.wait_for_data("up{job=\"app\"} == 1", Duration::from_secs(20)).await;
+    let prom = PrometheusServer::start(PrometheusSetup {
+        scrape: vec![idle.target()],
+        ..Default::default()
+    })
+    .await;
+    prom.wait_for_data("up{job=\"app\"} == 1", Duration::from_secs(20))
+        .await;
     let canary = Canary::new(Arc::new(SystemClock));
     let policy = format!(
         "interval: 1s\nbake_time: 10s\nfailure_limit: 1\ninconclusive_limit: 2\nno_data: {no_data}\nverify: 0s\n\
          probes:\n  - name: error-rate\n    success: '< 0.01'\n"
     );
-    let mut handle = canary.watch(&policy, probe(&prom, "error-rate", &error_ratio_query("5s"))).await;
+    let mut handle = canary
+        .watch(
+            &policy,
+            probe(&prom, "error-rate", &error_ratio_query("5s")),
+        )
+        .await;
     let end = finished(&mut handle, Duration::from_secs(20)).await;
     (canary, end)
 }
@@ -207,7 +287,10 @@ async fn idle_canary(no_data: &str) -> (Canary, Phase) {
 async fn d_no_traffic_counts_as_the_policy_says_never_as_a_pass() {
     // no_data: fail -> two failed measurements, rolled back.
     let (canary, end) = idle_canary("fail").await;
-    assert!(matches!(&end, Phase::RolledBack { to, .. } if to.as_str() == "v1"), "{end:?}");
+    assert!(
+        matches!(&end, Phase::RolledBack { to, .. } if to.as_str() == "v1"),
+        "{end:?}"
+    );
     let calls = canary.calls();
     assert_eq!(calls.len(), 1);
     assert!(calls[0].reason.contains("no data"), "{}", calls[0].reason);
@@ -220,19 +303,26 @@ async fn d_no_traffic_counts_as_the_policy_says_never_as_a_pass() {
         other => panic!("expected an escalation, got {other:?}"),
     }
     assert!(canary.calls().is_empty());
-    assert_eq!(canary.target.health_of(&"v2".into()), Some(RevisionHealth::Unknown));
+    assert_eq!(
+        canary.target.health_of(&"v2".into()),
+        Some(RevisionHealth::Unknown)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e_an_alert_rolls_back_exactly_once_although_alertmanager_repeats_it() {
     const TOKEN: &str = "am-token";
     let canary = Canary::new(Arc::new(SystemClock));
-    let receiver = AlertmanagerReceiver::builder(Arc::new(canary.engine.clone()) as Arc<dyn TriggerSink>)
-        .bearer_token(TOKEN)
-        .route(&["severity=\"page\""], "k8s:{namespace}/{deployment}")
-        .build()
+    let receiver =
+        AlertmanagerReceiver::builder(Arc::new(canary.engine.clone()) as Arc<dyn TriggerSink>)
+            .bearer_token(TOKEN)
+            .route(&["severity=\"page\""], "k8s:{namespace}/{deployment}")
+            .build()
+            .unwrap();
+    let server = receiver
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
         .unwrap();
-    let server = receiver.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let am = AlertmanagerServer::start(&server.url(), TOKEN, Duration::from_secs(2)).await;
 
     let app = MetricsApp::start(200.0, 0.0, Duration::from_millis(20)).await;
@@ -249,11 +339,14 @@ async fn e_an_alert_rolls_back_exactly_once_although_alertmanager_repeats_it() {
         ..Default::default()
     })
     .await;
-    prom.wait_for_data(&error_ratio_query("5s"), Duration::from_secs(20)).await;
+    prom.wait_for_data(&error_ratio_query("5s"), Duration::from_secs(20))
+        .await;
 
     // The engine's own probe is lenient here: only the alert can breach.
     let policy = "interval: 1s\nbake_time: 2m\nverify: 0s\nprobes:\n  - name: error-rate\n    failure: '> 0.9'\n";
-    let mut handle = canary.watch(policy, probe(&prom, "error-rate", &error_ratio_query("5s"))).await;
+    let mut handle = canary
+        .watch(policy, probe(&prom, "error-rate", &error_ratio_query("5s")))
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(canary.calls().is_empty());
 
@@ -261,12 +354,20 @@ async fn e_an_alert_rolls_back_exactly_once_although_alertmanager_repeats_it() {
     let call = canary.wait_for_rollback(Duration::from_secs(30)).await;
     assert!(call.reason.contains("HighErrorRate"), "{}", call.reason);
     let end = finished(&mut handle, Duration::from_secs(10)).await;
-    assert!(matches!(&end, Phase::RolledBack { to, .. } if to.as_str() == "v1"), "{end:?}");
+    assert!(
+        matches!(&end, Phase::RolledBack { to, .. } if to.as_str() == "v1"),
+        "{end:?}"
+    );
 
     // The alert keeps firing; Alertmanager repeats it every 2s.
     let deadline = Instant::now() + Duration::from_secs(30);
     while receiver.stats().firing < 3 {
-        assert!(Instant::now() < deadline, "Alertmanager did not repeat: {:?}\n{}", receiver.stats(), am.log());
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager did not repeat: {:?}\n{}",
+            receiver.stats(),
+            am.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let stats = receiver.stats();
@@ -292,7 +393,8 @@ impl Clock for ShiftedClock {
 /// 5% of them 500s from `errors_from` seconds on.
 fn openmetrics_history(t0: i64, seconds: i64, errors_from: i64) -> String {
     let (mut ok, mut errors) = (0u64, 0u64);
-    let mut out = String::from("# HELP http_requests Requests served.\n# TYPE http_requests counter\n");
+    let mut out =
+        String::from("# HELP http_requests Requests served.\n# TYPE http_requests counter\n");
     for s in 0..=seconds {
         if s > 0 {
             if s > errors_from {
@@ -302,8 +404,16 @@ fn openmetrics_history(t0: i64, seconds: i64, errors_from: i64) -> String {
                 ok += 100;
             }
         }
-        let _ = writeln!(out, "http_requests_total{{code=\"200\",job=\"app\"}} {ok} {}", t0 + s);
-        let _ = writeln!(out, "http_requests_total{{code=\"500\",job=\"app\"}} {errors} {}", t0 + s);
+        let _ = writeln!(
+            out,
+            "http_requests_total{{code=\"200\",job=\"app\"}} {ok} {}",
+            t0 + s
+        );
+        let _ = writeln!(
+            out,
+            "http_requests_total{{code=\"500\",job=\"app\"}} {errors} {}",
+            t0 + s
+        );
     }
     out.push_str("# EOF\n");
     out
@@ -326,27 +436,69 @@ async fn f_replay_of_backfilled_history_decides_as_the_live_run() {
         .arg(&tsdb)
         .output()
         .unwrap();
-    assert!(out.status.success(), "promtool failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    eprintln!("backfilled {seconds}s of history in {:?}", started.elapsed());
-    let prom = PrometheusServer::start(PrometheusSetup { tsdb: Some(tsdb), ..Default::default() }).await;
+    assert!(
+        out.status.success(),
+        "promtool failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "backfilled {seconds}s of history in {:?}",
+        started.elapsed()
+    );
+    let prom = PrometheusServer::start(PrometheusSetup {
+        tsdb: Some(tsdb),
+        ..Default::default()
+    })
+    .await;
 
     let policy_text = "interval: 2s\nbake_time: 1m\nfailure_limit: 1\ninconclusive_limit: 3\nverify: 0s\n\
                        probes:\n  - name: error-rate\n    success: '< 0.01'\n";
     let policy = Policy::from_yaml(policy_text).unwrap();
     let query = error_ratio_query("5s");
-    let client = PrometheusClient::builder(prom.url()).timeout(Duration::from_secs(2)).build().unwrap();
-    let probe = PrometheusProbe::builder("error-rate", client).query(query.as_str()).at_context_time(true).build().unwrap();
+    let client = PrometheusClient::builder(prom.url())
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let probe = PrometheusProbe::builder("error-rate", client)
+        .query(query.as_str())
+        .at_context_time(true)
+        .build()
+        .unwrap();
     let start = Timestamp::from_millis((t0 + 10) * 1000);
     let end = Timestamp::from_millis((t0 + seconds) * 1000);
 
     // Replay: read the history back with a range query, one sample per interval.
-    let range = HistoryRange { start, end, step: policy.interval };
-    let series = history_series(&[&probe], &TargetId::new(TARGET), &RevisionId::new("v2"), range).await.unwrap();
+    let range = HistoryRange {
+        start,
+        end,
+        step: policy.interval,
+    };
+    let series = history_series(
+        &[&probe],
+        &TargetId::new(TARGET),
+        &RevisionId::new("v2"),
+        range,
+    )
+    .await
+    .unwrap();
     let samples = series.samples("error-rate");
     assert_eq!(samples.len(), 16);
     assert_eq!(samples[0].value, Some(0.0));
-    assert!(samples[15].value.is_some_and(|v| (v - 0.05).abs() < 1e-9), "{:?}", samples[15]);
-    let report = replay(&policy, &series, &ReplayOptions { start: Some(start), end: Some(end) }).unwrap();
+    assert!(
+        samples[15].value.is_some_and(|v| (v - 0.05).abs() < 1e-9),
+        "{:?}",
+        samples[15]
+    );
+    let report = replay(
+        &policy,
+        &series,
+        &ReplayOptions {
+            start: Some(start),
+            end: Some(end),
+        },
+    )
+    .unwrap();
     let replay_at = report.rollback_at.expect("the replay rolls back");
     eprintln!("replay: rollback at {replay_at}: {:?}", report.reason);
 
@@ -356,7 +508,10 @@ async fn f_replay_of_backfilled_history_decides_as_the_live_run() {
     let canary = Canary::new(Arc::new(ShiftedClock { shift_ms }));
     let mut handle = canary.watch(policy_text, probe).await;
     let live_end = finished(&mut handle, Duration::from_secs(60)).await;
-    assert!(matches!(&live_end, Phase::RolledBack { to, .. } if to.as_str() == "v1"), "{live_end:?}");
+    assert!(
+        matches!(&live_end, Phase::RolledBack { to, .. } if to.as_str() == "v1"),
+        "{live_end:?}"
+    );
     let calls = canary.calls();
     assert_eq!(calls.len(), 1);
     let live_at = calls[0].engine_time;
@@ -364,9 +519,29 @@ async fn f_replay_of_backfilled_history_decides_as_the_live_run() {
 
     // Same decision, at the same measurement: the live run lags only by the
     // milliseconds its queries take.
-    assert!(matches!(report.phase, Phase::RollingBack { .. } | Phase::RolledBack { .. }), "{:?}", report.phase);
-    assert!(live_at >= replay_at && live_at.since(replay_at) < Duration::from_secs(1), "live {live_at} vs replay {replay_at}");
-    assert!(report.reason.as_deref().is_some_and(|r| r.contains("error-rate")), "{:?}", report.reason);
+    assert!(
+        matches!(
+            report.phase,
+            Phase::RollingBack { .. } | Phase::RolledBack { .. }
+        ),
+        "{:?}",
+        report.phase
+    );
+    assert!(
+        live_at >= replay_at && live_at.since(replay_at) < Duration::from_secs(1),
+        "live {live_at} vs replay {replay_at}"
+    );
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("error-rate")),
+        "{:?}",
+        report.reason
+    );
     let errors_start = Timestamp::from_millis((t0 + errors_from) * 1000);
-    assert!(replay_at > errors_start && replay_at <= errors_start.plus(Duration::from_secs(4)), "{replay_at}");
+    assert!(
+        replay_at > errors_start && replay_at <= errors_start.plus(Duration::from_secs(4)),
+        "{replay_at}"
+    );
 }

@@ -9,12 +9,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const INSTALL_HINT: &str =
-    "install the Debian packages with `apt-get install prometheus prometheus-alertmanager`, or run ./scripts/test";
+pub const INSTALL_HINT: &str = "install the Debian packages with `apt-get install prometheus prometheus-alertmanager`, or run ./scripts/test";
 
 /// The path of a server binary, or a panic (a test failure) saying what to install.
 pub fn require_binary(name: &str) -> PathBuf {
-    let candidates = [PathBuf::from("/usr/bin").join(name), PathBuf::from("/usr/local/bin").join(name)];
+    let candidates = [
+        PathBuf::from("/usr/bin").join(name),
+        PathBuf::from("/usr/local/bin").join(name),
+    ];
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
         return found.clone();
     }
@@ -101,18 +103,26 @@ impl PrometheusServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let interval = setup.interval.unwrap_or(Duration::from_secs(1));
         let secs = format!("{}ms", interval.as_millis());
-        let mut yaml = format!("global:\n  scrape_interval: {secs}\n  evaluation_interval: {secs}\n");
+        let mut yaml =
+            format!("global:\n  scrape_interval: {secs}\n  evaluation_interval: {secs}\n");
         if let Some(rules) = &setup.rules {
             let path = dir.path().join("rules.yml");
             std::fs::write(&path, rules).expect("write rules");
             let _ = write!(yaml, "rule_files:\n  - {}\n", path.display());
         }
         if let Some(am) = &setup.alertmanager {
-            let _ = write!(yaml, "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\n");
+            let _ = write!(
+                yaml,
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\n"
+            );
         }
         if !setup.scrape.is_empty() {
             let targets: Vec<String> = setup.scrape.iter().map(|t| format!("'{t}'")).collect();
-            let _ = write!(yaml, "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{}]\n", targets.join(", "));
+            let _ = write!(
+                yaml,
+                "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            );
             if !setup.scrape_labels.is_empty() {
                 yaml.push_str("        labels:\n");
                 for (k, v) in &setup.scrape_labels {
@@ -122,7 +132,10 @@ impl PrometheusServer {
         }
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&config, &yaml).expect("write prometheus.yml");
-        let tsdb = setup.tsdb.clone().unwrap_or_else(|| dir.path().join("data"));
+        let tsdb = setup
+            .tsdb
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let log = dir.path().join("prometheus.log");
@@ -134,7 +147,14 @@ impl PrometheusServer {
         ];
         args.extend(setup.extra_args.iter().cloned());
         let mut child = spawn(&binary, &args, &log);
-        wait_ready(&format!("http://{addr}/-/ready"), Duration::from_secs(30), "prometheus", &mut child, &log).await;
+        wait_ready(
+            &format!("http://{addr}/-/ready"),
+            Duration::from_secs(30),
+            "prometheus",
+            &mut child,
+            &log,
+        )
+        .await;
         PrometheusServer { child, addr, dir }
     }
 
@@ -152,15 +172,28 @@ impl PrometheusServer {
         let deadline = Instant::now() + timeout;
         loop {
             let body: Option<serde_json::Value> = async {
-                http.get(format!("{}/api/v1/query", self.url())).query(&[("query", query)]).send().await.ok()?.json().await.ok()
+                http.get(format!("{}/api/v1/query", self.url()))
+                    .query(&[("query", query)])
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()
             }
             .await;
             if let Some(b) = body
-                && b["data"]["result"].as_array().is_some_and(|r| !r.is_empty())
+                && b["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "no data for {query:?} within {timeout:?}; prometheus log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "no data for {query:?} within {timeout:?}; prometheus log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -206,7 +239,14 @@ impl AlertmanagerServer {
             "--log.level=warn".to_owned(),
         ];
         let mut child = spawn(&binary, &args, &log);
-        wait_ready(&format!("http://{addr}/-/ready"), Duration::from_secs(30), "alertmanager", &mut child, &log).await;
+        wait_ready(
+            &format!("http://{addr}/-/ready"),
+            Duration::from_secs(30),
+            "alertmanager",
+            &mut child,
+            &log,
+        )
+        .await;
         AlertmanagerServer { child, addr, dir }
     }
 
@@ -271,7 +311,9 @@ impl AppState {
 
     fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP http_requests_total Requests served.\n# TYPE http_requests_total counter\n");
+        out.push_str(
+            "# HELP http_requests_total Requests served.\n# TYPE http_requests_total counter\n",
+        );
         if self.ok > 0 {
             let _ = writeln!(out, "http_requests_total{{code=\"200\"}} {}", self.ok);
         }
@@ -281,9 +323,17 @@ impl AppState {
         if self.count > 0 {
             out.push_str("# HELP http_request_duration_seconds Request latency.\n# TYPE http_request_duration_seconds histogram\n");
             for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "http_request_duration_seconds_bucket{{le=\"{le}\"}} {}", self.bucket_counts[i]);
+                let _ = writeln!(
+                    out,
+                    "http_request_duration_seconds_bucket{{le=\"{le}\"}} {}",
+                    self.bucket_counts[i]
+                );
             }
-            let _ = writeln!(out, "http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}", self.count);
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+                self.count
+            );
             let _ = writeln!(out, "http_request_duration_seconds_sum {}", self.sum);
             let _ = writeln!(out, "http_request_duration_seconds_count {}", self.count);
         }
@@ -304,8 +354,15 @@ pub struct MetricsApp {
 
 impl MetricsApp {
     pub async fn start(rps: f64, error_rate: f64, latency: Duration) -> Self {
-        let state = Arc::new(Mutex::new(AppState { rps, error_rate, latency: latency.as_secs_f64(), ..AppState::default() }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind metrics app");
+        let state = Arc::new(Mutex::new(AppState {
+            rps,
+            error_rate,
+            latency: latency.as_secs_f64(),
+            ..AppState::default()
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind metrics app");
         let addr = listener.local_addr().expect("addr");
         let s = state.clone();
         let router = axum::Router::new().route(
@@ -314,7 +371,13 @@ impl MetricsApp {
                 let s = s.clone();
                 async move {
                     let body = s.lock().expect("app state").render();
-                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        body,
+                    )
                 }
             }),
         );
@@ -327,11 +390,18 @@ impl MetricsApp {
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let now = Instant::now();
-                s.lock().expect("app state").tick((now - last).as_secs_f64());
+                s.lock()
+                    .expect("app state")
+                    .tick((now - last).as_secs_f64());
                 last = now;
             }
         });
-        MetricsApp { state, addr, server, ticker }
+        MetricsApp {
+            state,
+            addr,
+            server,
+            ticker,
+        }
     }
 
     pub fn set_error_rate(&self, rate: f64) {
@@ -367,7 +437,9 @@ pub fn error_ratio_query(window: &str) -> String {
 
 /// p99 latency over the last `window`.
 pub fn p99_query(window: &str) -> String {
-    format!("histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[{window}])))")
+    format!(
+        "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[{window}])))"
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -400,7 +472,12 @@ impl RecordingSink {
     }
 
     pub fn calls(&self) -> Vec<(rollback_core::TargetId, rollback_core::Trigger)> {
-        self.calls.lock().expect("calls").iter().map(|(t, g, _)| (t.clone(), g.clone())).collect()
+        self.calls
+            .lock()
+            .expect("calls")
+            .iter()
+            .map(|(t, g, _)| (t.clone(), g.clone()))
+            .collect()
     }
 }
 
@@ -420,7 +497,10 @@ impl rollback_core::TriggerSink for RecordingSink {
             self.fail_next.fetch_sub(1, Ordering::SeqCst);
             return Err(rollback_core::Error::transient("the engine is restarting"));
         }
-        self.calls.lock().expect("calls").push((target.clone(), trigger, arrived));
+        self.calls
+            .lock()
+            .expect("calls")
+            .push((target.clone(), trigger, arrived));
         self.notify.notify_waiters();
         Ok(self.outcome.lock().expect("outcome").clone())
     }
@@ -452,7 +532,11 @@ pub fn webhook_payload(alerts: &[TestAlert<'_>]) -> serde_json::Value {
             })
         })
         .collect();
-    let status = if alerts.iter().any(|a| a["status"] == "firing") { "firing" } else { "resolved" };
+    let status = if alerts.iter().any(|a| a["status"] == "firing") {
+        "firing"
+    } else {
+        "resolved"
+    };
     serde_json::json!({
         "receiver": "rollback",
         "status": status,
