@@ -5,16 +5,25 @@ It is PyPI's ``kmock`` (an in-memory Kubernetes API mock) with the apiserver
 semantics the tests need and kmock 0.8 lacks. kmock serves discovery (with its
 bundled resource list, so ``kubectl`` maps ``deployment/NAME``) and the HTTP
 plumbing; this extension serves Namespaces, Deployments, ReplicaSets and Pods
-itself, because kmock's emulator:
+itself, because kmock 0.8's emulator (checked against its sources and by
+requests):
 
-* merges every PATCH/PUT body into the stored dict: no JSON patch
-  (``application/json-patch+json``, which ``kubectl rollout undo`` sends), no
-  RFC 7386 null deletion, no replace on PUT;
 * keeps no ``uid``, ``resourceVersion``, ``generation`` or
-  ``creationTimestamp``, so no optimistic concurrency (409 Conflict);
-* ignores ``labelSelector`` and ``dryRun`` query parameters;
-* has no ``/status`` subresource and no namespace existence checks;
-* answers lists without ``kind``/``apiVersion`` (kubectl rejects them).
+  ``creationTimestamp``, so there is no optimistic concurrency (409 Conflict)
+  and no ``observedGeneration`` to wait for;
+* ignores ``labelSelector`` (kubectl lists ReplicaSets by the Deployment's
+  selector) and ``dryRun=All`` (a dry-run PATCH is stored);
+* serves no ``/status`` subresource and no PUT (both 404);
+* answers lists without ``kind``/``apiVersion`` (kubectl fails with "Object
+  'Kind' is missing") and creations with 200 instead of 201;
+* fails with 500 on ``/api/v1/namespaces`` (its path parser takes
+  ``namespaces`` for the namespace marker) and does not check that a
+  namespace exists;
+* answers a failing JSON patch operation with 500 instead of 422.
+
+Its PATCH itself is fine (a list body is applied as a JSON patch, a dict body
+as a merge patch with null deleting), but it picks the kind of patch by the
+body's shape, not by the content type.
 
 What it still does not do (the tests do not need it): watches, strategic merge
 patch directives (a strategic merge patch is applied as a JSON merge patch),
