@@ -107,6 +107,11 @@ fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
+/// The first 12 characters, as labels show hashes.
+fn short(hash: &str) -> String {
+    hash.chars().take(12).collect()
+}
+
 fn non_empty(s: Option<&str>) -> Option<&str> {
     s.map(str::trim).filter(|s| !s.is_empty())
 }
@@ -160,10 +165,9 @@ fn identify(location: &RevisionLocation) -> Option<(RevisionId, String, BTreeMap
             let commit = non_empty(gh.commit_id())?;
             attrs.insert(a::GITHUB_REPOSITORY.to_owned(), repo.to_owned());
             attrs.insert(a::GITHUB_COMMIT.to_owned(), commit.to_owned());
-            let short: String = commit.chars().take(12).collect();
             Some((
                 RevisionId::new(format!("github:{repo}@{commit}")),
-                format!("{repo}@{short}"),
+                format!("{repo}@{}", short(commit)),
                 attrs,
             ))
         }
@@ -175,7 +179,7 @@ fn identify(location: &RevisionLocation) -> Option<(RevisionId, String, BTreeMap
                 (None, None) => return None,
             };
             attrs.insert(a::CONTENT_SHA256.to_owned(), sha.clone());
-            let label = format!("AppSpec sha256:{}", &sha[..sha.len().min(12)]);
+            let label = format!("AppSpec sha256:{}", short(&sha));
             Some((
                 RevisionId::new(format!("appspec:sha256:{sha}")),
                 label,
@@ -190,7 +194,7 @@ fn identify(location: &RevisionLocation) -> Option<(RevisionId, String, BTreeMap
                 (None, None) => return None,
             };
             attrs.insert(a::CONTENT_SHA256.to_owned(), sha.clone());
-            let label = format!("AppSpec string sha256:{}", &sha[..sha.len().min(12)]);
+            let label = format!("AppSpec string sha256:{}", short(&sha));
             Some((
                 RevisionId::new(format!("string:sha256:{sha}")),
                 label,
@@ -288,6 +292,16 @@ mod tests {
             sha256_hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_reported_sha256_that_is_not_hex_does_not_break_the_label() {
+        let loc = RevisionLocation::builder()
+            .revision_type(RevisionLocationType::AppSpecContent)
+            .app_spec_content(AppSpecContent::builder().sha256("ééééééééééééé").build())
+            .build();
+        let r = CodeDeployRevision::from_location(&loc).unwrap();
+        assert_eq!(r.label(), "AppSpec sha256:éééééééééééé");
     }
 
     #[test]
