@@ -8,6 +8,7 @@ use rollback_core::{
     Capabilities, Convergence, Error, ErrorKind, Result, RevisionId, RollbackOutcome,
     RollbackRequest, Rollbacker, Timestamp,
 };
+use tracing::Instrument as _;
 
 use crate::revision::{MAX_REASON_CHARS, clip, tags};
 use crate::target::{Model, version_number};
@@ -95,32 +96,7 @@ impl MlflowRollbacker {
         Ok(())
     }
 
-    async fn move_pointer(&self, to: &str) -> Result<()> {
-        let m = &self.model;
-        match &m.pointer {
-            Pointer::Alias(alias) => m.client.set_alias(&m.name, alias, to).await,
-            Pointer::Stage(stage) => {
-                #[allow(deprecated)]
-                let r = m
-                    .client
-                    .transition_stage(&m.name, to, stage, true)
-                    .await
-                    .map(|_| ());
-                r
-            }
-        }
-        .map_err(|e| m.context(e))
-    }
-}
-
-#[async_trait]
-impl Rollbacker for MlflowRollbacker {
-    fn capabilities(&self) -> Capabilities {
-        // No server-side dry run; the alias moves atomically, nothing to wait for.
-        Capabilities::NONE
-    }
-
-    async fn rollback(&self, request: &RollbackRequest) -> Result<RollbackOutcome> {
+    async fn rollback_in_span(&self, request: &RollbackRequest) -> Result<RollbackOutcome> {
         let m = &self.model;
         if request.target != m.id {
             return Err(Error::invalid(format!(
@@ -129,8 +105,6 @@ impl Rollbacker for MlflowRollbacker {
             )));
         }
         let pointer = m.pointer.describe();
-        let span = tracing::info_span!("mlflow_rollback", target = %m.id, to = %request.to.id(), dry_run = request.dry_run);
-        let _enter = span.enter();
 
         let to_number = version_number(m, request.to.id())?;
         let to = m
@@ -187,8 +161,14 @@ impl Rollbacker for MlflowRollbacker {
         if request.dry_run {
             return Ok(RollbackOutcome::DryRun {
                 detail: format!(
-                    "would move {pointer} of registered model {:?} from {from_text} to version {} and tag {from_text} bad (MLflow has no server-side dry run: checked by reading)",
-                    m.name, to.version
+                    "would move {pointer} of registered model {:?} from {from_text} to version {}{} (MLflow has no server-side dry run: checked by reading)",
+                    m.name,
+                    to.version,
+                    if current_version.is_some() {
+                        format!(" and tag {from_text} bad")
+                    } else {
+                        String::new()
+                    }
                 ),
             });
         }
@@ -274,6 +254,41 @@ impl Rollbacker for MlflowRollbacker {
         // 5. Reload serving.
         self.run_hooks(&event).await?;
         Ok(RollbackOutcome::RolledBack { detail })
+    }
+
+    async fn move_pointer(&self, to: &str) -> Result<()> {
+        let m = &self.model;
+        match &m.pointer {
+            Pointer::Alias(alias) => m.client.set_alias(&m.name, alias, to).await,
+            Pointer::Stage(stage) => {
+                #[allow(deprecated)]
+                let r = m
+                    .client
+                    .transition_stage(&m.name, to, stage, true)
+                    .await
+                    .map(|_| ());
+                r
+            }
+        }
+        .map_err(|e| m.context(e))
+    }
+}
+
+#[async_trait]
+impl Rollbacker for MlflowRollbacker {
+    fn capabilities(&self) -> Capabilities {
+        // No server-side dry run; the alias moves atomically, nothing to wait for.
+        Capabilities::NONE
+    }
+
+    async fn rollback(&self, request: &RollbackRequest) -> Result<RollbackOutcome> {
+        let span = tracing::info_span!(
+            "mlflow_rollback",
+            target = %self.model.id,
+            to = %request.to.id(),
+            dry_run = request.dry_run
+        );
+        self.rollback_in_span(request).instrument(span).await
     }
 
     async fn wait_converged(
