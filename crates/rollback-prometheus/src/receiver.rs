@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rollback_core::{TargetId, Timestamp, Trigger, TriggerOutcome, TriggerSink};
@@ -613,11 +613,8 @@ impl AlertmanagerReceiver {
         }
     }
 
-    fn check_request(
-        &self,
-        headers: &HeaderMap,
-        body: Result<Bytes, BytesRejection>,
-    ) -> Result<Payload, Refusal> {
+    /// Authentication and content type, checked before the body is read.
+    fn check_headers(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let auth = headers.get(header::AUTHORIZATION).ok_or_else(|| {
             Refusal(
                 StatusCode::UNAUTHORIZED,
@@ -656,6 +653,11 @@ impl AlertmanagerReceiver {
                 format!("Content-Type must be application/json, got {shown}"),
             ));
         }
+        Ok(())
+    }
+
+    /// Read and check the payload.
+    fn parse_body(&self, body: Result<Bytes, BytesRejection>) -> Result<Payload, Refusal> {
         let body = body.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Refusal(
@@ -755,8 +757,14 @@ impl AlertmanagerReceiver {
         }
     }
 
-    async fn handle(&self, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-        let payload = match self.check_request(&headers, body) {
+    async fn handle(&self, request: Request) -> Response {
+        // Headers first: an unauthenticated request is refused before its
+        // body is read at all.
+        let checked = match self.check_headers(request.headers()) {
+            Ok(()) => self.parse_body(Bytes::from_request(request, &()).await),
+            Err(refusal) => Err(refusal),
+        };
+        let payload = match checked {
             Ok(p) => p,
             Err(Refusal(status, message)) => {
                 lock(&self.shared.stats).rejected += 1;
@@ -903,12 +911,8 @@ impl AlertmanagerReceiver {
     }
 }
 
-async fn webhook(
-    State(receiver): State<AlertmanagerReceiver>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    receiver.handle(headers, body).await
+async fn webhook(State(receiver): State<AlertmanagerReceiver>, request: Request) -> Response {
+    receiver.handle(request).await
 }
 
 /// A running receiver; stops when shut down or dropped.

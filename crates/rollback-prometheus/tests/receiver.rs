@@ -161,6 +161,15 @@ async fn bad_requests_get_the_right_4xx_with_a_clear_message() {
             .contains("larger than the limit of 16384 bytes"),
         "{b}"
     );
+    // Unauthenticated, a body too large is refused as unauthenticated, unread.
+    let (s, _) = post(
+        &server,
+        Some("Bearer nope"),
+        Some("application/json"),
+        big.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(s, 401);
 
     let (s, b) = post(
         &server,
@@ -219,7 +228,7 @@ async fn bad_requests_get_the_right_4xx_with_a_clear_message() {
     }
     // A payload refused as a whole triggers nothing, not even its good alerts.
     assert!(sink.calls().is_empty());
-    assert_eq!(r.stats().rejected, 12);
+    assert_eq!(r.stats().rejected, 13);
     assert_eq!(r.stats().requests, 0);
 
     let resp = reqwest::Client::new()
