@@ -22,6 +22,14 @@ use crate::target::CodeDeployTarget;
 /// CodeDeploy refuses longer deployment descriptions; stay well within.
 const MAX_DESCRIPTION_CHARS: usize = 512;
 
+/// `start + timeout`, or a century on when that overflows (`Duration::MAX`).
+fn deadline_after(start: Instant, timeout: Duration) -> Instant {
+    start
+        .checked_add(timeout)
+        .or_else(|| start.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(start)
+}
+
 /// What a rollback will do, decided from the group's deployments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Plan {
@@ -311,7 +319,7 @@ impl CodeDeployRollbacker {
     /// deployment stopped and CodeDeploy said it would not roll back.
     async fn follow_auto_rollback(&self, stopped: &str) -> Result<Option<String>> {
         let t = &self.target;
-        let deadline = Instant::now() + t.settings().stop_timeout;
+        let deadline = deadline_after(Instant::now(), t.settings().stop_timeout);
         loop {
             let d = t.api().get(stopped).await.map_err(|e| {
                 e.into_error(&format!(
@@ -353,7 +361,7 @@ impl CodeDeployRollbacker {
     /// Wait for a stopped deployment to reach a terminal status.
     async fn wait_stopped(&self, id: &str) -> Result<()> {
         let t = &self.target;
-        let deadline = Instant::now() + t.settings().stop_timeout;
+        let deadline = deadline_after(Instant::now(), t.settings().stop_timeout);
         loop {
             let d = t.api().get(id).await.map_err(|e| {
                 e.into_error(&format!(
@@ -462,7 +470,7 @@ impl Rollbacker for CodeDeployRollbacker {
         let span = tracing::info_span!("codedeploy.wait", target = %t.id(), revision = %revision);
         async {
             let start = Instant::now();
-            let deadline = start + timeout;
+            let deadline = deadline_after(start, timeout);
             let id = match self.deployment_to_follow(revision).await? {
                 Ok(id) => id,
                 Err(detail) => return Ok(Convergence::Failed { detail }),
@@ -538,6 +546,16 @@ mod tests {
 
     fn github(commit: &str) -> RevisionId {
         RevisionId::new(format!("github:bank/payments@{commit}"))
+    }
+
+    #[test]
+    fn endless_timeouts_do_not_overflow() {
+        let now = Instant::now();
+        assert!(deadline_after(now, Duration::MAX) > now + Duration::from_secs(86_400 * 365));
+        assert_eq!(
+            deadline_after(now, Duration::from_secs(1)),
+            now + Duration::from_secs(1)
+        );
     }
 
     #[test]
