@@ -396,6 +396,18 @@ struct Shared {
 /// - A resolved alert is recorded (tracing, [`Self::records`]) and never triggers.
 /// - If the sink fails, the answer is 503 so that Alertmanager retries, and the
 ///   alert is not remembered as handled.
+///
+/// The Alertmanager side (0.25) of a receiver served at `rollback:9095`:
+///
+/// ```yaml
+/// receivers:
+///   - name: rollback
+///     webhook_configs:
+///       - url: http://rollback:9095/webhook/alertmanager
+///         send_resolved: true
+///         http_config:
+///           authorization: { type: Bearer, credentials: s3cret }
+/// ```
 #[derive(Clone)]
 pub struct AlertmanagerReceiver {
     shared: Arc<Shared>,
