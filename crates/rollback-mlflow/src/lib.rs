@@ -17,6 +17,8 @@
 //! - Registries still on stages use the deprecated stage mode
 //!   ([`MlflowTargetBuilder::stage`]): a rollback is `transition-stage` with
 //!   `archive_existing_versions`.
+//! - [`local_server`] starts a throwaway MLflow server from a Python venv, for
+//!   tests and examples; it stops with its owner.
 //! - MLflow's errors map onto [`rollback_core::ErrorKind`]
 //!   ([`MlflowError::kind`]); credentials come from MLflow's own environment
 //!   variables ([`Auth::from_env`], [`MlflowClient::from_env`]).
