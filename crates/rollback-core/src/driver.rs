@@ -976,30 +976,19 @@ impl WatchRun {
                 Ok(())
             }
             Ok(Convergence::TimedOut { detail }) | Ok(Convergence::Failed { detail }) => {
-                let error = format!("{to} did not converge: {detail}");
-                self.audit(
-                    actor,
-                    AuditEntry::ActionFailed {
-                        action: "wait_converged".into(),
-                        error: error.clone(),
-                    },
-                )
-                .await;
-                Err(error)
+                self.convergence_failed(actor, format!("{to} did not converge: {detail}")).await
             }
             Err(e) => {
                 let error = format!("waiting for {to} to converge: {}", e.full_message());
-                self.audit(
-                    actor,
-                    AuditEntry::ActionFailed {
-                        action: "wait_converged".into(),
-                        error: error.clone(),
-                    },
-                )
-                .await;
-                Err(error)
+                self.convergence_failed(actor, error).await
             }
         }
+    }
+
+    async fn convergence_failed(&self, actor: Actor, error: String) -> std::result::Result<(), String> {
+        let entry = AuditEntry::ActionFailed { action: "wait_converged".into(), error: error.clone() };
+        self.audit(actor, entry).await;
+        Err(error)
     }
 }
 

@@ -82,6 +82,7 @@ pub use machine::{
     Breach, Candidate, Decision, Event, Machine, MachineState, Phase, PhaseKind, Step, Watch,
 };
 pub use memory::{InMemoryRollbacker, InMemoryTarget, RecordedRollback, ScriptStep, ScriptedProbe};
+pub use policy::duration;
 pub use policy::{
     Approval, OnIrreversible, Policy, PolicyError, PolicyFormat, ProbePolicy, ProbeRules,
     RollbackTo,

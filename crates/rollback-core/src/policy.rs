@@ -6,23 +6,47 @@ use std::time::Duration;
 
 use crate::{Condition, NoData, RetryPolicy};
 
-/// Human durations in policies: `"30s"`, `"5m"`, `"1h 30m"`.
-pub(crate) mod duration {
+/// Human durations (`"30s"`, `"5m"`, `"1h 30m"`) for serde, as policies write
+/// them. Backends use it for their own configuration:
+/// `#[serde(with = "rollback_core::duration")]`, or
+/// `#[serde(default, with = "rollback_core::duration::option")]`.
+pub mod duration {
     use std::time::Duration;
 
-    pub(crate) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    /// Serialize as `1h 30m`.
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_duration(*d))
     }
 
-    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Duration, D::Error> {
+    /// Parse `30s`, `5m`, `1h 30m`; errors quote the text and show the form.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = <String as serde::Deserialize>::deserialize(d)?;
         humantime::parse_duration(s.trim()).map_err(|e| {
             serde::de::Error::custom(format!(
                 "invalid duration {s:?} ({e}); write it like \"30s\", \"5m\" or \"1h 30m\""
             ))
         })
+    }
+
+    /// The same for `Option<Duration>`.
+    pub mod option {
+        use std::time::Duration;
+
+        /// Serialize `Some` as `1h 30m`, `None` as none.
+        pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Parse an optional duration.
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            #[derive(serde::Deserialize)]
+            struct Wrapped(#[serde(with = "super")] Duration);
+            let v: Option<Wrapped> = serde::Deserialize::deserialize(d)?;
+            Ok(v.map(|Wrapped(d)| d))
+        }
     }
 }
 

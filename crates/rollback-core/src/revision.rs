@@ -60,6 +60,9 @@ pub const IRREVERSIBLE_ATTRIBUTE: &str = "rollback.irreversible";
 /// - `id()` is stable: the same deployable content gives the same id however
 ///   often the backend renumbers or re-lists it.
 /// - `label()` is for humans (`revision 3`, `v2`, `version 7`) and may change.
+/// - `created_at()` is when the revision was (last) deployed to the target,
+///   so a history ordered newest first has it descending; a backend that
+///   redeploys an old revision reports the redeployment's time.
 /// - `attributes()` are free-form facts (images, run id, change cause); the
 ///   attribute [`IRREVERSIBLE_ATTRIBUTE`] set to `"true"` marks a change that
 ///   must not be rolled back blindly.
@@ -70,7 +73,7 @@ pub trait Revision: fmt::Debug + Send + Sync + 'static {
     fn id(&self) -> &RevisionId;
     /// A human label.
     fn label(&self) -> &str;
-    /// When this revision was created, if the backend knows.
+    /// When this revision was (last) deployed to the target, if the backend knows.
     fn created_at(&self) -> Option<Timestamp>;
     /// Free-form attributes.
     fn attributes(&self) -> &BTreeMap<String, String>;
