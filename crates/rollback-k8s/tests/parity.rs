@@ -378,6 +378,47 @@ async fn parity_client_dry_run() {
     assert_eq!(run.ours_after, run.before);
 }
 
+/// After a rollback the controller renumbers the restored ReplicaSet, so a
+/// second `undo` goes back to the revision just rolled away from: both agree
+/// at every step.
+#[tokio::test]
+async fn parity_undo_twice_with_the_controller_renumbering() {
+    let server = KubeServer::start();
+    let client = server.client();
+    for ns in ["kubectl", "crate"] {
+        support::create_namespace(&client, ns).await;
+        support::seed(&client, ns, &three()).await;
+    }
+    let ours = K8sDeployment::builder(client.clone())
+        .namespace("crate")
+        .name("web")
+        .build()
+        .unwrap();
+    for expected in ["web:2", "web:3", "web:2"] {
+        let (ok, stdout, stderr) =
+            server.kubectl(&["-n", "kubectl", "rollout", "undo", "deployment/web"]);
+        assert!(ok, "{stdout} {stderr}");
+        ours.undo(&UndoTo::Previous, &UndoOptions::default())
+            .await
+            .unwrap();
+        for ns in ["kubectl", "crate"] {
+            assert!(
+                support::controller_step(&client, ns, "web").await,
+                "the controller acted in {ns}"
+            );
+        }
+        let k =
+            support::without_bookkeeping(support::deployment_json(&client, "kubectl", "web").await);
+        let c =
+            support::without_bookkeeping(support::deployment_json(&client, "crate", "web").await);
+        assert_eq!(c, k);
+        assert_eq!(
+            c["spec"]["template"]["spec"]["containers"][0]["image"],
+            expected
+        );
+    }
+}
+
 /// Where the crate deliberately differs: kubectl silently skips a ReplicaSet
 /// whose revision annotation does not parse (and may then roll back further
 /// than the user thinks); the crate refuses with an error naming it.
