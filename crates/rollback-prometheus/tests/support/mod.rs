@@ -314,10 +314,12 @@ impl AppState {
         out.push_str(
             "# HELP http_requests_total Requests served.\n# TYPE http_requests_total counter\n",
         );
-        if self.ok > 0 {
+        // Both codes from the first request on, the way instrumentation
+        // guides recommend (initialize known label values): a 5xx series
+        // created by the first error would need a second scrape before
+        // rate() sees it, delaying detection by one scrape interval.
+        if self.count > 0 {
             let _ = writeln!(out, "http_requests_total{{code=\"200\"}} {}", self.ok);
-        }
-        if self.errors > 0 {
             let _ = writeln!(out, "http_requests_total{{code=\"500\"}} {}", self.errors);
         }
         if self.count > 0 {
@@ -343,8 +345,8 @@ impl AppState {
 
 /// A small service exposing `http_requests_total{code}` and the latency
 /// histogram `http_request_duration_seconds`; it simulates `rps` requests per
-/// second with the error rate and latency the test sets. Series appear only
-/// once a request with that code was served, as with real client libraries.
+/// second with the error rate and latency the test sets. An app that has
+/// served nothing exposes no request series at all.
 pub struct MetricsApp {
     state: Arc<Mutex<AppState>>,
     pub addr: SocketAddr,
