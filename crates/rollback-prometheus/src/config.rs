@@ -197,6 +197,14 @@ pub struct ProbeConfig {
     /// Fold several series into one value; without it several series are an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<Aggregate>,
+    /// Evaluate at the engine's time for the measurement instead of the
+    /// server's now (for engines on a clock other than the wall clock).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub at_context_time: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_max_body_bytes() -> usize {

@@ -173,7 +173,7 @@ impl PrometheusProbe {
         if let Some(a) = config.aggregate {
             b = b.aggregate(a);
         }
-        b.build()
+        b.at_context_time(config.at_context_time).build()
     }
 
     /// The SLI's PromQL, before `{{target}}`/`{{revision}}` are replaced.

@@ -658,9 +658,10 @@ async fn client_and_probe_build_from_config() {
     .unwrap();
     let client = PrometheusClient::from_config(&config).unwrap();
     assert_eq!(client.timeout(), Duration::from_secs(3));
-    let probe_config: rollback_prometheus::ProbeConfig =
-        serde_json::from_value(json!({"name": "errors", "query": "x", "aggregate": "max"}))
-            .unwrap();
+    let probe_config: rollback_prometheus::ProbeConfig = serde_json::from_value(
+        json!({"name": "errors", "query": "x", "aggregate": "max", "at_context_time": true}),
+    )
+    .unwrap();
     let probe = PrometheusProbe::from_config(client, &probe_config).unwrap();
     assert_eq!(probe.name(), "errors");
     assert_eq!(
@@ -668,6 +669,10 @@ async fn client_and_probe_build_from_config() {
         Measurement::value(2.0)
     );
     assert_eq!(fake.seen()[0].2.as_deref(), Some("Basic YWxpY2U6cHc="));
+    assert_eq!(
+        fake.seen()[0].1.get("time").map(String::as_str),
+        Some("1795780800.000")
+    );
 
     let bad: rollback_prometheus::PrometheusConfig =
         serde_json::from_value(json!({"url": "localhost:9090"})).unwrap();
