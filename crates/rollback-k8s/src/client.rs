@@ -162,6 +162,31 @@ impl DeploymentApi {
             })
     }
 
+    /// Apply a strategic merge patch to the Deployment (what `kubectl rollout
+    /// restart` sends).
+    pub(crate) async fn strategic_patch_deployment(
+        &self,
+        patch: Value,
+        dry_run: bool,
+    ) -> Result<DynamicObject, Error> {
+        let params = PatchParams {
+            dry_run,
+            ..PatchParams::default()
+        };
+        self.deployments
+            .patch(&self.name, &params, &Patch::Strategic(patch))
+            .await
+            .map_err(ApiFailure::from)
+            .map_err(|e| {
+                e.into_error(
+                    &format!("patching {}", self.what()),
+                    "patch",
+                    "deployments",
+                    &self.namespace,
+                )
+            })
+    }
+
     /// The pods matching a label selector.
     pub(crate) async fn pods(&self, selector: &str) -> Result<Vec<Pod>, Error> {
         self.pods

@@ -11,6 +11,9 @@
 //!   exactly as `kubectl rollout undo [--to-revision]` does, with a
 //!   resourceVersion precondition kubectl lacks; the engine's rollbacks go to
 //!   the revision id it chose (the last known good one by default).
+//! - [`K8sDeployment::restart`] restarts its pods as `kubectl rollout
+//!   restart` does (a new `kubectl.kubernetes.io/restartedAt` in the pod
+//!   template), for servers that must reload what they loaded at start.
 //! - [`K8sDeployment::wait_rollout`] waits like `kubectl rollout status`.
 //! - [`KubernetesProbe`] counts the Deployment's problems (progress deadline,
 //!   unavailable replicas, restarts and CrashLoopBackOff of the judged
@@ -34,6 +37,7 @@ mod config;
 mod error;
 pub mod patch;
 mod probe;
+mod restart;
 mod revision;
 mod rollbacker;
 mod status;
@@ -41,6 +45,7 @@ mod target;
 
 pub use config::K8sDeploymentConfig;
 pub use probe::{KubernetesProbe, Problem};
+pub use restart::{RestartOptions, RestartOutcome};
 pub use revision::K8sRevision;
 pub use rollbacker::{UndoOptions, UndoTo};
 pub use status::{PROGRESS_DEADLINE_EXCEEDED, RolloutStatus};

@@ -1,7 +1,8 @@
 //! What `kubectl rollout undo` computes, as pure functions over JSON
 //! (kubectl's `polymorphichelpers/rollback.go`): which ReplicaSet a revision
 //! number means, whether a template already matches, which annotations the
-//! Deployment gets, and the JSON patch that restores a revision.
+//! Deployment gets, and the JSON patch that restores a revision; and what
+//! `kubectl rollout restart` sends (`polymorphichelpers/objectrestarter.go`).
 //!
 //! Templates stay raw JSON so that fields this crate's `k8s-openapi` does not
 //! know survive the copy from the ReplicaSet into the Deployment.
@@ -139,6 +140,39 @@ pub fn rollback_patch(
     Value::Array(ops)
 }
 
+/// The pod-template annotation `kubectl rollout restart` sets to the time of
+/// the restart: a changed template makes the controller roll out a new
+/// ReplicaSet, replacing every pod.
+pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// The value of [`RESTARTED_AT_ANNOTATION`] for a restart at `now`: RFC 3339
+/// to the second, in UTC (kubectl's `time.Now().Format(time.RFC3339)` on a
+/// UTC machine). When the template already carries that value (a restart
+/// earlier in the same second), the template would not change and kubectl
+/// fails ("if restart has already been triggered within the past second,
+/// please wait"); this says instead how long to wait for the next second.
+pub fn restarted_at(
+    previous: Option<&str>,
+    now: std::time::SystemTime,
+) -> Result<String, std::time::Duration> {
+    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+    if previous != Some(stamp.as_str()) {
+        return Ok(stamp);
+    }
+    let into_second = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Err(std::time::Duration::from_nanos(u64::from(
+        1_000_000_000 - into_second,
+    )))
+}
+
+/// The strategic merge patch of `kubectl rollout restart`: only the
+/// template's [`RESTARTED_AT_ANNOTATION`], whatever else the Deployment holds.
+pub fn restart_patch(restarted_at: &str) -> Value {
+    json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: restarted_at}}}}})
+}
+
 /// A ReplicaSet as kubectl's revision lookup sees it.
 pub trait Numbered {
     /// The revision number, `None` when the annotation is missing (kubectl
@@ -173,6 +207,36 @@ pub fn pick_revision<T: Numbered>(replica_sets: &[T], to_revision: i64) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_stamps_are_rfc3339_seconds_and_never_repeat_the_previous_one() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let now = UNIX_EPOCH + Duration::from_millis(1_795_000_000_250);
+        assert_eq!(
+            restarted_at(None, now),
+            Ok("2026-11-18T11:06:40Z".to_owned())
+        );
+        assert_eq!(
+            restarted_at(Some("2026-11-18T11:06:39Z"), now),
+            Ok("2026-11-18T11:06:40Z".to_owned())
+        );
+        assert_eq!(
+            restarted_at(Some("2026-11-18T11:06:40Z"), now),
+            Err(Duration::from_millis(750)),
+            "the same second: wait for the next one"
+        );
+        assert_eq!(
+            restarted_at(
+                Some("2026-11-18T11:06:40Z"),
+                now + Duration::from_millis(750)
+            ),
+            Ok("2026-11-18T11:06:41Z".to_owned())
+        );
+        assert_eq!(
+            restart_patch("2026-11-18T11:06:40Z"),
+            json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-18T11:06:40Z"}}}}})
+        );
+    }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
