@@ -45,6 +45,9 @@ pub enum AuditEntry {
         /// The conditions it was judged against.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         against: Option<String>,
+        /// What the probe said the value stands for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
     /// A probe could not measure.
     ProbeFailed {
@@ -198,8 +201,12 @@ impl AuditRecord {
                 verdict,
                 cause,
                 against,
+                detail,
             } => {
                 write!(f, "{probe} on {judged} = {}", value(*v))?;
+                if let Some(d) = detail {
+                    write!(f, " ({d})")?;
+                }
                 if let Some(b) = baseline {
                     write!(f, " (baseline {b})")?;
                 }
@@ -498,6 +505,7 @@ mod tests {
             verdict: Some(Verdict::Inconclusive),
             cause: Some(VerdictCause::NoData),
             against: Some("success < 0.01".into()),
+            detail: None,
         });
         sink.record(&a).await.unwrap();
         sink.record(&b).await.unwrap();

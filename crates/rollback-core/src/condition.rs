@@ -292,7 +292,7 @@ pub enum VerdictCause {
 /// is `Pass`. No data goes by `no_data`; NaN and infinities are always
 /// `Inconclusive`, never `Pass`.
 pub fn judge(
-    m: Measurement,
+    m: &Measurement,
     success: Option<&Condition>,
     failure: Option<&Condition>,
     no_data: NoData,
@@ -408,23 +408,23 @@ mod tests {
         let f = c(">= 0.05");
         let m = Measurement::value;
         assert_eq!(
-            judge(m(0.001), Some(&s), None, NoData::default()).0,
+            judge(&m(0.001), Some(&s), None, NoData::default()).0,
             Verdict::Pass
         );
         assert_eq!(
-            judge(m(0.02), Some(&s), None, NoData::default()).0,
+            judge(&m(0.02), Some(&s), None, NoData::default()).0,
             Verdict::Fail
         );
         assert_eq!(
-            judge(m(0.02), Some(&s), Some(&f), NoData::default()).0,
+            judge(&m(0.02), Some(&s), Some(&f), NoData::default()).0,
             Verdict::Inconclusive
         );
         assert_eq!(
-            judge(m(0.06), Some(&s), Some(&f), NoData::default()).0,
+            judge(&m(0.06), Some(&s), Some(&f), NoData::default()).0,
             Verdict::Fail
         );
         assert_eq!(
-            judge(m(0.02), None, Some(&f), NoData::default()).0,
+            judge(&m(0.02), None, Some(&f), NoData::default()).0,
             Verdict::Pass
         );
     }
@@ -434,20 +434,20 @@ mod tests {
         let s = c("< 0.01");
         for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
             assert_eq!(
-                judge(Measurement::value(v), Some(&s), None, NoData::Pass).0,
+                judge(&Measurement::value(v), Some(&s), None, NoData::Pass).0,
                 Verdict::Inconclusive
             );
         }
         assert_eq!(
-            judge(Measurement::NO_DATA, Some(&s), None, NoData::Inconclusive).0,
+            judge(&Measurement::NO_DATA, Some(&s), None, NoData::Inconclusive).0,
             Verdict::Inconclusive
         );
         assert_eq!(
-            judge(Measurement::NO_DATA, Some(&s), None, NoData::Fail).0,
+            judge(&Measurement::NO_DATA, Some(&s), None, NoData::Fail).0,
             Verdict::Fail
         );
         assert_eq!(
-            judge(Measurement::NO_DATA, Some(&s), None, NoData::Pass),
+            judge(&Measurement::NO_DATA, Some(&s), None, NoData::Pass),
             (Verdict::Pass, VerdictCause::NoData)
         );
     }
@@ -457,7 +457,7 @@ mod tests {
         let s = c("<= +10%");
         assert_eq!(
             judge(
-                Measurement::with_baseline(105.0, 100.0),
+                &Measurement::with_baseline(105.0, 100.0),
                 Some(&s),
                 None,
                 NoData::default()
@@ -467,7 +467,7 @@ mod tests {
         );
         assert_eq!(
             judge(
-                Measurement::with_baseline(111.0, 100.0),
+                &Measurement::with_baseline(111.0, 100.0),
                 Some(&s),
                 None,
                 NoData::default()
@@ -476,12 +476,12 @@ mod tests {
             Verdict::Fail
         );
         assert_eq!(
-            judge(Measurement::value(1.0), Some(&s), None, NoData::default()),
+            judge(&Measurement::value(1.0), Some(&s), None, NoData::default()),
             (Verdict::Inconclusive, VerdictCause::NoBaseline)
         );
         assert_eq!(
             judge(
-                Measurement::with_baseline(1.0, f64::NAN),
+                &Measurement::with_baseline(1.0, f64::NAN),
                 Some(&s),
                 None,
                 NoData::default()

@@ -797,9 +797,14 @@ impl WatchRun {
             let name = self.spec.policy.probes[i].name.clone();
             let (event, failed) = match &result {
                 Ok(m) => (
+                    // The machine judges numbers; the words go to the audit log.
                     Event::Measured {
                         probe: i,
-                        measurement: *m,
+                        measurement: crate::Measurement {
+                            value: m.value,
+                            baseline: m.baseline,
+                            detail: None,
+                        },
                     },
                     None,
                 ),
@@ -815,6 +820,7 @@ impl WatchRun {
                     verdict: step.verdict.map(|v| v.0),
                     cause: step.verdict.and_then(|v| v.1),
                     against: step.verdict.map(|_| self.conditions[i].clone()),
+                    detail: m.detail,
                 },
                 (Err(_), error) => AuditEntry::ProbeFailed {
                     probe: name,
@@ -976,7 +982,8 @@ impl WatchRun {
                 Ok(())
             }
             Ok(Convergence::TimedOut { detail }) | Ok(Convergence::Failed { detail }) => {
-                self.convergence_failed(actor, format!("{to} did not converge: {detail}")).await
+                self.convergence_failed(actor, format!("{to} did not converge: {detail}"))
+                    .await
             }
             Err(e) => {
                 let error = format!("waiting for {to} to converge: {}", e.full_message());
@@ -985,8 +992,15 @@ impl WatchRun {
         }
     }
 
-    async fn convergence_failed(&self, actor: Actor, error: String) -> std::result::Result<(), String> {
-        let entry = AuditEntry::ActionFailed { action: "wait_converged".into(), error: error.clone() };
+    async fn convergence_failed(
+        &self,
+        actor: Actor,
+        error: String,
+    ) -> std::result::Result<(), String> {
+        let entry = AuditEntry::ActionFailed {
+            action: "wait_converged".into(),
+            error: error.clone(),
+        };
         self.audit(actor, entry).await;
         Err(error)
     }

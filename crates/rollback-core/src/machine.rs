@@ -714,7 +714,7 @@ impl Machine {
         else {
             return Step::NOTHING;
         };
-        let (verdict, cause) = match m {
+        let (verdict, cause) = match &m {
             Some(m) => {
                 let (v, c) = judge(
                     m,
@@ -783,7 +783,7 @@ impl Machine {
             limit,
             allowed,
             count,
-            value: m.and_then(|m| m.value),
+            value: m.as_ref().and_then(|m| m.value),
             verdict_cause: cause,
             conditions: rules.describe(),
         };

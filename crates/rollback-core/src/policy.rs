@@ -33,7 +33,10 @@ pub mod duration {
         use std::time::Duration;
 
         /// Serialize `Some` as `1h 30m`, `None` as none.
-        pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: serde::Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match d {
                 Some(d) => super::serialize(d, s),
                 None => s.serialize_none(),
@@ -41,7 +44,9 @@ pub mod duration {
         }
 
         /// Parse an optional duration.
-        pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
             #[derive(serde::Deserialize)]
             struct Wrapped(#[serde(with = "super")] Duration);
             let v: Option<Wrapped> = serde::Deserialize::deserialize(d)?;

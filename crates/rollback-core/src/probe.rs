@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::{Result, RevisionId, TargetId, Timestamp};
 
 /// One measurement of an SLI.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Measurement {
     /// The value; `None` when the source had no data (an empty query result).
     pub value: Option<f64>,
@@ -15,6 +15,10 @@ pub struct Measurement {
     /// same SLI on the stable revision, where the probe measures one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<f64>,
+    /// What the value stands for, in words, for the audit log and the
+    /// timeline (`progress deadline exceeded; 3 pods in CrashLoopBackOff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Measurement {
@@ -23,6 +27,7 @@ impl Measurement {
         Measurement {
             value: Some(v),
             baseline: None,
+            detail: None,
         }
     }
 
@@ -30,6 +35,7 @@ impl Measurement {
     pub const NO_DATA: Measurement = Measurement {
         value: None,
         baseline: None,
+        detail: None,
     };
 
     /// A value with a baseline.
@@ -37,7 +43,14 @@ impl Measurement {
         Measurement {
             value: Some(v),
             baseline: Some(baseline),
+            detail: None,
         }
+    }
+
+    /// The same measurement, described in words.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 }
 

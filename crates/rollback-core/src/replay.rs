@@ -381,6 +381,7 @@ pub fn replay(policy: &Policy, series: &Series, options: &ReplayOptions) -> Resu
                         Some(s) if now.since(s.at) < staleness => Measurement {
                             value: s.value,
                             baseline: s.baseline,
+                            detail: None,
                         },
                         _ => Measurement::NO_DATA,
                     };

@@ -427,3 +427,43 @@ async fn one_engine_supervises_many_targets() {
     assert_eq!(now, ["codec-1", "codec-2", "codec-1"]);
     assert_eq!(engine.phases().len(), 3);
 }
+
+/// A probe that says in words what its value stands for.
+#[derive(Debug)]
+struct Describing;
+
+#[async_trait::async_trait]
+impl HealthProbe for Describing {
+    fn name(&self) -> &str {
+        "error_rate"
+    }
+    async fn measure(&self, _: &ProbeContext) -> Result<Measurement> {
+        Ok(Measurement::value(2.0).with_detail("2 pods in CrashLoopBackOff"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probes_words_reach_the_audit_log() {
+    let f = fixture(Arc::new(MemoryStateStore::new()));
+    let policy =
+        Policy::from_yaml("verify: 0s\nprobes: [{name: error_rate, failure: '> 0'}]").unwrap();
+    let spec = WatchSpec::new(
+        policy,
+        Arc::new(f.target.clone()),
+        Arc::new(f.rollbacker.clone()),
+        vec![Arc::new(Describing)],
+    );
+    let end = f.engine.watch(spec).await.unwrap().finished().await;
+    assert!(matches!(end, Phase::RolledBack { .. }), "{end:?}");
+    let line = f
+        .audit
+        .records()
+        .iter()
+        .find(|r| matches!(r.entry, AuditEntry::Measured { .. }))
+        .map(|r| r.describe())
+        .unwrap();
+    assert_eq!(
+        line,
+        "error_rate on v2 = 2 (2 pods in CrashLoopBackOff) -> fail (failure condition matched) [failure > 0]"
+    );
+}

@@ -89,6 +89,7 @@ impl Trace {
                         measurement: Measurement {
                             value: v,
                             baseline: None,
+                            detail: None,
                         },
                     },
                 );
@@ -492,6 +493,7 @@ fn to_event(e: &Ev, clock: &mut i64) -> Event {
             measurement: Measurement {
                 value: VALUES[*v as usize],
                 baseline: None,
+                detail: None,
             },
         },
         Ev::Error(p) => Event::ProbeError { probe: *p },

@@ -182,12 +182,14 @@ impl HealthProbe for KubernetesProbe {
 
     async fn measure(&self, context: &ProbeContext) -> Result<Measurement> {
         let problems = self.inspect(Some(&context.revision)).await?;
-        if !problems.is_empty() {
-            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            tracing::info!(probe = %self.name, target = %context.target, revision = %context.revision, problems = ?list, "Deployment problems");
-        }
         let count = u32::try_from(problems.len()).unwrap_or(u32::MAX);
-        Ok(Measurement::value(f64::from(count)))
+        let measurement = Measurement::value(f64::from(count));
+        if problems.is_empty() {
+            return Ok(measurement);
+        }
+        let detail = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        tracing::debug!(probe = %self.name, target = %context.target, revision = %context.revision, problems = %detail, "Deployment problems");
+        Ok(measurement.with_detail(detail))
     }
 }
 
