@@ -12,8 +12,11 @@
 //!   alias to the last known good version, tags the bad version, and records
 //!   each move (from, to, reason, actor, time) in version tags, keeping the
 //!   alias history MLflow itself does not keep ([`MlflowTarget::alias_moves`]).
-//!   [`PostRollbackHook`]s such as [`HttpHook`] then make serving reload,
-//!   since serving resolves the alias when it loads the model.
+//!   [`PostRollbackHook`]s then make serving reload, since serving resolves
+//!   the alias when it loads the model: [`HttpHook`] calls a reload
+//!   endpoint; `RolloutRestartHook` (feature `k8s`) restarts the model
+//!   server's Kubernetes Deployment as `kubectl rollout restart` does and
+//!   can wait for the rollout.
 //! - Registries still on stages use the deprecated stage mode
 //!   ([`MlflowTargetBuilder::stage`]): a rollback is `transition-stage` with
 //!   `archive_existing_versions`.
@@ -57,6 +60,8 @@ mod config;
 mod error;
 mod hook;
 pub mod local_server;
+#[cfg(feature = "k8s")]
+mod restart_hook;
 mod revision;
 mod rollbacker;
 mod target;
@@ -72,6 +77,9 @@ pub use config::{
 };
 pub use error::{MlflowError, codes};
 pub use hook::{HttpHook, PostRollbackHook};
+#[cfg(feature = "k8s")]
+#[cfg_attr(docsrs, doc(cfg(feature = "k8s")))]
+pub use restart_hook::RolloutRestartHook;
 pub use revision::{AliasMove, ModelVersionRevision, tags};
 pub use rollbacker::MlflowRollbacker;
 pub use target::{MlflowTarget, MlflowTargetBuilder};

@@ -1,6 +1,11 @@
 //! Test support: a Kubernetes API server (kmock plus `kube_apiserver.py`) on a
 //! free loopback port, a kubeconfig for `kubectl`, seeding of Deployments the
 //! way the deployment controller leaves them, and a stand-in controller.
+//!
+//! Other crates' tests use it too (rollback-mlflow's, through
+//! `#[path = "…/rollback-k8s/tests/support/mod.rs"]`): it names nothing
+//! relative to the including crate but the venv (`ROLLBACK_VENV`, else the
+//! workspace's `.venv`, two levels above any crate of `crates/`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -41,8 +46,12 @@ impl KubeServer {
             "no Python venv with kmock at {} (set ROLLBACK_VENV or run ./scripts/test --setup-only from the workspace root)",
             venv.display()
         );
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kube_apiserver.py");
+        // Embedded (include_str! resolves beside this file), so that other
+        // crates' tests can include this module with #[path].
         let dir = tempfile::tempdir().expect("a temp dir");
+        let script = dir.path().join("kube_apiserver.py");
+        std::fs::write(&script, include_str!("kube_apiserver.py"))
+            .expect("writing the server script");
         let stderr_path = dir.path().join("apiserver.stderr");
         let stderr = std::fs::File::create(&stderr_path).expect("a stderr file");
         let mut child = Command::new(&python)

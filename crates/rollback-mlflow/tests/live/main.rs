@@ -5,8 +5,13 @@
 mod auth;
 mod failures;
 mod hooks;
+/// rollback-k8s's test API server, for the `RolloutRestartHook` tests.
+#[cfg(feature = "k8s")]
+#[path = "../../../rollback-k8s/tests/support/mod.rs"]
+mod k8s_support;
 mod local_server;
 mod registry;
+mod restart_hook;
 mod scenario;
 mod stages;
 mod support;
