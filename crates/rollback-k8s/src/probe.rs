@@ -187,7 +187,11 @@ impl HealthProbe for KubernetesProbe {
         if problems.is_empty() {
             return Ok(measurement);
         }
-        let detail = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let detail = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
         tracing::debug!(probe = %self.name, target = %context.target, revision = %context.revision, problems = %detail, "Deployment problems");
         Ok(measurement.with_detail(detail))
     }

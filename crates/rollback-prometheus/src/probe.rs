@@ -232,7 +232,11 @@ impl PrometheusProbe {
             }
         };
         tracing::debug!(probe = %self.name, target = %context.target, revision = %context.revision, ?value, ?baseline, "measured");
-        Ok(Measurement { value, baseline, detail: None })
+        Ok(Measurement {
+            value,
+            baseline,
+            detail: None,
+        })
     }
 
     /// The probe's SLI over a range of history, one sample per step, as the
