@@ -230,12 +230,7 @@ impl WatchHandle {
 
     /// Wait until the watch reaches a terminal phase and return it.
     pub async fn finished(&mut self) -> Phase {
-        let reached = self
-            .phase
-            .wait_for(|p| p.kind().is_terminal())
-            .await
-            .map(|p| p.clone());
-        reached.unwrap_or_else(|_| self.phase.borrow().clone())
+        self.wait_for(|p| p.kind().is_terminal()).await
     }
 
     /// Wait until the phase satisfies `f`.
