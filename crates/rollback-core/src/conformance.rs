@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
-    Actor, Convergence, ErrorKind, RevisionHealth, RevisionId, RevisionRecord, RevisionRef,
-    RollbackOutcome, RollbackRequest, Rollbacker, Target,
+    Actor, Convergence, ErrorKind, HealthProbe, ProbeContext, RevisionHealth, RevisionId,
+    RevisionRecord, RevisionRef, RollbackOutcome, RollbackRequest, Rollbacker, Target,
 };
 
 /// A check the backend failed.
@@ -281,6 +281,42 @@ pub async fn check_rollbacker(
     check_target(target).await
 }
 
+/// Checks a [`HealthProbe`]: its name is non-empty and constant, and two
+/// concurrent measurements of the same context both answer (a value, no
+/// data, or an error that says which probe failed), without panicking.
+pub async fn check_probe(
+    probe: &dyn HealthProbe,
+    context: &ProbeContext,
+) -> Result<(), ConformanceFailure> {
+    let fail = |check: &'static str, message: String| ConformanceFailure {
+        check,
+        target: context.target.to_string(),
+        message,
+    };
+    let name = probe.name().to_owned();
+    if name.trim().is_empty() {
+        return Err(fail("probe name", "the probe's name is empty".into()));
+    }
+    let (a, b) = tokio::join!(probe.measure(context), probe.measure(context));
+    for r in [a, b] {
+        if let Err(e) = r
+            && e.message().trim().is_empty()
+        {
+            return Err(fail(
+                "probe errors",
+                format!("probe {name} failed with an empty message"),
+            ));
+        }
+    }
+    if probe.name() != name {
+        return Err(fail(
+            "probe name",
+            format!("the name changed from {name:?} to {:?}", probe.name()),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +341,22 @@ mod tests {
             "v1",
             "skips the revision marked bad"
         );
+    }
+
+    #[tokio::test]
+    async fn scripted_probes_conform() {
+        let ctx = ProbeContext {
+            target: "demo".into(),
+            revision: "v1".into(),
+            at: crate::Timestamp::EPOCH,
+        };
+        let probe = crate::ScriptedProbe::new("error_rate")
+            .script([crate::ScriptStep::Value(0.1), crate::ScriptStep::NoData]);
+        check_probe(&probe, &ctx).await.unwrap();
+        let e = check_probe(&crate::ScriptedProbe::new(" "), &ctx)
+            .await
+            .unwrap_err();
+        assert_eq!(e.check, "probe name");
     }
 
     #[tokio::test]

@@ -89,6 +89,9 @@ async fn no_traffic_is_no_data_and_promql_errors_carry_prometheus_message() {
     // An app that has served nothing exposes no request series: no data.
     let errors = probe(&prom, "error-rate", &error_ratio_query("5s"));
     assert_eq!(errors.measure(&ctx()).await.unwrap(), Measurement::NO_DATA);
+    rollback_core::conformance::check_probe(&errors, &ctx())
+        .await
+        .unwrap();
     // histogram_quantile over nothing is no data too, never a silent 0.
     assert_eq!(
         probe(&prom, "p99", &p99_query("5s"))
