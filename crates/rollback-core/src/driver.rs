@@ -857,15 +857,36 @@ impl WatchRun {
         reason: String,
         actor: Actor,
     ) -> std::result::Result<(), String> {
-        let history = match self.spec.target.history().await {
-            Ok(h) => h,
+        // Read what the target runs now (retrying passing failures): a
+        // rollback must not undo a change nobody judged.
+        let target = self.spec.target.clone();
+        let jitter = self.engine.jitter.clone();
+        let read = self
+            .spec
+            .policy
+            .retry
+            .run(
+                |_| {
+                    let target = target.clone();
+                    async move { Ok((target.current().await?, target.history().await?)) }
+                },
+                || jitter.unit(),
+                |_, _, _| {},
+            )
+            .await;
+        let (current, history) = match read {
+            Ok(read) => read,
             Err(e) => {
-                return Err(format!(
-                    "cannot read the history of the target: {}",
-                    e.full_message()
-                ));
+                return Err(format!("cannot read the target: {}", e.full_message()));
             }
         };
+        if current.id() != from && current.id() != to {
+            return Err(format!(
+                "target {} now runs {}, not {from} that was judged: someone changed it meanwhile, so it was not rolled back to {to}; judge the new revision first",
+                self.spec.target.id(),
+                current.id()
+            ));
+        }
         let Some(entry) = history.into_iter().find(|e| e.revision.id() == to) else {
             return Err(format!(
                 "revision {to} is no longer in the history of target {}",

@@ -467,3 +467,22 @@ async fn a_probes_words_reach_the_audit_log() {
         "error_rate on v2 = 2 (2 pods in CrashLoopBackOff) -> fail (failure condition matched) [failure > 0]"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_change_made_during_the_watch_is_never_rolled_back_blindly() {
+    let f = fixture(Arc::new(MemoryStateStore::new()));
+    let mut h = f.engine.watch(spec(&f, POLICY, bad_v2())).await.unwrap();
+    // Someone deploys v3 by hand before the probe's third measurement of v2 fails.
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    f.target.deploy(RevisionRecord::new("v3"));
+    let end = h.finished().await;
+    let Phase::Escalated { reason, .. } = end else {
+        panic!("{end:?}")
+    };
+    assert!(
+        reason.contains("now runs v3, not v2 that was judged"),
+        "{reason}"
+    );
+    assert!(f.rollbacker.calls().is_empty());
+    assert_eq!(f.target.current_id().as_str(), "v3");
+}
