@@ -94,6 +94,8 @@ pub struct CommandReceipt {
 }
 
 struct Running {
+    /// The watched revision.
+    revision: RevisionId,
     inputs: mpsc::Sender<Input>,
     phase: watch::Receiver<Phase>,
     task: tokio::task::JoinHandle<()>,
@@ -107,6 +109,26 @@ struct Inner {
     jitter: Arc<dyn Jitter>,
     max_jitter: f64,
     watches: Mutex<HashMap<TargetId, Running>>,
+}
+
+impl Inner {
+    /// Audit an entry about `target` and its watched `revision`, now.
+    async fn record(
+        &self,
+        target: &TargetId,
+        revision: &RevisionId,
+        actor: Actor,
+        entry: AuditEntry,
+    ) {
+        let record = AuditRecord {
+            at: self.clock.now(),
+            target: target.clone(),
+            revision: revision.clone(),
+            actor,
+            entry,
+        };
+        audit(&*self.audit, &record).await;
+    }
 }
 
 impl fmt::Debug for Inner {
@@ -347,6 +369,8 @@ impl Engine {
             spec: WatchSpec { probes, ..spec },
             machine,
             phase: phase_tx,
+            inputs: rx,
+            inputs_open: true,
         };
         if resumed {
             run.audit(
@@ -366,11 +390,13 @@ impl Engine {
             .await;
             run.persist().await;
         }
-        let span = tracing::info_span!("watch", target = %target_id, revision = %run.machine.state().watch.revision);
-        let task = tokio::spawn(run.run(rx).instrument(span));
+        let revision = run.machine.state().watch.revision.clone();
+        let span = tracing::info_span!("watch", target = %target_id, revision = %revision);
+        let task = tokio::spawn(run.run().instrument(span));
         self.watches().insert(
             target_id.clone(),
             Running {
+                revision,
                 inputs: tx,
                 phase: phase_rx.clone(),
                 task,
@@ -426,25 +452,14 @@ impl Engine {
             .authorizer
             .authorize(&actor, command.kind(), target)
         {
-            let revision = self
-                .watches()
-                .get(target)
-                .map(|r| match &*r.phase.borrow() {
-                    Phase::Verifying { restored, .. } => restored.clone(),
-                    _ => RevisionId::new("-"),
-                })
-                .unwrap_or_else(|| RevisionId::new("-"));
-            let record = AuditRecord {
-                at: self.inner.clock.now(),
-                target: target.clone(),
-                revision,
-                actor,
-                entry: AuditEntry::CommandDenied {
-                    command: command.kind(),
-                    reason: denied.reason.clone(),
-                },
+            // The watched revision, when the target is watched.
+            let revision = self.watches().get(target).map(|r| r.revision.clone());
+            let revision = revision.unwrap_or_else(|| RevisionId::new("-"));
+            let entry = AuditEntry::CommandDenied {
+                command: command.kind(),
+                reason: denied.reason.clone(),
             };
-            audit(&*self.inner.audit, &record).await;
+            self.inner.record(target, &revision, actor, entry).await;
             return Err(Error::new(ErrorKind::Unauthorized, denied.to_string()));
         }
         let Some(tx) = self.sender(target) else {
@@ -533,6 +548,9 @@ struct WatchRun {
     spec: WatchSpec,
     machine: Machine,
     phase: watch::Sender<Phase>,
+    inputs: mpsc::Receiver<Input>,
+    /// Whether `inputs` is still open (the engine still holds its sender).
+    inputs_open: bool,
 }
 
 impl WatchRun {
@@ -541,14 +559,10 @@ impl WatchRun {
     }
 
     async fn audit(&self, actor: Actor, entry: AuditEntry) {
-        let record = AuditRecord {
-            at: self.now(),
-            target: self.machine.state().watch.target.clone(),
-            revision: self.machine.state().watch.revision.clone(),
-            actor,
-            entry,
-        };
-        audit(&*self.engine.audit, &record).await;
+        let watch = &self.machine.state().watch;
+        self.engine
+            .record(&watch.target, &watch.revision, actor, entry)
+            .await;
     }
 
     async fn persist(&self) {
@@ -564,7 +578,7 @@ impl WatchRun {
         }
     }
 
-    async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+    async fn run(mut self) {
         // A rollback interrupted by a restart is carried out again (idempotently).
         if let Phase::RollingBack { to, by, .. } = self.machine.phase().clone() {
             let from = self.machine.state().watch.revision.clone();
@@ -581,21 +595,31 @@ impl WatchRun {
                 wait
             });
             tokio::select! {
-                input = inputs.recv() => match input {
-                    Some(Input::Command { command, actor, reply }) => {
-                        let result = self.on_command(command, actor).await;
-                        let _ = reply.send(result);
-                    }
-                    Some(Input::Trigger { trigger, reply }) => {
-                        let outcome = self.on_trigger(trigger).await;
-                        let _ = reply.send(outcome);
-                    }
+                input = self.inputs.recv() => match input {
+                    Some(input) => self.answer(input).await,
                     None => return,
                 },
                 _ = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() => {
                     let step = self.machine.handle(self.now(), Event::Tick);
                     self.process(step, Actor::engine()).await;
                 }
+            }
+        }
+    }
+
+    async fn answer(&mut self, input: Input) {
+        match input {
+            Input::Command {
+                command,
+                actor,
+                reply,
+            } => {
+                let result = self.on_command(command, actor).await;
+                let _ = reply.send(result);
+            }
+            Input::Trigger { trigger, reply } => {
+                let outcome = self.on_trigger(trigger).await;
+                let _ = reply.send(outcome);
             }
         }
     }
@@ -677,9 +701,15 @@ impl WatchRun {
                 self.audit(actor.clone(), AuditEntry::Transition { from, to })
                     .await;
                 self.persist().await;
-                self.phase.send_replace(self.machine.phase().clone());
+                // A terminal phase is shown once its decision is carried out
+                // (the promoted revision marked good, ...), so whoever waits
+                // for the end sees its effects.
+                if !to.is_terminal() {
+                    self.publish_phase();
+                }
             }
             let Some(decision) = step.decision else {
+                self.publish_phase();
                 continue;
             };
             if !matches!(decision, Decision::Measure | Decision::Rejected { .. }) {
@@ -734,9 +764,16 @@ impl WatchRun {
                 }
                 Decision::Complete { .. } | Decision::Rejected { .. } => None,
             };
+            self.publish_phase();
         }
         // Counters changed without a transition: persist them too.
         self.persist().await;
+    }
+
+    fn publish_phase(&self) {
+        if *self.phase.borrow() != *self.machine.phase() {
+            self.phase.send_replace(self.machine.phase().clone());
+        }
     }
 
     async fn mark(&self, revision: &RevisionId, health: RevisionHealth, reason: &str) {
@@ -841,7 +878,26 @@ impl WatchRun {
         reason: String,
         actor: Actor,
     ) {
-        let result = self.try_rollback(&to, &from, reason, actor.clone()).await;
+        let job = RollbackJob {
+            engine: self.engine.clone(),
+            spec: self.spec.clone(),
+            target: self.machine.state().watch.target.clone(),
+            watched: self.machine.state().watch.revision.clone(),
+        };
+        let running = job.run(&to, &from, reason, actor.clone());
+        tokio::pin!(running);
+        // Operators and alerts get their answer while the rollback runs (the
+        // machine rejects or ignores them while rolling back) instead of
+        // waiting for convergence.
+        let result = loop {
+            tokio::select! {
+                result = &mut running => break result,
+                input = self.inputs.recv(), if self.inputs_open => match input {
+                    Some(input) => Box::pin(self.answer(input)).await,
+                    None => self.inputs_open = false,
+                },
+            }
+        };
         let event = match result {
             Ok(()) => Event::RollbackSucceeded,
             Err(e) => Event::RollbackFailed { error: e },
@@ -849,9 +905,26 @@ impl WatchRun {
         let step = self.machine.handle(self.now(), event);
         Box::pin(self.process(step, actor)).await;
     }
+}
 
-    async fn try_rollback(
-        &mut self,
+/// One rollback carried out through the backend, independent of the watch's
+/// machine so the watch can answer commands meanwhile.
+struct RollbackJob {
+    engine: Arc<Inner>,
+    spec: WatchSpec,
+    target: TargetId,
+    watched: RevisionId,
+}
+
+impl RollbackJob {
+    async fn audit(&self, actor: Actor, entry: AuditEntry) {
+        self.engine
+            .record(&self.target, &self.watched, actor, entry)
+            .await;
+    }
+
+    async fn run(
+        &self,
         to: &RevisionId,
         from: &RevisionId,
         reason: String,

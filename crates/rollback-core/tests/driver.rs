@@ -486,3 +486,36 @@ async fn a_change_made_during_the_watch_is_never_rolled_back_blindly() {
     assert!(f.rollbacker.calls().is_empty());
     assert_eq!(f.target.current_id().as_str(), "v3");
 }
+
+#[tokio::test(start_paused = true)]
+async fn commands_are_answered_while_a_rollback_converges() {
+    let f = fixture(Arc::new(MemoryStateStore::new()));
+    f.rollbacker.converge_after(Duration::from_secs(300));
+    let mut h = f.engine.watch(spec(&f, POLICY, bad_v2())).await.unwrap();
+    h.wait_for(|p| matches!(p, Phase::RollingBack { .. })).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = tokio::time::Instant::now();
+    let target = TargetId::new("shop/checkout");
+    let e = f
+        .engine
+        .command(&target, Command::Pause, Actor::new("oncall"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("a rollback is in progress"), "{e}");
+    let alert = Trigger {
+        key: "k".into(),
+        summary: "HighErrorRate".into(),
+    };
+    let outcome = f.engine.trigger(&target, alert).await.unwrap();
+    assert!(
+        matches!(outcome, TriggerOutcome::Ignored { .. }),
+        "{outcome:?}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "answered at once, not after convergence"
+    );
+    assert!(matches!(h.finished().await, Phase::RolledBack { .. }));
+    assert_eq!(f.rollbacker.performed().len(), 1);
+}
