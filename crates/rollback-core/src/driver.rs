@@ -288,14 +288,15 @@ impl Engine {
     /// Start watching the target's current revision, or resume the watch the
     /// state store holds for it.
     ///
-    /// - No saved state, or the saved watch ended and another revision is now
-    ///   current: a new watch of the current revision starts, keeping what the
-    ///   old one learned (health marks, past rollbacks).
-    /// - A saved watch that has not ended: it resumes where it was. An
+    /// - A saved watch about what the target runs now (the judged revision,
+    ///   or the one its rollback restores) resumes where it was: an
     ///   interrupted rollback is carried out again, which the rollbacker's
-    ///   idempotence turns into a no-op when it had already happened.
-    /// - A saved watch that ended for the revision now current (or rolled
-    ///   back to it): it is not started again; the handle shows its end.
+    ///   idempotence turns into a no-op when it had already happened; a watch
+    ///   that had ended is not started again, the handle shows its end.
+    /// - No saved state, or a saved watch of a revision the target no longer
+    ///   runs (someone deployed since): a new watch of the current revision
+    ///   starts, keeping what the old one learned (health marks, past
+    ///   rollbacks).
     ///
     /// Errors: an invalid policy, a policy probe without a [`HealthProbe`] of
     /// that name, a target already watched, a corrupt saved state (the error
@@ -321,11 +322,7 @@ impl Engine {
         let now = self.inner.clock.now();
         let resumed;
         let machine = match saved {
-            Some(state) if !state.phase.kind().is_terminal() => {
-                resumed = true;
-                Machine::resume(spec.policy.clone(), state)?
-            }
-            Some(state) if ended_on(&state, current.id()) => {
+            Some(state) if concerns(&state, current.id()) => {
                 resumed = true;
                 Machine::resume(spec.policy.clone(), state)?
             }
@@ -497,10 +494,17 @@ impl TriggerSink for Engine {
     }
 }
 
-fn ended_on(state: &MachineState, current: &RevisionId) -> bool {
+/// Whether a saved watch is about what the target runs now: the judged
+/// revision, or the revision a rollback restores (or restored). Otherwise
+/// someone deployed something else since, and a new watch starts.
+fn concerns(state: &MachineState, current: &RevisionId) -> bool {
+    if &state.watch.revision == current {
+        return true;
+    }
     match &state.phase {
-        Phase::RolledBack { to, .. } => to == current || &state.watch.revision == current,
-        _ => &state.watch.revision == current,
+        Phase::RollingBack { to, .. } | Phase::RolledBack { to, .. } => to == current,
+        Phase::Verifying { restored, .. } => restored == current,
+        _ => false,
     }
 }
 

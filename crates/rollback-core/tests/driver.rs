@@ -519,3 +519,34 @@ async fn commands_are_answered_while_a_rollback_converges() {
     assert!(matches!(h.finished().await, Phase::RolledBack { .. }));
     assert_eq!(f.rollbacker.performed().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_saved_watch_of_a_revision_no_longer_running_gives_way_to_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn StateStore> = Arc::new(FileStateStore::new(dir.path()).unwrap());
+    let f = fixture(store.clone());
+    let healthy = || ScriptedProbe::new("error_rate").script([0.001]);
+    let h = f.engine.watch(spec(&f, POLICY, healthy())).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    assert!(matches!(h.phase(), Phase::Observing { .. }));
+    // The process stops while observing v2; meanwhile v3 is deployed.
+    f.engine.unwatch(&TargetId::new("shop/checkout"));
+    f.target.deploy(RevisionRecord::new("v3"));
+
+    let audit2 = MemoryAuditSink::new();
+    let engine2 = engine_with(store, audit2.clone(), Arc::new(AllowAll));
+    let end = engine2
+        .watch(spec(&f, POLICY, healthy()))
+        .await
+        .unwrap()
+        .finished()
+        .await;
+    assert!(matches!(end, Phase::Promoted { .. }), "{end:?}");
+    assert_eq!(f.target.health_of(&"v3".into()), Some(RevisionHealth::Good));
+    let first = &audit2.records()[0];
+    assert_eq!(first.revision.as_str(), "v3");
+    assert!(
+        matches!(first.entry, AuditEntry::WatchStarted { .. }),
+        "{first:?}"
+    );
+}
