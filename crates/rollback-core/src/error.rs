@@ -54,6 +54,7 @@ impl fmt::Display for ErrorKind {
 #[error("{message}")]
 pub struct Error {
     kind: ErrorKind,
+    retryable: Option<bool>,
     message: String,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
@@ -64,6 +65,7 @@ impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
+            retryable: None,
             message: message.into(),
             source: None,
         }
@@ -110,10 +112,21 @@ impl Error {
         &self.message
     }
 
-    /// Whether retrying the same call may succeed: transient failures and
-    /// optimistic-concurrency conflicts.
+    /// Say whether retrying may help, overriding what the kind implies: a
+    /// `Conflict` that re-reading cannot resolve (someone moved the target
+    /// on purpose) is not retryable.
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.retryable = Some(retryable);
+        self
+    }
+
+    /// Whether retrying the same call may succeed: by default transient
+    /// failures and optimistic-concurrency conflicts.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::Transient | ErrorKind::Conflict)
+        self.retryable.unwrap_or(matches!(
+            self.kind,
+            ErrorKind::Transient | ErrorKind::Conflict
+        ))
     }
 
     /// The message followed by every source in the chain, `: `-separated.
@@ -142,6 +155,11 @@ mod tests {
         assert!(Error::new(ErrorKind::Conflict, "x").is_retryable());
         assert!(!Error::permanent("x").is_retryable());
         assert!(!Error::not_found("x").is_retryable());
+        assert!(
+            !Error::new(ErrorKind::Conflict, "moved")
+                .with_retryable(false)
+                .is_retryable()
+        );
     }
 
     #[test]

@@ -153,7 +153,9 @@ impl MlflowRollbacker {
                     "target {}: {pointer} now points at version {actual}, not at version {expected} that was judged; someone moved it meanwhile, so nothing was changed: judge the new version first",
                     m.id
                 ),
-            ));
+            )
+            // Re-reading will find the same move: retrying cannot help.
+            .with_retryable(false));
         }
         let from_text = current_version
             .as_deref()

@@ -230,6 +230,10 @@ async fn a_rollback_refuses_when_the_alias_moved_since_it_was_judged() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(
+        !e.is_retryable(),
+        "a moved alias is not worth retrying: {e}"
+    );
     assert!(e.message().contains("now points at version 4"), "{e}");
     assert_eq!(t.current().await.unwrap().id().as_str(), "4");
     let four = c.get_model_version(&name, "4").await.unwrap();
