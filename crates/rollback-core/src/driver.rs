@@ -716,15 +716,15 @@ impl WatchRun {
                 self.publish_phase();
                 continue;
             };
-            if !matches!(decision, Decision::Measure | Decision::Rejected { .. }) {
-                self.audit(
-                    actor.clone(),
-                    AuditEntry::Decided {
-                        decision: kind_of(&decision).into(),
-                        detail: describe(&decision),
-                    },
-                )
-                .await;
+            // Measurements and rejections are audited where they are handled.
+            let detail = (!matches!(decision, Decision::Measure | Decision::Rejected { .. }))
+                .then(|| describe(&decision));
+            if let Some(detail) = &detail {
+                let entry = AuditEntry::Decided {
+                    decision: kind_of(&decision).into(),
+                    detail: detail.clone(),
+                };
+                self.audit(actor.clone(), entry).await;
             }
             next = match decision {
                 Decision::Measure => self.measure().await,
@@ -758,8 +758,8 @@ impl WatchRun {
                     None
                 }
                 Decision::AwaitApproval { .. } | Decision::WouldRollBack { .. } => {
-                    let from = self.machine.state().watch.revision.clone();
-                    tracing::warn!(revision = %from, "{}", describe_step(&self.machine));
+                    // The watch's span names the target and revision.
+                    tracing::warn!("{}", detail.unwrap_or_default());
                     None
                 }
                 Decision::Escalate { reason } | Decision::Freeze { reason } => {
@@ -1097,14 +1097,6 @@ impl RollbackJob {
         self.audit(actor, entry).await;
         Err(error)
     }
-}
-
-fn describe_step(m: &Machine) -> String {
-    format!(
-        "watch of {} is {}",
-        m.state().watch.revision,
-        m.phase().kind()
-    )
 }
 
 /// The kind of a decision, as audited.
