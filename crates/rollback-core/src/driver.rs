@@ -360,13 +360,14 @@ impl Engine {
         };
         let (phase_tx, phase_rx) = watch::channel(machine.phase().clone());
         let (tx, rx) = mpsc::channel(64);
-        let run = WatchRun {
+        let mut run = WatchRun {
             engine: self.inner.clone(),
             conditions: spec.policy.rules().iter().map(|r| r.describe()).collect(),
             spec: WatchSpec { probes, ..spec },
             machine,
             phase: phase_tx,
             inputs: rx,
+            unsaved: false,
             inputs_open: true,
         };
         if resumed {
@@ -553,6 +554,8 @@ struct WatchRun {
     machine: Machine,
     phase: watch::Sender<Phase>,
     inputs: mpsc::Receiver<Input>,
+    /// Whether the machine handled events since its state was last saved.
+    unsaved: bool,
     /// Whether `inputs` is still open (the engine still holds its sender).
     inputs_open: bool,
 }
@@ -569,8 +572,17 @@ impl WatchRun {
             .await;
     }
 
-    async fn persist(&self) {
-        if let Err(e) = self.engine.store.save(self.machine.state()).await {
+    /// Feed the machine an event now; its state is unsaved until [`Self::persist`].
+    fn feed(&mut self, event: Event) -> Step {
+        self.unsaved = true;
+        self.machine.handle(self.now(), event)
+    }
+
+    async fn persist(&mut self) {
+        // A failed save stays unsaved, so the next chance tries again.
+        let saved = self.engine.store.save(self.machine.state()).await;
+        self.unsaved = saved.is_err();
+        if let Err(e) = saved {
             tracing::error!(error = %e.full_message(), "state could not be persisted");
             self.audit(
                 Actor::engine(),
@@ -604,7 +616,7 @@ impl WatchRun {
                     None => return,
                 },
                 _ = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() => {
-                    let step = self.machine.handle(self.now(), Event::Tick);
+                    let step = self.feed(Event::Tick);
                     self.process(step, Actor::engine()).await;
                 }
             }
@@ -631,13 +643,10 @@ impl WatchRun {
     async fn on_command(&mut self, command: Command, actor: Actor) -> Result<CommandReceipt> {
         let text = command.to_string();
         let kind = command.kind();
-        let step = self.machine.handle(
-            self.now(),
-            Event::Command {
-                command,
-                actor: actor.clone(),
-            },
-        );
+        let step = self.feed(Event::Command {
+            command,
+            actor: actor.clone(),
+        });
         if let Some(Decision::Rejected { reason, .. }) = &step.decision {
             self.audit(
                 actor,
@@ -663,13 +672,10 @@ impl WatchRun {
     async fn on_trigger(&mut self, trigger: Trigger) -> TriggerOutcome {
         let key = trigger.key.clone();
         let summary = trigger.summary.clone();
-        let step = self.machine.handle(
-            self.now(),
-            Event::Trigger {
-                key: trigger.key,
-                summary: trigger.summary,
-            },
-        );
+        let step = self.feed(Event::Trigger {
+            key: trigger.key,
+            summary: trigger.summary,
+        });
         let outcome = match step.ignored {
             Some(Ignored::DuplicateTrigger) => TriggerOutcome::Duplicate,
             Some(Ignored::NotJudging(p)) => TriggerOutcome::Ignored {
@@ -771,7 +777,9 @@ impl WatchRun {
             self.publish_phase();
         }
         // Counters changed without a transition: persist them too.
-        self.persist().await;
+        if self.unsaved {
+            self.persist().await;
+        }
     }
 
     fn publish_phase(&self) {
@@ -846,7 +854,7 @@ impl WatchRun {
                 ),
                 Err(e) => (Event::ProbeError { probe: i }, Some(e.full_message())),
             };
-            let step = self.machine.handle(self.now(), event);
+            let step = self.feed(event);
             let entry = match (result, failed) {
                 (Ok(m), _) => AuditEntry::Measured {
                     probe: name,
@@ -906,7 +914,7 @@ impl WatchRun {
             Ok(()) => Event::RollbackSucceeded,
             Err(e) => Event::RollbackFailed { error: e },
         };
-        let step = self.machine.handle(self.now(), event);
+        let step = self.feed(event);
         Box::pin(self.process(step, actor)).await;
     }
 }

@@ -550,3 +550,19 @@ async fn a_saved_watch_of_a_revision_no_longer_running_gives_way_to_a_new_one() 
         "{first:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn counts_are_saved_between_transitions() {
+    let store = MemoryStateStore::new();
+    let f = fixture(Arc::new(store.clone()));
+    let probe = ScriptedProbe::new("error_rate").script([0.001]);
+    let h = f.engine.watch(spec(&f, POLICY, probe)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    assert!(matches!(h.phase(), Phase::Observing { .. }));
+    let saved = store
+        .load(&TargetId::new("shop/checkout"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.counts[0].passes, 3, "measured at 0s, 30s and 60s");
+}
