@@ -8,7 +8,7 @@ use std::time::Duration;
 use rollback_core::{
     ErrorKind, HealthProbe, Measurement, ProbeContext, RevisionId, TargetId, Timestamp,
 };
-use rollback_prometheus::{HistoryRange, PrometheusClient, PrometheusProbe};
+use rollback_prometheus::{HistoryRange, PrometheusProbe};
 use support::{MetricsApp, PrometheusServer, PrometheusSetup, error_ratio_query, p99_query};
 
 fn ctx() -> ProbeContext {
@@ -19,15 +19,11 @@ fn ctx() -> ProbeContext {
     }
 }
 
+/// The probes' client timeout.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn probe(prom: &PrometheusServer, name: &str, query: &str) -> PrometheusProbe {
-    let client = PrometheusClient::builder(prom.url())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    PrometheusProbe::builder(name, client)
-        .query(query)
-        .build()
-        .unwrap()
+    prom.probe(name, query, PROBE_TIMEOUT)
 }
 
 async fn value(p: &PrometheusProbe) -> f64 {

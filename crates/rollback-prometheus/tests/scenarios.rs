@@ -118,15 +118,11 @@ impl Canary {
     }
 }
 
+/// The probes' client timeout.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 fn probe(prom: &PrometheusServer, name: &str, query: &str) -> PrometheusProbe {
-    let client = PrometheusClient::builder(prom.url())
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    PrometheusProbe::builder(name, client)
-        .query(query)
-        .build()
-        .unwrap()
+    prom.probe(name, query, PROBE_TIMEOUT)
 }
 
 async fn finished(handle: &mut WatchHandle, timeout: Duration) -> Phase {

@@ -98,6 +98,23 @@ pub struct PrometheusServer {
 }
 
 impl PrometheusServer {
+    /// A probe of `query` against this server, with a client timeout.
+    pub fn probe(
+        &self,
+        name: &str,
+        query: &str,
+        timeout: Duration,
+    ) -> rollback_prometheus::PrometheusProbe {
+        let client = rollback_prometheus::PrometheusClient::builder(self.url())
+            .timeout(timeout)
+            .build()
+            .expect("a Prometheus client");
+        rollback_prometheus::PrometheusProbe::builder(name, client)
+            .query(query)
+            .build()
+            .expect("a probe")
+    }
+
     pub async fn start(setup: PrometheusSetup) -> Self {
         let binary = require_binary("prometheus");
         let dir = tempfile::tempdir().expect("tempdir");
