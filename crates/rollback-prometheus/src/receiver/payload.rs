@@ -1,0 +1,116 @@
+//! Alertmanager's webhook payload (version 4): its types, and the checks a
+//! body passes before any of its alerts is handled.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use rollback_core::Timestamp;
+use serde::Deserialize;
+
+use super::PAYLOAD_VERSION;
+use super::http::Refusal;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Payload {
+    pub(super) version: String,
+    #[serde(default)]
+    pub(super) group_key: String,
+    #[serde(default)]
+    pub(super) truncated_alerts: u64,
+    #[serde(default)]
+    pub(super) receiver: String,
+    pub(super) alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Alert {
+    pub(super) status: String,
+    #[serde(default)]
+    pub(super) labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(super) annotations: BTreeMap<String, String>,
+    pub(super) starts_at: String,
+    pub(super) fingerprint: String,
+}
+
+impl Payload {
+    /// Parse and check a request body: 400 if it is not JSON, 422 if it is
+    /// JSON but not a version-4 payload or one of its alerts is invalid.
+    pub(super) fn parse(body: &[u8]) -> Result<Payload, Refusal> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let parsed: Result<Payload, _> = serde_path_to_error::deserialize(&mut de);
+        let payload = match parsed.map(|p| de.end().map(|()| p)) {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                return Err(Refusal(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not valid JSON: {e}"),
+                ));
+            }
+            Err(e) => {
+                // Syntax first: a body that is not JSON at all is 400 even if
+                // its start already missed a field.
+                if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    return Err(Refusal(
+                        StatusCode::BAD_REQUEST,
+                        format!("the body is not valid JSON: {syntax}"),
+                    ));
+                }
+                let path = e.path().to_string();
+                return Err(Refusal(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "not an Alertmanager webhook payload: at `{path}`: {}",
+                        e.into_inner()
+                    ),
+                ));
+            }
+        };
+        if payload.version != PAYLOAD_VERSION {
+            return Err(Refusal(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "webhook payload version {:?} is not supported; this receiver reads version {PAYLOAD_VERSION:?}",
+                    payload.version
+                ),
+            ));
+        }
+        for (i, a) in payload.alerts.iter().enumerate() {
+            a.check(i)?;
+        }
+        Ok(payload)
+    }
+}
+
+impl Alert {
+    /// The checks of `alerts[i]`.
+    fn check(&self, i: usize) -> Result<(), Refusal> {
+        if self.status != "firing" && self.status != "resolved" {
+            return Err(Refusal(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "`alerts[{i}].status` is {:?}; expected \"firing\" or \"resolved\"",
+                    self.status
+                ),
+            ));
+        }
+        if self.fingerprint.trim().is_empty() {
+            return Err(Refusal(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`alerts[{i}].fingerprint` is empty"),
+            ));
+        }
+        if Timestamp::parse(&self.starts_at).is_none() {
+            return Err(Refusal(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "`alerts[{i}].startsAt` is {:?}, not an RFC 3339 time",
+                    self.starts_at
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
