@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::payload::Payload;
-use super::{AlertOutcome, AlertStatus, AlertmanagerReceiver, ReceiverStats, lock};
+use super::{AlertOutcome, AlertStatus, AlertmanagerReceiver, Printable, ReceiverStats, lock};
 
 /// A refusal: status and message.
 pub(super) struct Refusal(pub(super) StatusCode, pub(super) String);
@@ -107,14 +107,14 @@ impl AlertmanagerReceiver {
             Ok(p) => p,
             Err(Refusal(status, message)) => {
                 lock(&self.shared.stats).rejected += 1;
-                tracing::warn!(status = status.as_u16(), %message, "refused an Alertmanager webhook request");
+                tracing::warn!(status = status.as_u16(), message = %Printable(&message), "refused an Alertmanager webhook request");
                 return json_response(status, serde_json::json!({ "error": message }));
             }
         };
         if payload.truncated_alerts > 0 {
             tracing::warn!(
                 truncated = payload.truncated_alerts,
-                group_key = %payload.group_key,
+                group_key = %Printable(&payload.group_key),
                 "Alertmanager truncated the alerts of this notification (max_alerts); the missing ones were not seen"
             );
         }

@@ -13,7 +13,7 @@ mod routes;
 mod server;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -52,8 +52,14 @@ struct Shared {
 /// - Requests must carry `Authorization: Bearer <token>` (compared in
 ///   constant time), `Content-Type: application/json` and a body within the
 ///   size limit; otherwise they are refused with 401, 415 or 413. A body that
-///   is not JSON is 400; JSON that is not a version-4 payload is 422. Every
-///   refusal has a JSON body `{"error": "..."}` saying what was wrong.
+///   is not JSON is 400; JSON that is not a version-4 payload, or an
+///   alert with an unknown status, a bad `startsAt`, or a fingerprint that is
+///   empty or holds a control character, is 422 and nothing of the payload
+///   is handled. Every refusal has a JSON body `{"error": "..."}` saying
+///   what was wrong.
+/// - Alert fields the receiver logs are escaped (`\n`, `\u{1b}`), so labels
+///   cannot forge log lines; what goes to the sink (the summary from the
+///   annotations) is left as it is, for the audit sinks to escape.
 /// - A firing alert is routed by its labels to a target (first matching
 ///   route) and handed to the [`TriggerSink`] once: its key is the
 ///   fingerprint plus `startsAt`, and repeats of the key (Alertmanager
@@ -179,6 +185,43 @@ impl AlertmanagerReceiverBuilder {
     }
 }
 
+/// A string as the receiver logs it: control characters, and the Unicode
+/// ones that break or reorder a line, escaped (`\n`, `\u{1b}`), so that an
+/// alert's labels cannot forge or hide a log line.
+struct Printable<'a>(&'a str);
+
+impl Printable<'_> {
+    fn needs_escape(c: char) -> bool {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061c}'
+                    | '\u{200e}'
+                    | '\u{200f}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+            )
+    }
+}
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.0.chars().any(Self::needs_escape) {
+            return f.write_str(self.0);
+        }
+        for c in self.0.chars() {
+            if Self::needs_escape(c) {
+                write!(f, "{}", c.escape_debug())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves consistent data behind
     // (every critical section is a few plain inserts), so go on with it.
@@ -278,14 +321,17 @@ impl AlertmanagerReceiver {
         };
         let name = alertname.as_deref().unwrap_or("(no alertname)");
         if status == AlertStatus::Resolved {
-            tracing::info!(alert = name, fingerprint = %alert.fingerprint, starts_at = %alert.starts_at,
-                target = ?record.target, receiver, "alert resolved; recorded, nothing triggered");
+            tracing::info!(alert = %Printable(name), fingerprint = %Printable(&alert.fingerprint),
+                starts_at = %Printable(&alert.starts_at),
+                target = ?record.target,
+                receiver = %Printable(receiver), "alert resolved; recorded, nothing triggered");
             return record;
         }
         let target = match routed {
             Ok(t) => t,
             Err(reason) => {
-                tracing::warn!(alert = name, fingerprint = %alert.fingerprint, %reason, "firing alert matches no route");
+                tracing::warn!(alert = %Printable(name), fingerprint = %Printable(&alert.fingerprint),
+                    reason = %Printable(&reason), "firing alert matches no route");
                 record.outcome = AlertOutcome::Unrouted { reason };
                 return record;
             }
@@ -293,7 +339,8 @@ impl AlertmanagerReceiver {
         let key = format!("{}@{}", alert.fingerprint, alert.starts_at.trim());
         let dedup_key = format!("{target}\u{0}{key}");
         if !lock(&self.shared.dedup).reserve(&dedup_key) {
-            tracing::debug!(alert = name, %target, %key, "repeated alert; already handed over");
+            tracing::debug!(alert = %Printable(name), target = %Printable(target.as_str()),
+                key = %Printable(&key), "repeated alert; already handed over");
             record.outcome = AlertOutcome::Duplicate;
             return record;
         }
@@ -322,11 +369,13 @@ impl AlertmanagerReceiver {
         lock(&self.shared.dedup).finish(&dedup_key, remember);
         record.outcome = match result {
             Ok(result) => {
-                tracing::info!(alert = name, %target, %key, outcome = ?result, "firing alert handed to the engine");
+                tracing::info!(alert = %Printable(name), target = %Printable(target.as_str()),
+                    key = %Printable(&key), outcome = ?result, "firing alert handed to the engine");
                 AlertOutcome::Triggered { result }
             }
             Err(e) => {
-                tracing::error!(alert = name, %target, %key, error = %e.full_message(), "trigger sink failed");
+                tracing::error!(alert = %Printable(name), target = %Printable(target.as_str()),
+                    key = %Printable(&key), error = %Printable(&e.full_message()), "trigger sink failed");
                 AlertOutcome::SinkFailed {
                     error: format!("target {target}: {}", e.full_message()),
                 }

@@ -36,8 +36,10 @@ pub(super) struct Alert {
 }
 
 impl Payload {
-    /// Parse and check a request body: 400 if it is not JSON, 422 if it is
-    /// JSON but not a version-4 payload or one of its alerts is invalid.
+    /// Parse and check a request body: 400 if it is not JSON,
+    /// 422 if it is JSON but not a version-4 payload or one of its alerts is
+    /// invalid (unknown status, empty fingerprint or one with a control
+    /// character, `startsAt` not a time).
     pub(super) fn parse(body: &[u8]) -> Result<Payload, Refusal> {
         let mut de = serde_json::Deserializer::from_slice(body);
         let parsed: Result<Payload, _> = serde_path_to_error::deserialize(&mut de);
@@ -100,6 +102,16 @@ impl Alert {
             return Err(Refusal(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("`alerts[{i}].fingerprint` is empty"),
+            ));
+        }
+        // The fingerprint is part of the trigger's key, which timelines print.
+        if self.fingerprint.chars().any(char::is_control) {
+            return Err(Refusal(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "`alerts[{i}].fingerprint` is {:?}, which holds a control character; Alertmanager's fingerprints are hexadecimal",
+                    self.fingerprint
+                ),
             ));
         }
         if Timestamp::parse(&self.starts_at).is_none() {
