@@ -651,3 +651,98 @@ async fn the_receiver_logs_no_raw_control_characters() {
         assert!(!value.chars().any(char::is_control), "{value:?}");
     }
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_utf8_is_not_json_400() {
+    let sink = RecordingSink::new();
+    let (r, server) = start(sink.clone()).await;
+    let body = webhook_payload(&[firing("FINGERPRINT", "2026-11-27T12:00:00Z")]).to_string();
+    let body = body
+        .replace("FINGERPRINT", "a1\u{0}b2")
+        .replace("\\u0000", "\u{0}")
+        .into_bytes()
+        .into_iter()
+        .map(|b| if b == 0 { 0xff } else { b })
+        .collect::<Vec<u8>>();
+    assert!(std::str::from_utf8(&body).is_err());
+    let (s, b) = post(
+        &server,
+        Some(&format!("Bearer {TOKEN}")),
+        Some("application/json"),
+        body,
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    let error = b["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the body is not valid JSON: it is not UTF-8"),
+        "{error}"
+    );
+    // Also where the payload's own fields would not look: JSON is UTF-8 throughout.
+    let mut body = webhook_payload(&[firing("a1b2", "2026-11-27T12:00:00Z")])
+        .to_string()
+        .into_bytes();
+    let at = body.len() - 1;
+    body.splice(at..at, b", \"extra\": \"\xc3\x28\"".iter().copied());
+    let (s, b) = post(
+        &server,
+        Some(&format!("Bearer {TOKEN}")),
+        Some("application/json"),
+        body,
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(sink.calls().is_empty());
+    assert_eq!(r.stats().rejected, 2);
+}
+
+#[tokio::test]
+async fn a_content_type_that_is_not_ascii_is_reported_as_such() {
+    let sink = RecordingSink::new();
+    let (_r, server) = start(sink.clone()).await;
+    let body = webhook_payload(&[firing("a1b2", "2026-11-27T12:00:00Z")]).to_string();
+    let resp = reqwest::Client::new()
+        .post(server.url())
+        .bearer_auth(TOKEN)
+        .header(
+            "content-type",
+            reqwest::header::HeaderValue::from_bytes(b"application/j\xc3\xa9son").unwrap(),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(
+        b["error"].as_str().unwrap(),
+        "Content-Type must be application/json; the Content-Type header is not ASCII: \"application/j\\xc3\\xa9son\"",
+    );
+    assert!(sink.calls().is_empty());
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused() {
+    let sink = RecordingSink::new();
+    let (r, server) = start(sink.clone()).await;
+    let body = webhook_payload(&[firing("a1b2", "2026-11-27T12:00:00Z")]).to_string();
+    for second in [format!("Bearer {TOKEN}"), "Bearer wrong".to_owned()] {
+        let resp = reqwest::Client::new()
+            .post(server.url())
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("authorization", second)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400);
+        let b: Value = resp.json().await.unwrap();
+        assert_eq!(
+            b["error"].as_str().unwrap(),
+            "the request has 2 Authorization headers; send one, `Authorization: Bearer <token>`"
+        );
+    }
+    assert!(sink.calls().is_empty());
+    assert_eq!(r.stats().rejected, 2);
+}

@@ -34,6 +34,17 @@ pub(super) async fn webhook(
 impl AlertmanagerReceiver {
     /// Authentication and content type, checked before the body is read.
     fn check_headers(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        // Which of two would count is a guess a proxy and this receiver could
+        // make differently: judge neither.
+        let count = headers.get_all(header::AUTHORIZATION).iter().count();
+        if count > 1 {
+            return Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the request has {count} Authorization headers; send one, `Authorization: Bearer <token>`"
+                ),
+            ));
+        }
         let auth = headers.get(header::AUTHORIZATION).ok_or_else(|| {
             Refusal(
                 StatusCode::UNAUTHORIZED,
@@ -56,10 +67,18 @@ impl AlertmanagerReceiver {
                 "invalid bearer token".into(),
             ));
         }
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let content_type = match headers.get(header::CONTENT_TYPE) {
+            None => "",
+            Some(v) => v.to_str().map_err(|_| {
+                Refusal(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!(
+                        "Content-Type must be application/json; the Content-Type header is not ASCII: \"{}\"",
+                        v.as_bytes().escape_ascii()
+                    ),
+                )
+            })?,
+        };
         let mime = content_type.split(';').next().unwrap_or("").trim();
         if !mime.eq_ignore_ascii_case("application/json") {
             let shown = if content_type.is_empty() {

@@ -49,10 +49,11 @@ struct Shared {
 
 /// An HTTP endpoint for Alertmanager's webhook (payload version 4).
 ///
-/// - Requests must carry `Authorization: Bearer <token>` (compared in
-///   constant time), `Content-Type: application/json` and a body within the
-///   size limit; otherwise they are refused with 401, 415 or 413. A body that
-///   is not JSON is 400; JSON that is not a version-4 payload, or an
+/// - Requests must carry one `Authorization: Bearer <token>` header
+///   (compared in constant time; two Authorization headers are 400),
+///   `Content-Type: application/json` and a body within the size limit;
+///   otherwise they are refused with 401, 415 or 413. A body that is not
+///   JSON (nor UTF-8) is 400; JSON that is not a version-4 payload, or an
 ///   alert with an unknown status, a bad `startsAt`, or a fingerprint that is
 ///   empty or holds a control character, is 422 and nothing of the payload
 ///   is handled. Every refusal has a JSON body `{"error": "..."}` saying

@@ -36,11 +36,22 @@ pub(super) struct Alert {
 }
 
 impl Payload {
-    /// Parse and check a request body: 400 if it is not JSON,
+    /// Parse and check a request body: 400 if it is not JSON (nor UTF-8),
     /// 422 if it is JSON but not a version-4 payload or one of its alerts is
     /// invalid (unknown status, empty fingerprint or one with a control
     /// character, `startsAt` not a time).
     pub(super) fn parse(body: &[u8]) -> Result<Payload, Refusal> {
+        // JSON is UTF-8 throughout (RFC 8259), also in the fields this
+        // payload does not read and the parser would skip unchecked.
+        if let Err(e) = std::str::from_utf8(body) {
+            return Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body is not valid JSON: it is not UTF-8 (invalid byte at offset {})",
+                    e.valid_up_to()
+                ),
+            ));
+        }
         let mut de = serde_json::Deserializer::from_slice(body);
         let parsed: Result<Payload, _> = serde_path_to_error::deserialize(&mut de);
         let payload = match parsed.map(|p| de.end().map(|()| p)) {
