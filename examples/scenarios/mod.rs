@@ -8,6 +8,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rollback::core::audit::TextAuditSink;
+use rollback::core::memory::{InMemoryRollbacker, InMemoryTarget, ScriptStep, ScriptedProbe};
+use rollback::core::time::TokioClock;
 use rollback::core::*;
 
 /// What a scenario ended in, per target.
@@ -69,7 +72,7 @@ fn engine(out: SharedOut) -> Engine {
         .clock(Arc::new(TokioClock::starting_at(
             Timestamp::parse("2026-11-27T12:00:00Z").expect("a time"),
         )))
-        .jitter(Arc::new(SeededJitter::new(1)))
+        .jitter_seed(1)
         .max_jitter(0.0)
         .build()
 }

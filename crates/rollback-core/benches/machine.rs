@@ -6,8 +6,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rollback_core::machine::Candidate;
 use rollback_core::machine::{Event, Machine, Watch};
-use rollback_core::{Candidate, Measurement, Policy, RevisionHealth, Timestamp};
+use rollback_core::{Measurement, Policy, RevisionHealth, Timestamp};
 
 const POLICY: &str = r#"
 interval: 10s

@@ -1,23 +1,49 @@
 //! The conformance suite every backend runs against its own server.
 //!
+//! One check per behaviour, each a public function named for it, so a
+//! failure says which promise of the trait's `# Contract` was broken. Checks
+//! a backend cannot pass by design are skipped by its [`Capabilities`], not
+//! faked; [`Report`] lists what ran and what was skipped, and why.
+//!
+//! - [`check_target`]: the read side (changes nothing);
+//! - [`check_rollbacker`]: dry runs, an unknown revision, a rollback, its
+//!   convergence, its idempotence, health marks (changes the target);
+//! - [`check_interrupted_rollback`]: a rollback cut short after each of its
+//!   steps, then asked again, ends complete with its records written once;
+//! - [`check_probe`]: a probe's name and concurrent measurements.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use rollback_core::{conformance, InMemoryRollbacker, InMemoryTarget, RevisionRecord};
+//! use rollback_core::conformance;
+//! use rollback_core::memory::{InMemoryRollbacker, InMemoryTarget};
+//! use rollback_core::RevisionRecord;
 //! let target = InMemoryTarget::new("demo", [RevisionRecord::new("v1"), RevisionRecord::new("v2")]).unwrap();
 //! let rollbacker = InMemoryRollbacker::new(&target);
 //! conformance::check_target(&target).await.unwrap();
-//! conformance::check_rollbacker(&target, &rollbacker).await.unwrap();
+//! let report = conformance::check_rollbacker(&target, &rollbacker).await.unwrap();
+//! assert!(report.passed.contains(&"repeated_rollback_is_already_at"));
 //! # }
 //! ```
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+mod interrupted;
+mod rollbacker;
+mod target;
+
 use std::time::Duration;
 
-use crate::{
-    Actor, Convergence, ErrorKind, HealthProbe, ProbeContext, RevisionHealth, RevisionId,
-    RevisionRecord, RevisionRef, RollbackOutcome, RollbackRequest, Rollbacker, Target,
+pub use interrupted::{InterruptionFixture, check_interrupted_rollback};
+pub use rollbacker::{
+    check_rollbacker, client_dry_run_changes_nothing, marks_read_back,
+    repeated_rollback_is_already_at, rollback_makes_the_revision_current,
+    rollbacker_serves_its_target, server_dry_run, unknown_revision_is_not_found,
+    wait_converged_reports_convergence,
 };
+pub use target::{
+    check_target, history_has_no_duplicates, history_holds_the_current_revision,
+    history_is_newest_first, history_is_not_empty, history_is_stable, revision_record_matches,
+};
+
+use crate::{ProbeContext, Target};
 
 /// A check the backend failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +57,24 @@ pub struct ConformanceFailure {
     pub message: String,
 }
 
+/// What a run of checks did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The checks that ran and passed, in order.
+    pub passed: Vec<&'static str>,
+    /// The checks skipped, with the reason (a capability the backend lacks).
+    pub skipped: Vec<(&'static str, &'static str)>,
+}
+
+impl Report {
+    fn skip(&mut self, check: &'static str, why: &'static str) {
+        self.skipped.push((check, why));
+    }
+}
+
+/// The result of one check.
+pub type Checked = Result<(), ConformanceFailure>;
+
 fn fail(
     target: &dyn Target,
     check: &'static str,
@@ -43,249 +87,25 @@ fn fail(
     }
 }
 
-/// How long `check_rollbacker` lets a backend converge.
+/// How long a check lets a backend converge.
 pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Checks the read side of a [`Target`]: the history is non-empty, has no
-/// duplicate ids, is newest first where creation times are known, holds the
-/// current revision, and is stable across reads. Changes nothing.
-pub async fn check_target(target: &dyn Target) -> Result<(), ConformanceFailure> {
-    let history = target
-        .history()
-        .await
-        .map_err(|e| fail(target, "history", e.full_message()))?;
-    if history.is_empty() {
-        return Err(fail(
-            target,
-            "history",
-            "the history is empty; it must hold at least the current revision",
-        ));
-    }
-    let mut seen = BTreeSet::new();
-    for e in &history {
-        if !seen.insert(e.revision.id().clone()) {
-            return Err(fail(
-                target,
-                "history has no duplicates",
-                format!("revision {} is listed twice", e.revision.id()),
-            ));
-        }
-    }
-    let times: Vec<_> = history
-        .iter()
-        .filter_map(|e| e.revision.created_at())
-        .collect();
-    if times.windows(2).any(|w| w[0] < w[1]) {
-        return Err(fail(
-            target,
-            "history is newest first",
-            format!("creation times are not descending: {times:?}"),
-        ));
-    }
-    let current = target
-        .current()
-        .await
-        .map_err(|e| fail(target, "current", e.full_message()))?;
-    if !seen.contains(current.id()) {
-        return Err(fail(
-            target,
-            "history holds current",
-            format!("current revision {} is not in the history", current.id()),
-        ));
-    }
-    let again = target
-        .history()
-        .await
-        .map_err(|e| fail(target, "history", e.full_message()))?;
-    let ids = |h: &[crate::HistoryEntry]| {
-        h.iter()
-            .map(|e| e.revision.id().clone())
-            .collect::<Vec<_>>()
-    };
-    if ids(&again) != ids(&history) {
-        return Err(fail(
-            target,
-            "history is stable",
-            "two reads without a change listed different revisions",
-        ));
-    }
-    let record = current.record();
-    if &record.id != current.id() || record.label != current.label() {
-        return Err(fail(
-            target,
-            "revision record",
-            "record() does not match id() and label()",
-        ));
-    }
+/// Run `check`, named `name`, into `report`.
+async fn run(
+    report: &mut Report,
+    name: &'static str,
+    check: impl Future<Output = Checked>,
+) -> Checked {
+    check.await?;
+    report.passed.push(name);
     Ok(())
 }
 
-fn request(
-    target: &dyn Target,
-    from: &RevisionId,
-    to: RevisionRef,
-    dry_run: bool,
-) -> RollbackRequest {
-    RollbackRequest {
-        target: target.id().clone(),
-        from: Some(from.clone()),
-        to,
-        reason: "rollback-core conformance suite".into(),
-        actor: Actor::new("conformance-suite"),
-        dry_run,
-    }
-}
-
-/// Checks a [`Rollbacker`] against its [`Target`], which must have at least
-/// two revisions in its history. **It changes the target**: it rolls it back
-/// to the newest earlier revision not marked bad.
-///
-/// Checked: a dry run changes nothing; a rollback makes the revision current
-/// and converges; a second identical rollback is `AlreadyAt`; a rollback to a
-/// revision the history does not hold is `NotFound` and changes nothing.
-pub async fn check_rollbacker(
-    target: &dyn Target,
-    rollbacker: &dyn Rollbacker,
-) -> Result<(), ConformanceFailure> {
-    check_target(target).await?;
-    let history = target
-        .history()
-        .await
-        .map_err(|e| fail(target, "history", e.full_message()))?;
-    let current = target
-        .current()
-        .await
-        .map_err(|e| fail(target, "current", e.full_message()))?;
-    let current_id = current.id().clone();
-    let others: Vec<_> = history
-        .iter()
-        .filter(|e| e.revision.id() != &current_id)
-        .collect();
-    let Some(to) = others
-        .iter()
-        .find(|e| e.health != RevisionHealth::Bad)
-        .or(others.first())
-    else {
-        return Err(fail(
-            target,
-            "setup",
-            "the target needs at least two revisions in its history",
-        ));
-    };
-    let to = to.revision.clone();
-    let to_id = to.id().clone();
-    let current_is = |check: &'static str, want: &RevisionId| {
-        let want = want.clone();
-        async move {
-            let now = target
-                .current()
-                .await
-                .map_err(|e| fail(target, check, e.full_message()))?;
-            if now.id() == &want {
-                Ok(())
-            } else {
-                Err(fail(
-                    target,
-                    check,
-                    format!("current revision is {} but should be {want}", now.id()),
-                ))
-            }
-        }
-    };
-
-    match rollbacker
-        .rollback(&request(target, &current_id, to.clone(), true))
-        .await
-    {
-        Ok(RollbackOutcome::DryRun { .. }) => {}
-        Ok(other) => {
-            return Err(fail(
-                target,
-                "dry run",
-                format!("a dry run returned {other:?}"),
-            ));
-        }
-        Err(e) => return Err(fail(target, "dry run", e.full_message())),
-    }
-    current_is("dry run changes nothing", &current_id).await?;
-
-    let unknown: RevisionRef = Arc::new(RevisionRecord::new("conformance-suite-no-such-revision"));
-    match rollbacker
-        .rollback(&request(target, &current_id, unknown, false))
-        .await
-    {
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(fail(
-                target,
-                "unknown revision",
-                format!(
-                    "expected a NotFound error, got {}: {}",
-                    e.kind(),
-                    e.full_message()
-                ),
-            ));
-        }
-        Ok(o) => {
-            return Err(fail(
-                target,
-                "unknown revision",
-                format!("expected a NotFound error, got {o:?}"),
-            ));
-        }
-    }
-    current_is("unknown revision changes nothing", &current_id).await?;
-
-    match rollbacker
-        .rollback(&request(target, &current_id, to.clone(), false))
-        .await
-    {
-        Ok(RollbackOutcome::RolledBack { .. }) => {}
-        Ok(other) => {
-            return Err(fail(
-                target,
-                "rollback",
-                format!("expected RolledBack, got {other:?}"),
-            ));
-        }
-        Err(e) => return Err(fail(target, "rollback", e.full_message())),
-    }
-    match rollbacker.wait_converged(&to_id, CONVERGENCE_TIMEOUT).await {
-        Ok(Convergence::Converged) => {}
-        Ok(other) => {
-            return Err(fail(
-                target,
-                "convergence",
-                format!("expected Converged, got {other:?}"),
-            ));
-        }
-        Err(e) => return Err(fail(target, "convergence", e.full_message())),
-    }
-    current_is("rollback makes the revision current", &to_id).await?;
-
-    match rollbacker
-        .rollback(&request(target, &to_id, to.clone(), false))
-        .await
-    {
-        Ok(RollbackOutcome::AlreadyAt { .. }) => {}
-        Ok(other) => {
-            return Err(fail(
-                target,
-                "idempotence",
-                format!("a repeated rollback returned {other:?}, not AlreadyAt"),
-            ));
-        }
-        Err(e) => return Err(fail(target, "idempotence", e.full_message())),
-    }
-    current_is("a repeated rollback changes nothing", &to_id).await?;
-    check_target(target).await
-}
-
-/// Checks a [`HealthProbe`]: its name is non-empty and constant, and two
-/// concurrent measurements of the same context both answer (a value, no
-/// data, or an error that says which probe failed), without panicking.
+/// Checks a [`crate::HealthProbe`]: its name is non-empty and constant, and
+/// two concurrent measurements of the same context both answer (a value,
+/// no data, or an error that says which probe failed), without panicking.
 pub async fn check_probe(
-    probe: &dyn HealthProbe,
+    probe: &dyn crate::HealthProbe,
     context: &ProbeContext,
 ) -> Result<(), ConformanceFailure> {
     let fail = |check: &'static str, message: String| ConformanceFailure {
@@ -318,62 +138,4 @@ pub async fn check_probe(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{InMemoryRollbacker, InMemoryTarget};
-
-    #[tokio::test]
-    async fn in_memory_backends_conform() {
-        let t = InMemoryTarget::new(
-            "demo",
-            [
-                RevisionRecord::new("v1"),
-                RevisionRecord::new("v2"),
-                RevisionRecord::new("v3"),
-            ],
-        )
-        .unwrap();
-        t.set_health(&"v2".into(), RevisionHealth::Bad).unwrap();
-        let r = InMemoryRollbacker::new(&t);
-        check_rollbacker(&t, &r).await.unwrap();
-        assert_eq!(
-            t.current_id().as_str(),
-            "v1",
-            "skips the revision marked bad"
-        );
-    }
-
-    #[tokio::test]
-    async fn scripted_probes_conform() {
-        let ctx = ProbeContext {
-            target: "demo".into(),
-            revision: "v1".into(),
-            at: crate::Timestamp::EPOCH,
-        };
-        let probe = crate::ScriptedProbe::new("error_rate")
-            .script([crate::ScriptStep::Value(0.1), crate::ScriptStep::NoData]);
-        check_probe(&probe, &ctx).await.unwrap();
-        let e = check_probe(&crate::ScriptedProbe::new(" "), &ctx)
-            .await
-            .unwrap_err();
-        assert_eq!(e.check, "probe name");
-    }
-
-    #[tokio::test]
-    async fn a_broken_rollbacker_fails_the_suite() {
-        let t = InMemoryTarget::new(
-            "demo",
-            [RevisionRecord::new("v1"), RevisionRecord::new("v2")],
-        )
-        .unwrap();
-        let r = InMemoryRollbacker::new(&t);
-        r.fail_convergence(Some("stuck".into()));
-        let e = check_rollbacker(&t, &r).await.unwrap_err();
-        assert_eq!(e.check, "convergence");
-        let single = InMemoryTarget::new("one", [RevisionRecord::new("v1")]).unwrap();
-        let e = check_rollbacker(&single, &InMemoryRollbacker::new(&single))
-            .await
-            .unwrap_err();
-        assert_eq!(e.check, "setup");
-    }
-}
+mod tests;

@@ -4,11 +4,25 @@
 //! to the last known good revision when a probe breaches its policy, verifies
 //! that health came back, and records every step.
 //!
-//! This crate has no network dependency. It holds the four traits backends
-//! implement ([`Target`], [`Revision`], [`HealthProbe`], [`Rollbacker`]), the
-//! [`Policy`], the sans-IO decision [`Machine`], the async [`Engine`] that
-//! drives it, the audit log and state store, in-memory backends to test a
-//! policy with, and [`replay`] of recorded metrics.
+//! This crate has no network dependency. The root holds what an embedder
+//! touches: the four traits backends implement ([`Target`], [`Revision`],
+//! [`HealthProbe`], [`Rollbacker`]) and their data, the [`Policy`], and the
+//! [`Engine`] that watches a [`WatchSpec`]. The rest lives in modules:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`machine`] | the sans-IO decision machine the engine drives |
+//! | [`audit`] | audit records, the text and hash-chained JSON-lines sinks, [`audit::verify`] |
+//! | [`store`] | where the machine's state is persisted |
+//! | [`auth`] | who may give operator commands |
+//! | [`condition`] | `< 0.01`, `<= +10%`, verdicts |
+//! | [`policy`] | the parts of a policy |
+//! | [`time`] | timestamps, clocks, human durations |
+//! | [`memory`] | in-memory backends to try a policy with |
+//! | [`replay`] | run a policy over recorded series |
+//! | [`http`] | network-free HTTP helpers every backend shares |
+//! | [`steps`] | counting and interrupting a backend's steps, for crash tests |
+//! | `conformance` | the suite every backend runs (feature `conformance`) |
 //!
 //! Try a policy on in-memory backends, on virtual time:
 //!
@@ -16,6 +30,9 @@
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> rollback_core::Result<()> {
 //! use std::sync::Arc;
+//! use rollback_core::audit::MemoryAuditSink;
+//! use rollback_core::memory::{InMemoryRollbacker, InMemoryTarget, ScriptedProbe};
+//! use rollback_core::time::TokioClock;
 //! use rollback_core::*;
 //!
 //! let policy = Policy::from_yaml(r#"
@@ -47,58 +64,48 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
-mod auth;
-mod condition;
+pub mod auth;
+pub mod condition;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
-mod driver;
+mod engine;
 mod error;
+pub mod http;
 pub mod machine;
-mod memory;
-mod policy;
+pub mod memory;
+pub mod policy;
 mod probe;
 pub mod replay;
 mod retry;
 mod revision;
 mod rollbacker;
+pub mod steps;
 pub mod store;
 mod target;
-mod time;
+pub mod time;
 mod trigger;
 
-pub use audit::{
-    AuditEntry, AuditRecord, AuditSink, JsonLinesAuditSink, MemoryAuditSink, TextAuditSink,
-};
-pub use auth::{Actor, AllowAll, Authorizer, Command, CommandKind, Denied, Grants};
-pub use condition::{
-    Comparison, Condition, ConditionParseError, NoData, Verdict, VerdictCause, judge,
-};
-pub use driver::{
-    CommandReceipt, Engine, EngineBuilder, Jitter, SeededJitter, WatchHandle, WatchSpec, describe,
-    kind_of,
-};
+// The root: the traits, their data, the policy, the engine.
+pub use auth::{Actor, Command};
+pub use engine::{CommandReceipt, Engine, EngineBuilder, WatchHandle, WatchSpec};
 pub use error::{Error, ErrorKind, Result};
-pub use machine::{
-    Breach, Candidate, Decision, Event, Machine, MachineState, Phase, PhaseKind, Step, Watch,
-};
-pub use memory::{InMemoryRollbacker, InMemoryTarget, RecordedRollback, ScriptStep, ScriptedProbe};
-pub use policy::duration;
-pub use policy::{
-    Approval, OnIrreversible, Policy, PolicyError, PolicyFormat, ProbePolicy, ProbeRules,
-    RollbackTo,
-};
+pub use machine::Phase;
+pub use policy::Policy;
 pub use probe::{HealthProbe, Measurement, ProbeContext};
-pub use replay::{ReplayOptions, ReplayReport, Sample, Series, replay};
-pub use retry::RetryPolicy;
 pub use revision::{
     HistoryEntry, IRREVERSIBLE_ATTRIBUTE, Revision, RevisionHealth, RevisionId, RevisionRecord,
     RevisionRef,
 };
-pub use rollbacker::{Convergence, RollbackOutcome, RollbackRequest, Rollbacker};
-pub use store::{FileStateStore, MemoryStateStore, StateStore};
-pub use target::{Capabilities, Target, TargetExt, TargetId};
-pub use time::{Clock, SystemClock, Timestamp, TokioClock, format_duration};
+pub use rollbacker::{Convergence, DryRun, RollbackOutcome, RollbackRequest, Rollbacker};
+pub use target::{Capabilities, Mark, Target, TargetExt, TargetId};
+pub use time::Timestamp;
 pub use trigger::{Trigger, TriggerOutcome, TriggerSink};
+
+// Short paths for the crate's own code; the public path of each is its module's.
+pub(crate) use auth::CommandKind;
+pub(crate) use condition::{Verdict, VerdictCause};
+pub(crate) use machine::{Candidate, MachineState, PhaseKind};
+pub(crate) use policy::{Approval, OnIrreversible, ProbeRules, RollbackTo};
 
 /// mockall mocks of the four traits (feature `mock`).
 #[cfg(feature = "mock")]

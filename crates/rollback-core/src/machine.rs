@@ -21,10 +21,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::condition::{VerdictCause, judge};
+use crate::condition::{Verdict, VerdictCause, judge};
 use crate::{
     Actor, Approval, Command, CommandKind, Error, Measurement, OnIrreversible, Policy, ProbeRules,
-    RevisionHealth, RevisionId, RollbackTo, TargetId, Timestamp, Verdict,
+    RevisionHealth, RevisionId, RollbackTo, TargetId, Timestamp,
 };
 
 /// A revision the machine may roll back to, with what is known of its health.
@@ -81,6 +81,7 @@ impl Watch {
 /// The phase a machine is in.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "phase")]
+#[non_exhaustive]
 pub enum Phase {
     /// Measuring and judging the new revision.
     Observing {
@@ -89,17 +90,17 @@ pub enum Phase {
     },
     /// An operator paused judging.
     Paused {
-        /// Since when.
+        /// The engine's time of the pause.
         since: Timestamp,
-        /// Bake time left when paused.
-        #[serde(with = "crate::policy::duration")]
+        /// Bake time left when paused: it starts over from the resume.
+        #[serde(with = "crate::time::duration")]
         bake_left: Duration,
     },
     /// A breach waits for an approver (policy `approval: manual`).
     AwaitingApproval {
         /// The revision the rollback would restore.
         to: RevisionId,
-        /// Since when.
+        /// When the breach began waiting: approval has no deadline.
         since: Timestamp,
     },
     /// A rollback is being carried out.
@@ -108,7 +109,8 @@ pub enum Phase {
         to: RevisionId,
         /// Who decided it.
         by: Actor,
-        /// Since when.
+        /// When the rollback was decided: the identity of this rollback
+        /// ([`crate::RollbackRequest::decided_at`]), the same after a restart.
         since: Timestamp,
     },
     /// The rollback is done; the restored revision is being judged.
@@ -120,7 +122,7 @@ pub enum Phase {
     },
     /// Terminal: the revision is known good.
     Promoted {
-        /// When.
+        /// The end of the bake time, or the operator's command.
         at: Timestamp,
         /// By whom: the engine after the bake time, or an operator.
         by: Actor,
@@ -129,28 +131,29 @@ pub enum Phase {
     RolledBack {
         /// The restored revision.
         to: RevisionId,
-        /// When.
+        /// When the rollback converged (and was verified, where it is).
         at: Timestamp,
     },
     /// Terminal: humans take over; no automatic retries.
     Escalated {
-        /// Why.
+        /// What humans must look at: the breach, the failed rollback or
+        /// verification, and on which revision.
         reason: String,
-        /// When.
+        /// The engine's time of the escalation.
         at: Timestamp,
     },
     /// Terminal: a breach of an irreversible revision; not rolled back.
     Frozen {
-        /// Why.
+        /// The breach, and that the revision is marked irreversible.
         reason: String,
-        /// When.
+        /// The time of the breach.
         at: Timestamp,
     },
     /// Terminal, dry run only: the policy was breached and nothing was done.
     DryRunBreached {
         /// Where a rollback would have gone.
         would_roll_back_to: Option<RevisionId>,
-        /// When.
+        /// The time of the breach.
         at: Timestamp,
     },
 }
@@ -159,6 +162,7 @@ pub enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]
+#[non_exhaustive]
 pub enum PhaseKind {
     Observing,
     Paused,
@@ -244,6 +248,7 @@ pub struct ProbeCounts {
 /// Which limit a probe went past.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Limit {
     /// `failure_limit`
     FailureLimit,
@@ -269,6 +274,7 @@ impl Limit {
 /// Why a revision was judged bad.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "cause")]
+#[non_exhaustive]
 pub enum Breach {
     /// A probe went past a limit.
     Probe {
@@ -340,6 +346,7 @@ impl fmt::Display for Breach {
 
 /// An input of the machine.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// Time passed. Send at [`Machine::next_deadline`] (or later).
     Tick,
@@ -373,7 +380,7 @@ pub enum Event {
     RollbackSucceeded,
     /// The rollback asked for failed for good (after the driver's retries).
     RollbackFailed {
-        /// Why.
+        /// The backend's error, with its causes.
         error: String,
     },
 }
@@ -381,6 +388,7 @@ pub enum Event {
 /// What the machine asks its driver to do.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
+#[non_exhaustive]
 pub enum Decision {
     /// Measure every probe now, on [`Machine::judged_revision`].
     Measure,
@@ -390,7 +398,7 @@ pub enum Decision {
         to: RevisionId,
         /// Away from this one (marked bad).
         from: RevisionId,
-        /// Why.
+        /// The breach: which probe, what it measured, which limit.
         reason: Breach,
         /// Who decided: the engine, or the operator who asked or approved.
         actor: Actor,
@@ -399,14 +407,14 @@ pub enum Decision {
     AwaitApproval {
         /// The rollback that waits.
         to: RevisionId,
-        /// Why.
+        /// The breach that asks for it.
         reason: Breach,
     },
     /// Dry run: the policy was breached; this is what would have happened.
     WouldRollBack {
         /// Where to, if a revision was available.
         to: Option<RevisionId>,
-        /// Why.
+        /// The breach.
         reason: Breach,
     },
     /// The watched revision is good.
@@ -425,25 +433,131 @@ pub enum Decision {
     },
     /// Humans must take over.
     Escalate {
-        /// Why.
+        /// What humans must look at (as [`Phase::Escalated`] keeps it).
         reason: String,
     },
     /// A breached irreversible change is frozen, not rolled back.
     Freeze {
-        /// Why.
+        /// The breach, and that the revision is irreversible.
         reason: String,
     },
     /// An operator command was not valid now; nothing changed.
     Rejected {
         /// The command.
         command: CommandKind,
-        /// Why.
+        /// What the phase allows instead.
         reason: String,
     },
 }
 
+/// The kind of a [`Decision`], without its data, as audit records name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DecisionKind {
+    /// [`Decision::Measure`]
+    Measure,
+    /// [`Decision::Rollback`]
+    Rollback,
+    /// [`Decision::AwaitApproval`]
+    AwaitApproval,
+    /// [`Decision::WouldRollBack`]
+    WouldRollBack,
+    /// [`Decision::Promote`]
+    Promote,
+    /// [`Decision::Complete`]
+    Complete,
+    /// [`Decision::Escalate`]
+    Escalate,
+    /// [`Decision::Freeze`]
+    Freeze,
+    /// [`Decision::Rejected`]
+    Rejected,
+}
+
+impl DecisionKind {
+    /// `rollback`, `await_approval`, `would_roll_back`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Measure => "measure",
+            DecisionKind::Rollback => "rollback",
+            DecisionKind::AwaitApproval => "await_approval",
+            DecisionKind::WouldRollBack => "would_roll_back",
+            DecisionKind::Promote => "promote",
+            DecisionKind::Complete => "complete",
+            DecisionKind::Escalate => "escalate",
+            DecisionKind::Freeze => "freeze",
+            DecisionKind::Rejected => "rejected",
+        }
+    }
+}
+
+impl fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Decision {
+    /// Its kind.
+    pub fn kind(&self) -> DecisionKind {
+        match self {
+            Decision::Measure => DecisionKind::Measure,
+            Decision::Rollback { .. } => DecisionKind::Rollback,
+            Decision::AwaitApproval { .. } => DecisionKind::AwaitApproval,
+            Decision::WouldRollBack { .. } => DecisionKind::WouldRollBack,
+            Decision::Promote { .. } => DecisionKind::Promote,
+            Decision::Complete { .. } => DecisionKind::Complete,
+            Decision::Escalate { .. } => DecisionKind::Escalate,
+            Decision::Freeze { .. } => DecisionKind::Freeze,
+            Decision::Rejected { .. } => DecisionKind::Rejected,
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    /// The decision in words, with its reason.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Measure => f.write_str("measure every probe"),
+            Decision::Rollback {
+                to,
+                from,
+                reason,
+                actor,
+            } => write!(f, "roll back from {from} to {to} ({actor}): {reason}"),
+            Decision::AwaitApproval { to, reason } => {
+                write!(f, "rollback to {to} waits for approval: {reason}")
+            }
+            Decision::WouldRollBack {
+                to: Some(to),
+                reason,
+            } => write!(f, "dry run, would roll back to {to}: {reason}"),
+            Decision::WouldRollBack { to: None, reason } => write!(
+                f,
+                "dry run, would roll back but no revision is available: {reason}"
+            ),
+            Decision::Promote { revision, actor } => {
+                write!(f, "promote {revision} to known good ({actor})")
+            }
+            Decision::Complete {
+                restored,
+                verified: true,
+            } => write!(f, "rollback to {restored} verified"),
+            Decision::Complete {
+                restored,
+                verified: false,
+            } => write!(f, "rolled back to {restored} (no verification configured)"),
+            Decision::Escalate { reason } => write!(f, "escalate to humans: {reason}"),
+            Decision::Freeze { reason } => write!(f, "freeze: {reason}"),
+            Decision::Rejected { command, reason } => write!(f, "{command} rejected: {reason}"),
+        }
+    }
+}
+
 /// Why an event changed nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Ignored {
     /// The alert key was seen before.
     DuplicateTrigger,

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::steps::Steps;
 use crate::{
-    Capabilities, Convergence, Error, ErrorKind, HealthProbe, HistoryEntry, Measurement,
-    ProbeContext, Result, RevisionHealth, RevisionId, RevisionRecord, RevisionRef, RollbackOutcome,
-    RollbackRequest, Rollbacker, Target, TargetId,
+    Capabilities, Convergence, DryRun, Error, ErrorKind, HealthProbe, HistoryEntry, Mark,
+    Measurement, ProbeContext, Result, RevisionHealth, RevisionId, RevisionRecord, RevisionRef,
+    RollbackOutcome, RollbackRequest, Rollbacker, Target, TargetId, Timestamp,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -25,6 +26,24 @@ struct TargetState {
     /// Newest first.
     history: Vec<(Arc<RevisionRecord>, RevisionHealth)>,
     current: RevisionId,
+    /// The rollback records the backend keeps, oldest first.
+    records: Vec<RollbackRecord>,
+}
+
+/// The record an [`InMemoryRollbacker`] keeps of each rollback in its
+/// target, as a backend keeps a move record in a tag or an annotation:
+/// written once per rollback (keyed by its decision time), whatever
+/// interrupts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackRecord {
+    /// The rollback's identity: [`RollbackRequest::decided_at`].
+    pub decided_at: Timestamp,
+    /// The revision rolled away from.
+    pub from: Option<RevisionId>,
+    /// The revision restored.
+    pub to: RevisionId,
+    /// Why.
+    pub reason: String,
 }
 
 /// A target with a revision history, kept in memory. Cloning shares it.
@@ -67,7 +86,11 @@ impl InMemoryTarget {
         }
         Ok(InMemoryTarget {
             id,
-            state: Arc::new(Mutex::new(TargetState { history, current })),
+            state: Arc::new(Mutex::new(TargetState {
+                history,
+                current,
+                records: Vec::new(),
+            })),
         })
     }
 
@@ -108,6 +131,19 @@ impl InMemoryTarget {
             .iter()
             .find(|(r, _)| &r.id == id)
             .map(|(_, h)| *h)
+    }
+
+    /// The rollback records kept in the target, oldest first.
+    pub fn records(&self) -> Vec<RollbackRecord> {
+        lock(&self.state).records.clone()
+    }
+
+    /// Keep `record` unless one with its decision time is kept already.
+    fn keep_record(&self, record: RollbackRecord) {
+        let mut s = lock(&self.state);
+        if !s.records.iter().any(|r| r.decided_at == record.decided_at) {
+            s.records.push(record);
+        }
     }
 
     fn unknown(&self, id: &RevisionId) -> Error {
@@ -162,13 +198,8 @@ impl Target for InMemoryTarget {
             .collect())
     }
 
-    async fn mark(
-        &self,
-        revision: &RevisionId,
-        health: RevisionHealth,
-        _reason: &str,
-    ) -> Result<()> {
-        self.set_health(revision, health)
+    async fn mark(&self, mark: &Mark) -> Result<()> {
+        self.set_health(&mark.revision, mark.health)
     }
 }
 
@@ -183,8 +214,8 @@ pub struct RecordedRollback {
     pub reason: String,
     /// Who asked.
     pub actor: crate::Actor,
-    /// Whether it was a dry run.
-    pub dry_run: bool,
+    /// Whether it was a dry run, and which.
+    pub dry_run: DryRun,
     /// What came of it: the outcome, or the error's message.
     pub result: std::result::Result<RollbackOutcome, String>,
 }
@@ -196,6 +227,7 @@ struct RollbackerState {
     fail_always: Option<ErrorKind>,
     converge_after: Duration,
     convergence_fails: Option<String>,
+    steps: Steps,
 }
 
 /// Rolls an [`InMemoryTarget`] back, records every call, and can be told to fail.
@@ -236,6 +268,13 @@ impl InMemoryRollbacker {
         lock(&self.state).convergence_fails = detail;
     }
 
+    /// Count the steps of each rollback with `steps` (and stop after as many
+    /// as it allows: see [`Steps::stop_after`]). A rollback takes two: move
+    /// the target, then keep its record.
+    pub fn steps(&self, steps: Steps) {
+        lock(&self.state).steps = steps;
+    }
+
     /// Every call so far, in order.
     pub fn calls(&self) -> Vec<RecordedRollback> {
         lock(&self.state).calls.clone()
@@ -252,42 +291,37 @@ impl InMemoryRollbacker {
 
 #[async_trait]
 impl Rollbacker for InMemoryRollbacker {
+    fn target(&self) -> &TargetId {
+        self.target.id()
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::NONE.with_convergence(true)
     }
 
     async fn rollback(&self, request: &RollbackRequest) -> Result<RollbackOutcome> {
         let to = request.to.id().clone();
-        let injected = {
+        let id = self.target.id().clone();
+        let (injected, steps) = {
             let mut s = lock(&self.state);
-            s.failures.pop_front().or(s.fail_always)
+            (s.failures.pop_front().or(s.fail_always), s.steps.clone())
         };
         let result = match injected {
             Some(kind) => Err(Error::new(
                 kind,
-                format!(
-                    "injected {kind} failure rolling back target {} to {to}",
-                    request.target
-                ),
+                format!("injected {kind} failure rolling back target {id} to {to}"),
             )),
-            None if request.dry_run => {
+            None if request.dry_run == DryRun::Server => Err(Error::unsupported(format!(
+                "target {id} is in memory: there is no server to ask for a dry run; use a client dry run"
+            ))),
+            None if request.dry_run.is_dry() => {
                 self.target
                     .find_revision(&to)
                     .map(|_| RollbackOutcome::DryRun {
-                        detail: format!("would roll back {} to {to}", request.target),
+                        detail: format!("would roll back {id} to {to}"),
                     })
             }
-            None => self.target.roll_to(&to).map(|changed| {
-                if changed {
-                    RollbackOutcome::RolledBack {
-                        detail: format!("rolled {} back to {to}", request.target),
-                    }
-                } else {
-                    RollbackOutcome::AlreadyAt {
-                        detail: format!("{} already runs {to}", request.target),
-                    }
-                }
-            }),
+            None => self.roll(request, &steps).await,
         };
         lock(&self.state).calls.push(RecordedRollback {
             to,
@@ -317,7 +351,7 @@ impl Rollbacker for InMemoryRollbacker {
             return Ok(Convergence::TimedOut {
                 detail: format!(
                     "{revision} needs {} to converge",
-                    crate::format_duration(after)
+                    crate::time::format_duration(after)
                 ),
             });
         }
@@ -332,6 +366,34 @@ impl Rollbacker for InMemoryRollbacker {
                 ),
             })
         }
+    }
+}
+
+impl InMemoryRollbacker {
+    /// Move the target, then keep the record: two steps, either of which an
+    /// interruption may cut short; asked again, the rollback completes.
+    async fn roll(&self, request: &RollbackRequest, steps: &Steps) -> Result<RollbackOutcome> {
+        let id = self.target.id();
+        let to = request.to.id();
+        self.target.find_revision(to)?;
+        steps.step_paced("move the target").await?;
+        let changed = self.target.roll_to(to)?;
+        steps.step_paced("keep the rollback record").await?;
+        self.target.keep_record(RollbackRecord {
+            decided_at: request.decided_at,
+            from: request.from.clone(),
+            to: to.clone(),
+            reason: request.reason.clone(),
+        });
+        Ok(if changed {
+            RollbackOutcome::RolledBack {
+                detail: format!("rolled {id} back to {to}"),
+            }
+        } else {
+            RollbackOutcome::AlreadyAt {
+                detail: format!("{id} already runs {to}"),
+            }
+        })
     }
 }
 
@@ -484,14 +546,10 @@ mod tests {
     }
 
     fn request(t: &InMemoryTarget, to: &str) -> RollbackRequest {
-        RollbackRequest {
-            target: t.id().clone(),
-            from: Some(t.current_id()),
-            to: Arc::new(RevisionRecord::new(to)),
-            reason: "test".into(),
-            actor: Actor::engine(),
-            dry_run: false,
-        }
+        RollbackRequest::new(Arc::new(RevisionRecord::new(to)), Timestamp::EPOCH)
+            .from(t.current_id())
+            .reason("test")
+            .actor(Actor::engine())
     }
 
     #[tokio::test]
@@ -537,7 +595,7 @@ mod tests {
         );
         assert_eq!(t.current_id().as_str(), "v2");
         let mut dry = request(&t, "v1");
-        dry.dry_run = true;
+        dry.dry_run = DryRun::Client;
         assert!(matches!(
             r.rollback(&dry).await.unwrap(),
             RollbackOutcome::DryRun { .. }

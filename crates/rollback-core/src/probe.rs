@@ -54,8 +54,9 @@ impl Measurement {
     }
 }
 
-/// What a probe is measuring for.
+/// What a probe is measuring for. Built with [`ProbeContext::new`], so it can grow.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ProbeContext {
     /// The target being watched.
     pub target: TargetId,
@@ -64,6 +65,17 @@ pub struct ProbeContext {
     pub revision: RevisionId,
     /// When the measurement was asked for.
     pub at: Timestamp,
+}
+
+impl ProbeContext {
+    /// Measuring `revision` of `target` at `at`.
+    pub fn new(target: TargetId, revision: RevisionId, at: Timestamp) -> Self {
+        ProbeContext {
+            target,
+            revision,
+            at,
+        }
+    }
 }
 
 /// Takes one measurement of one SLI.

@@ -22,10 +22,10 @@ pub struct RetryPolicy {
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// The first wait. Default 500ms.
-    #[serde(default = "default_initial_backoff", with = "crate::policy::duration")]
+    #[serde(default = "default_initial_backoff", with = "crate::time::duration")]
     pub initial_backoff: Duration,
     /// The longest wait. Default 10s.
-    #[serde(default = "default_max_backoff", with = "crate::policy::duration")]
+    #[serde(default = "default_max_backoff", with = "crate::time::duration")]
     pub max_backoff: Duration,
 }
 

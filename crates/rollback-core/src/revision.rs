@@ -185,6 +185,23 @@ pub enum RevisionHealth {
     Bad,
 }
 
+impl RevisionHealth {
+    /// `unknown`, `good` or `bad`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevisionHealth::Unknown => "unknown",
+            RevisionHealth::Good => "good",
+            RevisionHealth::Bad => "bad",
+        }
+    }
+}
+
+impl fmt::Display for RevisionHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One entry of a target's history.
 #[derive(Debug, Clone)]
 pub struct HistoryEntry {

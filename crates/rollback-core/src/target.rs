@@ -4,7 +4,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::{HistoryEntry, Result, RevisionHealth, RevisionId, RevisionRef};
+use crate::{HistoryEntry, Result, RevisionHealth, RevisionId, RevisionRef, Timestamp};
 
 /// The identity of a target, unique within one engine: `k8s:shop/checkout`,
 /// `codedeploy:bank/payments`, `mlflow:recommender@champion`.
@@ -43,12 +43,16 @@ impl From<&str> for TargetId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// [`Target::mark`] persists health marks in the backend.
+    /// [`Target::mark`] persists health marks in the backend (the engine
+    /// marks there; the conformance suite checks that marks read back).
     pub mark: bool,
-    /// [`crate::Rollbacker`] honours `dry_run` in the request by asking the server.
+    /// The rollbacker takes [`crate::DryRun::Server`] by asking the server
+    /// to validate; without it, such a request is `Unsupported` (the
+    /// conformance suite checks which).
     pub server_dry_run: bool,
-    /// [`crate::Rollbacker::wait_converged`] really waits (otherwise a rollback
-    /// is converged as soon as it returns).
+    /// [`crate::Rollbacker::wait_converged`] really waits. Without it a
+    /// rollback is converged when it returns, and the engine neither calls
+    /// nor audits a wait.
     pub convergence: bool,
 }
 
@@ -74,6 +78,37 @@ impl Capabilities {
     pub const fn with_convergence(mut self, yes: bool) -> Self {
         self.convergence = yes;
         self
+    }
+}
+
+/// A health verdict on one revision, for [`Target::mark`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Mark {
+    /// The revision judged.
+    pub revision: RevisionId,
+    /// The verdict.
+    pub health: RevisionHealth,
+    /// Why, in words (the breach, "promoted after the bake time").
+    pub reason: String,
+    /// The engine's time of the verdict, for the backend's record of it.
+    pub at: Timestamp,
+}
+
+impl Mark {
+    /// A verdict on `revision` at `at`.
+    pub fn new(
+        revision: RevisionId,
+        health: RevisionHealth,
+        reason: impl Into<String>,
+        at: Timestamp,
+    ) -> Self {
+        Mark {
+            revision,
+            health,
+            reason: reason.into(),
+            at,
+        }
     }
 }
 
@@ -112,13 +147,8 @@ pub trait Target: fmt::Debug + Send + Sync + 'static {
     async fn history(&self) -> Result<Vec<HistoryEntry>>;
 
     /// Record a health verdict for a revision in the backend.
-    async fn mark(
-        &self,
-        revision: &RevisionId,
-        health: RevisionHealth,
-        reason: &str,
-    ) -> Result<()> {
-        let _ = (revision, health, reason);
+    async fn mark(&self, mark: &Mark) -> Result<()> {
+        let _ = mark;
         Err(crate::Error::unsupported(format!(
             "target {} cannot keep health marks",
             self.id()

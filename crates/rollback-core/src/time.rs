@@ -96,9 +96,14 @@ impl From<SystemTime> for Timestamp {
     }
 }
 
+/// 9999-12-31T23:59:59.999Z, the last time RFC 3339 can write.
+const LAST_RFC3339_MILLIS: i64 = 253_402_300_799_999;
+
 impl fmt::Display for Timestamp {
+    /// RFC 3339 with milliseconds; a time RFC 3339 cannot write (before
+    /// 1970 or after 9999) as milliseconds since the epoch, `-5ms`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 >= 0 {
+        if (0..=LAST_RFC3339_MILLIS).contains(&self.0) {
             write!(
                 f,
                 "{}",
@@ -151,9 +156,140 @@ impl Clock for TokioClock {
     }
 }
 
+/// A clock that stands still until told to move: for tests of code that
+/// takes the engine's time (a dedup window, a record's time). Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl ManualClock {
+    /// A clock showing `at`.
+    pub fn at(at: Timestamp) -> Self {
+        ManualClock(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+            at.as_millis(),
+        )))
+    }
+
+    /// Show `at` from now on.
+    pub fn set(&self, at: Timestamp) {
+        self.0
+            .store(at.as_millis(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Move forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        self.set(self.now().plus(d));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
 /// Format a duration the way policies write them: `30s`, `5m`, `1h 30m`.
 pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
+/// Human durations (`"30s"`, `"5m"`, `"1h 30m"`) for serde, as policies write
+/// them. Backends use it for their own configuration:
+/// `#[serde(with = "rollback_core::time::duration")]`, or
+/// `#[serde(default, with = "rollback_core::time::duration::option")]`.
+pub mod duration {
+    use std::time::Duration;
+
+    /// Serialize as `1h 30m`.
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    /// Parse `30s`, `5m`, `1h 30m`; errors quote the text and show the form.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        humantime::parse_duration(s.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}); write it like \"30s\", \"5m\" or \"1h 30m\""
+            ))
+        })
+    }
+
+    /// The same for `Option<Duration>`.
+    pub mod option {
+        use std::time::Duration;
+
+        /// Serialize `Some` as `1h 30m`, `None` as none.
+        pub fn serialize<S: serde::Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Parse an optional duration.
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            #[derive(serde::Deserialize)]
+            struct Wrapped(#[serde(with = "super")] Duration);
+            let v: Option<Wrapped> = serde::Deserialize::deserialize(d)?;
+            Ok(v.map(|Wrapped(d)| d))
+        }
+    }
+}
+
+/// What one look at a slow change found, for [`poll_until`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Poll<T> {
+    /// Done: stop looking.
+    Ready(T),
+    /// Not yet; how far it got, in words (kept for the time-out message).
+    Pending(String),
+}
+
+/// What [`poll_until`] ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waited<T> {
+    /// The look said ready.
+    Ready(T),
+    /// The time ran out; the last progress the look reported.
+    TimedOut(String),
+}
+
+/// Look at something slow (a rollout, a deployment) every `interval` until
+/// it is ready or `timeout` has passed, the way `kubectl rollout status`
+/// waits. The first look is immediate and the last is at the deadline, so
+/// a zero timeout looks once. An error from a look ends the wait with it.
+/// `Duration::MAX` waits for ever, without overflowing. Runs on tokio's
+/// time, so tests on paused time wait virtually.
+pub async fn poll_until<T, F, Fut>(
+    timeout: Duration,
+    interval: Duration,
+    mut look: F,
+) -> crate::Result<Waited<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::Result<Poll<T>>>,
+{
+    let start = tokio::time::Instant::now();
+    let deadline = start.checked_add(timeout);
+    let interval = interval.max(Duration::from_millis(1));
+    loop {
+        let progress = match look().await? {
+            Poll::Ready(v) => return Ok(Waited::Ready(v)),
+            Poll::Pending(p) => p,
+        };
+        let now = tokio::time::Instant::now();
+        let wait = match deadline {
+            Some(d) if now >= d => return Ok(Waited::TimedOut(progress)),
+            Some(d) => interval.min(d - now),
+            None => interval,
+        };
+        tokio::time::sleep(wait).await;
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +308,69 @@ mod tests {
         assert_eq!(a.to_string(), "2026-11-27T12:00:00.000Z");
         assert!(Timestamp::parse("yesterday").is_none());
         assert!(Timestamp::parse("NaN").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_until_ready_or_the_deadline() {
+        let mut looks = 0;
+        let r = poll_until(Duration::from_secs(10), Duration::from_secs(1), || {
+            looks += 1;
+            let n = looks;
+            async move {
+                Ok(if n == 3 {
+                    Poll::Ready(n)
+                } else {
+                    Poll::Pending(format!("look {n}"))
+                })
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(r, Waited::Ready(3));
+        let start = tokio::time::Instant::now();
+        let r: Waited<()> = poll_until(
+            Duration::from_millis(2500),
+            Duration::from_secs(1),
+            || async { Ok(Poll::Pending("still rolling".into())) },
+        )
+        .await
+        .unwrap();
+        assert_eq!(r, Waited::TimedOut("still rolling".into()));
+        assert_eq!(start.elapsed(), Duration::from_millis(2500));
+        let r: Waited<()> = poll_until(Duration::ZERO, Duration::from_secs(1), || async {
+            Ok(Poll::Pending("once".into()))
+        })
+        .await
+        .unwrap();
+        assert_eq!(r, Waited::TimedOut("once".into()));
+        let e = poll_until::<(), _, _>(Duration::MAX, Duration::from_secs(1), || async {
+            Err(crate::Error::transient("gone"))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.message(), "gone");
+    }
+
+    #[test]
+    fn durations_read_as_policies_write_them() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct C {
+            #[serde(with = "duration")]
+            a: Duration,
+            #[serde(default, with = "duration::option")]
+            b: Option<Duration>,
+        }
+        let c: C = serde_json::from_str(r#"{"a": "1h 30m", "b": "5s"}"#).unwrap();
+        assert_eq!(c.a, Duration::from_secs(5400));
+        assert_eq!(c.b, Some(Duration::from_secs(5)));
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"a":"1h 30m","b":"5s"}"#
+        );
+        let e = serde_json::from_str::<C>(r#"{"a": "soon"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid duration \"soon\""), "{e}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub struct Trigger {
 /// What became of a trigger.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
+#[non_exhaustive]
 pub enum TriggerOutcome {
     /// It was handed to the watch of the target, which judged it a breach.
     Accepted,
@@ -32,6 +33,17 @@ pub enum TriggerOutcome {
     },
     /// No watch of that target is running.
     NoWatch,
+}
+
+impl fmt::Display for TriggerOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TriggerOutcome::Accepted => f.write_str("accepted"),
+            TriggerOutcome::Duplicate => f.write_str("duplicate, ignored"),
+            TriggerOutcome::Ignored { reason } => write!(f, "ignored: {reason}"),
+            TriggerOutcome::NoWatch => f.write_str("no watch"),
+        }
+    }
 }
 
 /// Where triggers go: the [`crate::Engine`] implements it, and the Alertmanager

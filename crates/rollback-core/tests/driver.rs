@@ -3,6 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rollback_core::audit::{AuditEntry, MemoryAuditSink};
+use rollback_core::auth::{AllowAll, Authorizer, CommandKind, Grants};
+use rollback_core::machine::PhaseKind;
+use rollback_core::memory::{InMemoryRollbacker, InMemoryTarget, ScriptedProbe};
+use rollback_core::store::{FileStateStore, MemoryStateStore, StateStore};
+use rollback_core::time::TokioClock;
 use rollback_core::*;
 
 const POLICY: &str = r#"
@@ -54,7 +60,7 @@ fn engine_with(
         .clock(Arc::new(TokioClock::starting_at(
             Timestamp::parse("2026-11-27T12:00:00Z").unwrap(),
         )))
-        .jitter(Arc::new(SeededJitter::new(7)))
+        .jitter_seed(7)
         .build()
 }
 
@@ -86,7 +92,13 @@ fn events(audit: &MemoryAuditSink) -> Vec<String> {
             AuditEntry::ActionRetrying { action, .. } => Some(format!("{action} retrying")),
             AuditEntry::ActionFailed { action, .. } => Some(format!("{action} failed")),
             AuditEntry::CommandDenied { command, .. } => Some(format!("denied {command}")),
-            AuditEntry::CommandAccepted { command } => Some(format!("accepted {command}")),
+            AuditEntry::CommandAccepted { command, to: None } => {
+                Some(format!("accepted {command}"))
+            }
+            AuditEntry::CommandAccepted {
+                command,
+                to: Some(to),
+            } => Some(format!("accepted {command} to {to}")),
             AuditEntry::TriggerReceived { outcome, .. } => Some(format!("trigger {outcome}")),
             AuditEntry::WatchResumed { phase } => Some(format!("resumed {phase}")),
             _ => None,

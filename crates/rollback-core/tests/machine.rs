@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use rollback_core::machine::{Decision, Event, Machine, Phase, PhaseKind, Step, Watch};
+use rollback_core::machine::{Candidate, Decision, Event, Machine, PhaseKind, Step, Watch};
+use rollback_core::policy::{Approval, ProbePolicy};
 use rollback_core::*;
 
 fn policy(extra: &str) -> Arc<Policy> {
@@ -61,11 +62,12 @@ impl Trace {
             Event::Command { command, actor } => format!("{actor}:{command}"),
             Event::RollbackSucceeded => "rollback ok".into(),
             Event::RollbackFailed { .. } => "rollback failed".into(),
+            other => format!("{other:?}"),
         };
         let step = self.m.handle(t(at), e);
         let mut line = format!("{at} {label}");
         if let Some(d) = &step.decision {
-            line.push_str(&format!(" => {}", kind_of(d)));
+            line.push_str(&format!(" => {}", d.kind()));
             if let Decision::Rollback { to, .. } | Decision::AwaitApproval { to, .. } = d {
                 line.push_str(&format!(" {to}"));
             }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use rollback_core::mock::*;
+use rollback_core::time::TokioClock;
 use rollback_core::*;
 
 #[tokio::test(start_paused = true)]
@@ -36,6 +37,10 @@ async fn mocked_backends_plug_into_the_engine() {
         .returning(|_| Ok(Measurement::value(0.5)));
 
     let mut rollbacker = MockRollbacker::new();
+    rollbacker.expect_target().return_const(id.clone());
+    rollbacker
+        .expect_capabilities()
+        .return_const(Capabilities::NONE);
     rollbacker
         .expect_rollback()
         .withf(|r: &RollbackRequest| {

@@ -1,0 +1,359 @@
+//! One watch's loop: wait for the machine's next deadline or an input, feed
+//! the machine, audit and persist its step, carry out its decision.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::rollback::RollbackJob;
+use super::{CommandReceipt, Inner, Input, WatchSpec};
+use crate::audit::AuditEntry;
+use crate::machine::{Decision, Event, Ignored, Machine, Phase, Step};
+use crate::{
+    Actor, Command, Error, Mark, Result, RevisionHealth, RevisionId, Timestamp, TriggerOutcome,
+};
+
+pub(super) struct WatchRun {
+    pub(super) engine: Arc<Inner>,
+    /// The conditions of each probe, as written, for the audit log.
+    pub(super) conditions: Vec<String>,
+    pub(super) spec: WatchSpec,
+    pub(super) machine: Machine,
+    phase: watch::Sender<Phase>,
+    inputs: mpsc::Receiver<Input>,
+    /// Whether the machine handled events since its state was last saved.
+    unsaved: bool,
+    /// Whether `inputs` is still open (the engine still holds its sender).
+    inputs_open: bool,
+    /// The revisions the last event made the machine mark bad, for the
+    /// backend's marks when it escalates or freezes.
+    newly_bad: Vec<RevisionId>,
+}
+
+impl WatchRun {
+    pub(super) fn new(
+        engine: Arc<Inner>,
+        spec: WatchSpec,
+        machine: Machine,
+        phase: watch::Sender<Phase>,
+        inputs: mpsc::Receiver<Input>,
+    ) -> Self {
+        WatchRun {
+            engine,
+            conditions: spec.policy.rules().iter().map(|r| r.describe()).collect(),
+            spec,
+            machine,
+            phase,
+            inputs,
+            unsaved: false,
+            inputs_open: true,
+            newly_bad: Vec::new(),
+        }
+    }
+
+    pub(super) fn now(&self) -> Timestamp {
+        self.engine.clock.now()
+    }
+
+    pub(super) async fn audit(&self, actor: Actor, entry: AuditEntry) {
+        let watch = &self.machine.state().watch;
+        self.engine
+            .record(&watch.target, &watch.revision, actor, entry)
+            .await;
+    }
+
+    /// Feed the machine an event now; its state is unsaved until [`Self::persist`].
+    pub(super) fn feed(&mut self, event: Event) -> Step {
+        self.unsaved = true;
+        let bad = |m: &Machine| -> Vec<RevisionId> {
+            m.state()
+                .watch
+                .history
+                .iter()
+                .filter(|c| c.health == RevisionHealth::Bad)
+                .map(|c| c.id.clone())
+                .collect()
+        };
+        let before = bad(&self.machine);
+        let step = self.machine.handle(self.now(), event);
+        self.newly_bad = bad(&self.machine)
+            .into_iter()
+            .filter(|id| !before.contains(id))
+            .collect();
+        step
+    }
+
+    pub(super) async fn persist(&mut self) {
+        // A failed save stays unsaved, so the next chance tries again.
+        let saved = self.engine.store.save(self.machine.state()).await;
+        self.unsaved = saved.is_err();
+        if let Err(e) = saved {
+            tracing::error!(error = %e.full_message(), "state could not be persisted");
+            let error = e.full_message();
+            self.audit(Actor::engine(), AuditEntry::StoreFailed { error })
+                .await;
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        // A rollback interrupted by a restart is carried out again (idempotently).
+        if let Phase::RollingBack { to, by, since } = self.machine.phase().clone() {
+            let from = self.machine.state().watch.revision.clone();
+            let reason = match &self.machine.state().breach {
+                Some(b) => b.to_string(),
+                None => "resuming an interrupted rollback".to_owned(),
+            };
+            self.execute_rollback(to, from, reason, by, since, true)
+                .await;
+        }
+        loop {
+            let sleep = self.machine.next_deadline().map(|d| {
+                let mut wait = d.since(self.now());
+                if self.engine.max_jitter > 0.0 && !wait.is_zero() {
+                    let max = self.spec.policy.interval.mul_f64(self.engine.max_jitter);
+                    wait += max.mul_f64(self.engine.jitter.unit());
+                }
+                wait
+            });
+            tokio::select! {
+                input = self.inputs.recv() => match input {
+                    Some(input) => self.answer(input).await,
+                    None => return,
+                },
+                _ = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() => {
+                    let step = self.feed(Event::Tick);
+                    self.process(step, Actor::engine()).await;
+                }
+            }
+        }
+    }
+
+    async fn answer(&mut self, input: Input) {
+        match input {
+            Input::Command {
+                command,
+                actor,
+                reply,
+            } => {
+                let result = self.on_command(command, actor).await;
+                let _ = reply.send(result);
+            }
+            Input::Trigger { trigger, reply } => {
+                let outcome = self.on_trigger(trigger.key, trigger.summary).await;
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    async fn on_command(&mut self, command: Command, actor: Actor) -> Result<CommandReceipt> {
+        let kind = command.kind();
+        let to = match &command {
+            Command::Rollback { to } => to.clone(),
+            _ => None,
+        };
+        let step = self.feed(Event::Command {
+            command,
+            actor: actor.clone(),
+        });
+        if let Some(Decision::Rejected { reason, .. }) = &step.decision {
+            let entry = AuditEntry::CommandRejected {
+                command: kind,
+                reason: reason.clone(),
+            };
+            self.audit(actor, entry).await;
+            return Err(Error::invalid(format!(
+                "cannot {kind} target {}: {reason}",
+                self.machine.state().watch.target
+            )));
+        }
+        self.audit(
+            actor.clone(),
+            AuditEntry::CommandAccepted { command: kind, to },
+        )
+        .await;
+        self.process(step, actor).await;
+        Ok(CommandReceipt {
+            phase: self.machine.phase().kind(),
+        })
+    }
+
+    async fn on_trigger(&mut self, key: String, summary: String) -> TriggerOutcome {
+        let step = self.feed(Event::Trigger {
+            key: key.clone(),
+            summary: summary.clone(),
+        });
+        let outcome = match step.ignored {
+            Some(Ignored::DuplicateTrigger) => TriggerOutcome::Duplicate,
+            Some(Ignored::NotJudging(p)) => TriggerOutcome::Ignored {
+                reason: format!("the watch is {p}"),
+            },
+            _ => TriggerOutcome::Accepted,
+        };
+        let entry = AuditEntry::TriggerReceived {
+            key,
+            summary,
+            outcome: outcome.clone(),
+        };
+        self.audit(Actor::new("alert"), entry).await;
+        self.process(step, Actor::engine()).await;
+        outcome
+    }
+
+    /// Record a step, persist, and carry out its decision (which may feed
+    /// further events, processed in turn).
+    pub(super) async fn process(&mut self, step: Step, actor: Actor) {
+        let mut next = Some((step, actor));
+        while let Some((step, actor)) = next.take() {
+            if let Some((from, to)) = step.transition {
+                self.audit(actor.clone(), AuditEntry::Transition { from, to })
+                    .await;
+                // Saved before anything is carried out: a restart resumes
+                // the decision rather than forgetting it.
+                self.persist().await;
+                // A terminal phase is shown once its decision is carried out
+                // (the promoted revision marked good, ...), so whoever waits
+                // for the end sees its effects.
+                if !to.is_terminal() {
+                    self.publish_phase();
+                }
+            }
+            let Some(decision) = step.decision else {
+                self.publish_phase();
+                continue;
+            };
+            // Measurements and rejections are audited where they are handled.
+            if !matches!(decision, Decision::Measure | Decision::Rejected { .. }) {
+                let entry = AuditEntry::Decided {
+                    decision: decision.kind(),
+                    detail: decision.to_string(),
+                };
+                self.audit(actor.clone(), entry).await;
+            }
+            next = match decision {
+                Decision::Measure => self.measure().await,
+                Decision::Rollback {
+                    to,
+                    from,
+                    reason,
+                    actor,
+                } => {
+                    let reason = reason.to_string();
+                    self.mark(&from, RevisionHealth::Bad, &reason).await;
+                    let since = match self.machine.phase() {
+                        Phase::RollingBack { since, .. } => *since,
+                        _ => self.now(),
+                    };
+                    self.execute_rollback(to, from, reason, actor, since, false)
+                        .await;
+                    None
+                }
+                Decision::Promote { revision, .. } => {
+                    self.mark(
+                        &revision,
+                        RevisionHealth::Good,
+                        "promoted after the bake time",
+                    )
+                    .await;
+                    None
+                }
+                Decision::Complete {
+                    restored,
+                    verified: true,
+                } => {
+                    self.mark(&restored, RevisionHealth::Good, "verified after a rollback")
+                        .await;
+                    None
+                }
+                Decision::Escalate { reason } | Decision::Freeze { reason } => {
+                    // What the machine now knows is bad, the backend learns
+                    // too, so no later choice of last known good picks it.
+                    for id in std::mem::take(&mut self.newly_bad) {
+                        self.mark(&id, RevisionHealth::Bad, &reason).await;
+                    }
+                    tracing::warn!("{reason}");
+                    None
+                }
+                d @ (Decision::AwaitApproval { .. } | Decision::WouldRollBack { .. }) => {
+                    // The watch's span names the target and revision.
+                    tracing::warn!("{d}");
+                    None
+                }
+                _ => None,
+            };
+            self.publish_phase();
+        }
+        // Counters changed without a transition: persist them too.
+        if self.unsaved {
+            self.persist().await;
+        }
+    }
+
+    fn publish_phase(&self) {
+        if *self.phase.borrow() != *self.machine.phase() {
+            self.phase.send_replace(self.machine.phase().clone());
+        }
+    }
+
+    /// Write a health mark to the backend, where it keeps them.
+    async fn mark(&self, revision: &RevisionId, health: RevisionHealth, reason: &str) {
+        if !self.spec.target.capabilities().mark {
+            return;
+        }
+        let mark = Mark::new(revision.clone(), health, reason, self.now());
+        let entry = match self.spec.target.mark(&mark).await {
+            Ok(()) => AuditEntry::Marked {
+                subject: revision.clone(),
+                health,
+            },
+            Err(e) => AuditEntry::ActionFailed {
+                action: crate::audit::ActionKind::Mark,
+                error: e.full_message(),
+            },
+        };
+        self.audit(Actor::engine(), entry).await;
+    }
+
+    /// Carry out a rollback with retries, wait for convergence, and feed the
+    /// result to the machine. `decided_at` is the rollback's identity, the
+    /// same when a restart resumes it.
+    async fn execute_rollback(
+        &mut self,
+        to: RevisionId,
+        from: RevisionId,
+        reason: String,
+        actor: Actor,
+        decided_at: Timestamp,
+        resumed: bool,
+    ) {
+        let job = RollbackJob {
+            engine: self.engine.clone(),
+            spec: self.spec.clone(),
+            target: self.machine.state().watch.target.clone(),
+            watched: self.machine.state().watch.revision.clone(),
+            actor: actor.clone(),
+        };
+        let running = job.run(&to, &from, reason, decided_at, resumed);
+        tokio::pin!(running);
+        // Operators and alerts get their answer while the rollback runs (the
+        // machine rejects or ignores them while rolling back) instead of
+        // waiting for convergence.
+        let result = loop {
+            tokio::select! {
+                result = &mut running => break result,
+                input = self.inputs.recv(), if self.inputs_open => match input {
+                    Some(input) => Box::pin(self.answer(input)).await,
+                    None => self.inputs_open = false,
+                },
+            }
+        };
+        let event = match result {
+            Ok(()) => Event::RollbackSucceeded,
+            Err(e) => Event::RollbackFailed {
+                error: e.full_message(),
+            },
+        };
+        let step = self.feed(event);
+        Box::pin(self.process(step, actor)).await;
+    }
+}
