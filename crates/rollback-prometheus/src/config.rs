@@ -217,6 +217,23 @@ fn default_log_capacity() -> usize {
     1_000
 }
 
+/// The receiver's default `header_read_timeout` and `body_read_timeout`.
+pub(crate) const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The receiver's default `idle_timeout`.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The receiver's default `max_connections`.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+fn default_read_timeout() -> Duration {
+    DEFAULT_READ_TIMEOUT
+}
+fn default_idle_timeout() -> Duration {
+    DEFAULT_IDLE_TIMEOUT
+}
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+
 /// One row of the receiver's routing table.
 ///
 /// `matchers` use Alertmanager's equality syntax: `alertname="HighErrorRate"`,
@@ -236,6 +253,11 @@ pub struct RouteConfig {
 
 /// The Alertmanager webhook receiver.
 ///
+/// The timeouts and `max_connections` bound what slow or silent clients can
+/// hold (see [`AlertmanagerReceiver`](crate::AlertmanagerReceiver), "Slow
+/// clients"); the defaults suit a receiver that a few Alertmanager
+/// instances call.
+///
 /// ```
 /// # use rollback_prometheus::ReceiverConfig;
 /// let c: ReceiverConfig = serde_json::from_str(r#"{
@@ -243,6 +265,8 @@ pub struct RouteConfig {
 ///     "routes": [{"matchers": ["alertname=\"HighErrorRate\""], "target": "k8s:{namespace}/{deployment}"}]
 /// }"#).unwrap();
 /// assert_eq!(c.max_body_bytes, 1024 * 1024);
+/// assert_eq!(c.header_read_timeout, std::time::Duration::from_secs(10));
+/// assert_eq!(c.max_connections, 256);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -261,6 +285,23 @@ pub struct ReceiverConfig {
     /// How many alert records the receiver keeps for inspection. Default 1000.
     #[serde(default = "default_log_capacity")]
     pub log_capacity: usize,
+    /// How long a request head may take to arrive, from the accept (or from
+    /// a later request's first byte on a kept-alive connection); then the
+    /// connection is closed. Default 10s.
+    #[serde(default = "default_read_timeout", with = "duration")]
+    pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive once its head is in; then
+    /// the request is answered 408 and the connection closed. Default 10s.
+    #[serde(default = "default_read_timeout", with = "duration")]
+    pub body_read_timeout: Duration,
+    /// How long a kept-alive connection may sit without a request and
+    /// without a byte moving; then it is closed. Default 10s.
+    #[serde(default = "default_idle_timeout", with = "duration")]
+    pub idle_timeout: Duration,
+    /// How many connections are served at once; more wait to be accepted
+    /// until one closes. Default 256.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl ReceiverConfig {
@@ -272,6 +313,10 @@ impl ReceiverConfig {
             max_body_bytes: default_max_body_bytes(),
             dedup_capacity: default_dedup_capacity(),
             log_capacity: default_log_capacity(),
+            header_read_timeout: default_read_timeout(),
+            body_read_timeout: default_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }

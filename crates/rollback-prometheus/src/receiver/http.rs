@@ -15,6 +15,11 @@ pub(super) struct Refusal(pub(super) StatusCode, pub(super) String);
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     let mut r = (status, axum::Json(body)).into_response();
+    if status == StatusCode::REQUEST_TIMEOUT {
+        // The rest of the body may still come; the connection cannot be reused.
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -119,7 +124,19 @@ impl AlertmanagerReceiver {
         // Headers first: an unauthenticated request is refused before its
         // body is read at all.
         let checked = match self.check_headers(request.headers()) {
-            Ok(()) => self.parse_body(Bytes::from_request(request, &()).await),
+            Ok(()) => {
+                let timeout = self.shared.body_read_timeout;
+                match tokio::time::timeout(timeout, Bytes::from_request(request, &())).await {
+                    Ok(body) => self.parse_body(body),
+                    Err(_) => Err(Refusal(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request body did not arrive within {} (body_read_timeout)",
+                            humantime::format_duration(timeout)
+                        ),
+                    )),
+                }
+            }
             Err(refusal) => Err(refusal),
         };
         let payload = match checked {

@@ -15,15 +15,16 @@ mod server;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::DefaultBodyLimit;
 use rollback_core::{TargetId, Timestamp, Trigger, TriggerOutcome, TriggerSink};
 
-use crate::config::{ReceiverConfig, RouteConfig, Secret};
+use crate::config::{self, ReceiverConfig, RouteConfig, Secret};
 use crate::error::PrometheusError;
 use dedup::Dedup;
 use payload::Alert;
+use server::ConnectionLimits;
 
 pub use records::{AlertOutcome, AlertRecord, AlertStatus, ReceiverStats};
 pub use routes::{Matcher, Route};
@@ -41,6 +42,8 @@ struct Shared {
     token: Secret,
     routes: Vec<Route>,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
+    limits: ConnectionLimits,
     log_capacity: usize,
     dedup: Mutex<Dedup>,
     records: Mutex<VecDeque<AlertRecord>>,
@@ -71,6 +74,23 @@ struct Shared {
 /// - If the sink fails, the answer is 503 so that Alertmanager retries, and the
 ///   alert is not remembered as handled.
 ///
+/// # Slow clients
+///
+/// [`Self::serve`] bounds what one client can hold, so that slow or silent
+/// connections cannot starve Alertmanager's (each knob is a builder method
+/// and a [`ReceiverConfig`] field):
+///
+/// | knob | default | bounds |
+/// |---|---|---|
+/// | `header_read_timeout` | 10s | a request head, from the accept (or a later request's first byte) to its last header; the connection is closed |
+/// | `body_read_timeout` | 10s | the whole body, once the head is in; answered 408 and closed |
+/// | `idle_timeout` | 10s | a kept-alive connection with no request and no bytes moving; closed |
+/// | `max_connections` | 256 | connections served at once; more wait in the listen backlog to be accepted |
+///
+/// A valid alert queued behind slow clients is served once their timeouts
+/// free a connection. The body timeout also applies under [`Self::router`];
+/// the others are the job of whatever server mounts that router.
+///
 /// The Alertmanager side (0.25) of a receiver served at `rollback:9095`:
 ///
 /// ```yaml
@@ -92,6 +112,8 @@ impl fmt::Debug for AlertmanagerReceiver {
         f.debug_struct("AlertmanagerReceiver")
             .field("routes", &self.shared.routes)
             .field("max_body_bytes", &self.shared.max_body_bytes)
+            .field("body_read_timeout", &self.shared.body_read_timeout)
+            .field("limits", &self.shared.limits)
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +126,8 @@ pub struct AlertmanagerReceiverBuilder {
     token: Option<Secret>,
     routes: Vec<Result<Route, PrometheusError>>,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
+    limits: ConnectionLimits,
     dedup_capacity: usize,
     log_capacity: usize,
 }
@@ -126,6 +150,37 @@ impl AlertmanagerReceiverBuilder {
     /// Refuse bodies larger than this (413). Default 1 MiB.
     pub fn max_body_bytes(mut self, n: usize) -> Self {
         self.max_body_bytes = n;
+        self
+    }
+
+    /// Close a connection whose request head (from the accept, or from a
+    /// later request's first byte) has not fully arrived after this long.
+    /// Default 10s.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// Answer 408 (and close the connection) when a request body has not
+    /// fully arrived this long after its head. Default 10s.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
+    /// Close a kept-alive connection after this long without a request or
+    /// any byte moving. Default 10s.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.idle_timeout = timeout;
+        self
+    }
+
+    /// Serve at most this many connections at once; more wait to be
+    /// accepted until one closes. Default 256: far more than the few
+    /// Alertmanager instances that send webhooks need, and well under the
+    /// usual limit of 1024 open files.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.limits.max_connections = n;
         self
     }
 
@@ -165,6 +220,30 @@ impl AlertmanagerReceiverBuilder {
                 "must be more than zero",
             ));
         }
+        for (field, timeout) in [
+            ("header_read_timeout", self.limits.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.limits.idle_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(PrometheusError::config(
+                    field,
+                    "must be more than zero, or every connection would be closed at once",
+                ));
+            }
+        }
+        if self.limits.max_connections == 0
+            || self.limits.max_connections > tokio::sync::Semaphore::MAX_PERMITS
+        {
+            return Err(PrometheusError::config(
+                "max_connections",
+                format!(
+                    "must be between 1 and {}, got {}",
+                    tokio::sync::Semaphore::MAX_PERMITS,
+                    self.limits.max_connections
+                ),
+            ));
+        }
         if self.dedup_capacity == 0 {
             return Err(PrometheusError::config(
                 "dedup_capacity",
@@ -177,6 +256,8 @@ impl AlertmanagerReceiverBuilder {
                 token,
                 routes,
                 max_body_bytes: self.max_body_bytes,
+                body_read_timeout: self.body_read_timeout,
+                limits: self.limits,
                 log_capacity: self.log_capacity,
                 dedup: Mutex::new(Dedup::new(self.dedup_capacity)),
                 records: Mutex::new(VecDeque::new()),
@@ -237,6 +318,12 @@ impl AlertmanagerReceiver {
             token: None,
             routes: Vec::new(),
             max_body_bytes: 1024 * 1024,
+            body_read_timeout: config::DEFAULT_READ_TIMEOUT,
+            limits: ConnectionLimits {
+                max_connections: config::DEFAULT_MAX_CONNECTIONS,
+                header_read_timeout: config::DEFAULT_READ_TIMEOUT,
+                idle_timeout: config::DEFAULT_IDLE_TIMEOUT,
+            },
             dedup_capacity: 10_000,
             log_capacity: 1_000,
         }
@@ -250,6 +337,10 @@ impl AlertmanagerReceiver {
         let mut b = Self::builder(sink)
             .bearer_token(config.bearer_token.clone())
             .max_body_bytes(config.max_body_bytes)
+            .header_read_timeout(config.header_read_timeout)
+            .body_read_timeout(config.body_read_timeout)
+            .idle_timeout(config.idle_timeout)
+            .max_connections(config.max_connections)
             .dedup_capacity(config.dedup_capacity)
             .log_capacity(config.log_capacity);
         for RouteConfig { matchers, target } in &config.routes {
