@@ -6,7 +6,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollback_core::{TargetId, TriggerOutcome, TriggerSink};
+use rollback_core::time::Clock;
+use rollback_core::{TargetId, Timestamp, TriggerOutcome, TriggerSink};
 use rollback_prometheus::{
     AlertOutcome, AlertStatus, AlertmanagerReceiver, ReceiverConfig, ReceiverServer, RouteConfig,
 };
@@ -551,6 +552,54 @@ async fn control_characters_in_fingerprints_are_refused_naming_the_field() {
     let (s, b) = send(&server, &payload).await;
     assert_eq!(s, 200, "{b}");
     assert!(sink.calls()[0].1.summary.ends_with(": line one\nline two"));
+}
+
+/// A clock the test sets.
+#[derive(Debug)]
+struct ManualClock(std::sync::Mutex<Timestamp>);
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn records_take_their_time_from_the_injected_clock() {
+    let sink = RecordingSink::new();
+    let start = Timestamp::parse("2020-02-29T08:00:00Z").unwrap();
+    let clock = Arc::new(ManualClock(std::sync::Mutex::new(start)));
+    let r = AlertmanagerReceiver::builder(sink.clone() as Arc<dyn TriggerSink>)
+        .bearer_token(TOKEN)
+        .route(&[r#"severity!="info""#], "k8s:{namespace}/{deployment}")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let server = r.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let payload = webhook_payload(&[firing("a1b2", "2026-11-27T12:00:00Z")]);
+    send(&server, &payload).await;
+    // A day later on the engine's clock, however little time really passed.
+    *clock.0.lock().unwrap() = start.plus(Duration::from_secs(86_400));
+    send(&server, &payload).await;
+    let records = r.records();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| (r.received_at, r.outcome.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                start,
+                AlertOutcome::Triggered {
+                    result: TriggerOutcome::Accepted
+                }
+            ),
+            (
+                Timestamp::parse("2020-03-01T08:00:00Z").unwrap(),
+                AlertOutcome::Duplicate
+            ),
+        ]
+    );
 }
 
 /// Every field value of every event, as a subscriber that prints values as

@@ -15,10 +15,11 @@ mod server;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use rollback_core::{TargetId, Timestamp, Trigger, TriggerOutcome, TriggerSink};
+use rollback_core::time::{Clock, SystemClock};
+use rollback_core::{TargetId, Trigger, TriggerOutcome, TriggerSink};
 
 use crate::config::{self, ReceiverConfig, RouteConfig, Secret};
 use crate::error::PrometheusError;
@@ -39,6 +40,7 @@ pub const PAYLOAD_VERSION: &str = "4";
 
 struct Shared {
     sink: Arc<dyn TriggerSink>,
+    clock: Arc<dyn Clock>,
     token: Secret,
     routes: Vec<Route>,
     max_body_bytes: usize,
@@ -123,6 +125,7 @@ impl fmt::Debug for AlertmanagerReceiver {
 #[must_use]
 pub struct AlertmanagerReceiverBuilder {
     sink: Arc<dyn TriggerSink>,
+    clock: Arc<dyn Clock>,
     token: Option<Secret>,
     routes: Vec<Result<Route, PrometheusError>>,
     max_body_bytes: usize,
@@ -136,6 +139,14 @@ impl AlertmanagerReceiverBuilder {
     /// The bearer token Alertmanager must send.
     pub fn bearer_token(mut self, token: impl Into<Secret>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Where the receiver reads the time (the `received_at` of its records):
+    /// give it the engine's clock, so that on virtual time both agree.
+    /// Default [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -253,6 +264,7 @@ impl AlertmanagerReceiverBuilder {
         Ok(AlertmanagerReceiver {
             shared: Arc::new(Shared {
                 sink: self.sink,
+                clock: self.clock,
                 token,
                 routes,
                 max_body_bytes: self.max_body_bytes,
@@ -315,6 +327,7 @@ impl AlertmanagerReceiver {
     pub fn builder(sink: Arc<dyn TriggerSink>) -> AlertmanagerReceiverBuilder {
         AlertmanagerReceiverBuilder {
             sink,
+            clock: Arc::new(SystemClock),
             token: None,
             routes: Vec::new(),
             max_body_bytes: 1024 * 1024,
@@ -329,7 +342,7 @@ impl AlertmanagerReceiver {
         }
     }
 
-    /// A receiver from its serde configuration.
+    /// A receiver from its serde configuration, on the system clock.
     pub fn from_config(
         sink: Arc<dyn TriggerSink>,
         config: &ReceiverConfig,
@@ -403,7 +416,7 @@ impl AlertmanagerReceiver {
         let alertname = alert.labels.get("alertname").cloned();
         let routed = self.target_for(&alert.labels);
         let mut record = AlertRecord {
-            received_at: Timestamp::from(SystemTime::now()),
+            received_at: self.shared.clock.now(),
             fingerprint: alert.fingerprint.clone(),
             starts_at: alert.starts_at.clone(),
             alertname: alertname.clone(),

@@ -53,6 +53,11 @@ impl AlertmanagerReceiver {
     /// longer than `header_read_timeout`, or it sits idle between requests
     /// longer than `idle_timeout`; a body slower than `body_read_timeout`
     /// is answered 408 (see [`AlertmanagerReceiverBuilder`](super::AlertmanagerReceiverBuilder)).
+    ///
+    /// The timeouts run on tokio's timers. Under paused tokio time
+    /// (`start_paused`) time jumps ahead whenever the runtime waits, network
+    /// included, so a test there should give them room (or use
+    /// [`Self::router`] without this server).
     pub async fn serve(&self, addr: SocketAddr) -> Result<ReceiverServer, PrometheusError> {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             PrometheusError::config("listen", format!("cannot listen on {addr}: {e}"))
