@@ -51,11 +51,11 @@ fn probe_overhead(c: &mut Criterion) {
         .query(QUERY)
         .build()
         .expect("probe");
-    let ctx = ProbeContext {
-        target: TargetId::new("k8s:shop/checkout"),
-        revision: RevisionId::new("v2"),
-        at: Timestamp::EPOCH,
-    };
+    let ctx = ProbeContext::new(
+        TargetId::new("k8s:shop/checkout"),
+        RevisionId::new("v2"),
+        Timestamp::EPOCH,
+    );
     let url = format!("{base}/api/v1/query");
 
     let mut g = c.benchmark_group("probe");

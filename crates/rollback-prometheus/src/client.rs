@@ -100,7 +100,7 @@ impl PrometheusClientBuilder {
     /// Authenticate with `Authorization: Bearer <token>`.
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.auth = Some(Auth::Bearer {
-            token: crate::Secret::new(token),
+            token: rollback_core::http::Secret::new(token),
         });
         self
     }
@@ -109,7 +109,7 @@ impl PrometheusClientBuilder {
     pub fn basic_auth(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
         self.auth = Some(Auth::Basic {
             username: username.into(),
-            password: crate::Secret::new(password),
+            password: rollback_core::http::Secret::new(password),
         });
         self
     }
@@ -245,20 +245,6 @@ fn format_step(step: Duration) -> String {
     format!("{}", step.as_secs_f64())
 }
 
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    let mut out: String = text.chars().take(300).collect();
-    if out.len() < text.len() {
-        out.push('…');
-    }
-    if out.is_empty() {
-        "(empty body)".to_owned()
-    } else {
-        out
-    }
-}
-
 impl PrometheusClient {
     /// A builder for a client of the server at `url` (its base URL, like
     /// `http://prometheus:9090`).
@@ -329,7 +315,7 @@ impl PrometheusClient {
                     error_type,
                     error: Some(error),
                 }) => (error_type, error),
-                _ => (None, excerpt(&body)),
+                _ => (None, rollback_core::http::excerpt(&body)),
             };
             return Err(PrometheusError::Status {
                 query: query.to_owned(),
@@ -343,7 +329,10 @@ impl PrometheusClient {
             serde_json::from_slice(&body).map_err(|e| PrometheusError::Decode {
                 query: query.to_owned(),
                 url: url.clone(),
-                reason: format!("{e}; body starts with {:?}", excerpt(&body)),
+                reason: format!(
+                    "{e}; body starts with {:?}",
+                    rollback_core::http::excerpt(&body)
+                ),
             })?;
         if envelope.status != "success" {
             return Err(PrometheusError::Status {

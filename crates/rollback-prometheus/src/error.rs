@@ -94,13 +94,13 @@ impl PrometheusError {
             }
             PrometheusError::Status {
                 status, error_type, ..
-            } => match (*status, error_type.as_deref()) {
-                (401 | 403, _) => ErrorKind::Unauthorized,
-                (404, _) => ErrorKind::NotFound,
-                (_, Some("timeout" | "canceled" | "unavailable")) => ErrorKind::Transient,
-                (429, _) | (500..=599, _) => ErrorKind::Transient,
-                (400 | 422, _) => ErrorKind::InvalidInput,
-                _ => ErrorKind::Permanent,
+            } => match error_type.as_deref() {
+                // Prometheus says more than its status: a query that timed
+                // out or was cancelled may pass; then the status decides,
+                // as it does for every backend.
+                Some("timeout" | "canceled" | "unavailable") => ErrorKind::Transient,
+                Some("bad_data") => ErrorKind::InvalidInput,
+                _ => rollback_core::http::error_kind(*status),
             },
             PrometheusError::Decode { .. } => ErrorKind::Permanent,
             PrometheusError::Shape { .. } | PrometheusError::Config { .. } => {
@@ -141,6 +141,17 @@ mod tests {
             status,
             error_type: error_type.map(str::to_owned),
             message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn a_plain_status_means_what_it_means_for_every_backend() {
+        for code in 300..=599 {
+            assert_eq!(
+                status(code, None).kind(),
+                rollback_core::http::error_kind(code),
+                "HTTP {code}"
+            );
         }
     }
 

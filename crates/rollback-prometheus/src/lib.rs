@@ -9,7 +9,7 @@
 //! - [`PrometheusProbe::history`]: the same SLI over a range of history
 //!   (`/api/v1/query_range`), one sample per step, for replaying a policy
 //!   on real metrics; [`history_series`] reads several probes into the
-//!   [`rollback_core::Series`] that [`rollback_core::replay`] takes.
+//!   [`rollback_core::replay::Series`] that [`rollback_core::replay`] takes.
 //! - [`AlertmanagerReceiver`]: an endpoint for Alertmanager's webhook
 //!   (payload version 4) that routes firing alerts by their labels to
 //!   targets and hands them once to a [`rollback_core::TriggerSink`] (the
@@ -36,11 +36,11 @@
 //!     )
 //!     .build()?;
 //! let m = probe
-//!     .measure(&ProbeContext {
-//!         target: TargetId::new("k8s:shop/checkout"),
-//!         revision: RevisionId::new("7d9f"),
-//!         at: Timestamp::from(std::time::SystemTime::now()),
-//!     })
+//!     .measure(&ProbeContext::new(
+//!         TargetId::new("k8s:shop/checkout"),
+//!         RevisionId::new("7d9f"),
+//!         Timestamp::from(std::time::SystemTime::now()),
+//!     ))
 //!     .await?;
 //! println!("error rate: {:?}", m.value);
 //!
@@ -65,9 +65,7 @@ pub use client::{
     InstantSeries, MAX_POINTS_PER_QUERY, PrometheusClient, PrometheusClientBuilder, QueryResult,
     RangeSeries, Sample, format_labels,
 };
-pub use config::{
-    Aggregate, Auth, ProbeConfig, PrometheusConfig, ReceiverConfig, RouteConfig, Secret,
-};
+pub use config::{Aggregate, ProbeConfig, PrometheusConfig, ReceiverConfig, RouteConfig};
 pub use error::PrometheusError;
 pub use probe::{HistoryRange, PrometheusProbe, PrometheusProbeBuilder, history_series};
 pub use receiver::{

@@ -4,10 +4,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rollback_core::{
-    HealthProbe, Measurement, ProbeContext, RevisionId, Sample as ReplaySample, Series, TargetId,
-    Timestamp,
-};
+use rollback_core::replay::{Sample as ReplaySample, Series};
+use rollback_core::{HealthProbe, Measurement, ProbeContext, RevisionId, TargetId, Timestamp};
 
 use crate::client::{PrometheusClient, QueryResult, format_labels};
 use crate::config::{Aggregate, ProbeConfig};

@@ -12,11 +12,11 @@ use rollback_prometheus::{HistoryRange, PrometheusProbe};
 use support::{MetricsApp, PrometheusServer, PrometheusSetup, error_ratio_query, p99_query};
 
 fn ctx() -> ProbeContext {
-    ProbeContext {
-        target: TargetId::new("k8s:shop/checkout"),
-        revision: RevisionId::new("v2"),
-        at: Timestamp::from(std::time::SystemTime::now()),
-    }
+    ProbeContext::new(
+        TargetId::new("k8s:shop/checkout"),
+        RevisionId::new("v2"),
+        Timestamp::from(std::time::SystemTime::now()),
+    )
 }
 
 /// The probes' client timeout.

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
+use rollback_core::replay::Sample;
 use rollback_core::{
-    ErrorKind, HealthProbe, Measurement, ProbeContext, RevisionId, Sample, TargetId, Timestamp,
+    ErrorKind, HealthProbe, Measurement, ProbeContext, RevisionId, TargetId, Timestamp,
 };
 use rollback_prometheus::{
     Aggregate, HistoryRange, PrometheusClient, PrometheusProbe, QueryResult, history_series,
@@ -139,11 +140,11 @@ fn vector(series: &[(&str, &str)]) -> Value {
 }
 
 fn ctx() -> ProbeContext {
-    ProbeContext {
-        target: TargetId::new("k8s:shop/checkout"),
-        revision: RevisionId::new("rev-2"),
-        at: Timestamp::from_millis(1_795_780_800_000),
-    }
+    ProbeContext::new(
+        TargetId::new("k8s:shop/checkout"),
+        RevisionId::new("rev-2"),
+        Timestamp::from_millis(1_795_780_800_000),
+    )
 }
 
 #[tokio::test]

@@ -10,10 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use rollback_core::memory::{InMemoryRollbacker, InMemoryTarget};
+use rollback_core::replay::ReplayOptions;
+use rollback_core::time::{Clock, SystemClock};
 use rollback_core::{
-    Clock, Engine, InMemoryRollbacker, InMemoryTarget, Phase, Policy, ReplayOptions,
-    RevisionHealth, RevisionId, RevisionRecord, RollbackOutcome, RollbackRequest, Rollbacker,
-    SystemClock, TargetId, Timestamp, TriggerSink, WatchHandle, WatchSpec, replay,
+    Engine, Phase, Policy, RevisionHealth, RevisionId, RevisionRecord, RollbackOutcome,
+    RollbackRequest, Rollbacker, TargetId, Timestamp, TriggerSink, WatchHandle, WatchSpec,
 };
 use rollback_prometheus::{
     AlertmanagerReceiver, HistoryRange, PrometheusClient, PrometheusProbe, history_series,
@@ -47,6 +49,14 @@ struct TimedRollbacker {
 
 #[async_trait]
 impl Rollbacker for TimedRollbacker {
+    fn target(&self) -> &TargetId {
+        self.inner.target()
+    }
+
+    fn capabilities(&self) -> rollback_core::Capabilities {
+        self.inner.capabilities()
+    }
+
     async fn rollback(&self, request: &RollbackRequest) -> rollback_core::Result<RollbackOutcome> {
         self.calls.lock().unwrap().push(Call {
             at: Instant::now(),
@@ -486,7 +496,7 @@ async fn f_replay_of_backfilled_history_decides_as_the_live_run() {
         "{:?}",
         samples[15]
     );
-    let report = replay(
+    let report = rollback_core::replay::replay(
         &policy,
         &series,
         &ReplayOptions {
