@@ -113,29 +113,6 @@ async fn watch_one(
     Ok(engine.watch(spec).await?.finished().await)
 }
 
-/// A canary of v2 whose error rate climbs past the 1% SLO.
-pub async fn quickstart(out: SharedOut) -> Result<Outcome> {
-    say(
-        &out,
-        "quickstart: canary v2 of shop/checkout; SLO: error_rate < 0.01 (1%), measured every 30s",
-    );
-    say(
-        &out,
-        "policy: one failed measurement is tolerated (failure_limit 1); after a rollback, 2m of passing measurements verify it\n",
-    );
-    let target = two_revisions("shop/checkout", "v1", "v2")?;
-    let probe = ScriptedProbe::new("error_rate")
-        .script_for("v2", [0.002, 0.004, 0.007, 0.013, 0.021])
-        .script_for("v1", [0.002, 0.001]);
-    let policy = "interval: 30s\nbake_time: 10m\nfailure_limit: 1\nverify: 2m\nprobes: [{name: error_rate, success: '< 0.01'}]";
-    let end = watch_one(&engine(out.clone()), policy, &target, vec![Arc::new(probe)]).await?;
-    say(
-        &out,
-        &format!("\nresult: {} now runs {}", target.id(), target.current_id()),
-    );
-    Ok(outcome_of(vec![(end, &target)]))
-}
-
 /// E-commerce: a new checkout canary; HTTP 500s rise by 10%.
 pub async fn ecommerce_checkout(out: SharedOut) -> Result<Outcome> {
     say(
