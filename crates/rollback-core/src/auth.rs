@@ -38,6 +38,7 @@ impl fmt::Display for Actor {
 /// An operator command.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "command")]
+#[non_exhaustive]
 pub enum Command {
     /// Stop judging until resumed (measurements are still taken and recorded).
     Pause,
@@ -82,6 +83,7 @@ impl fmt::Display for Command {
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CommandKind {
     /// [`Command::Pause`]
     Pause,
