@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
+use rollback_core::memory::{InMemoryRollbacker, InMemoryTarget};
 use rollback_core::{
-    Engine, HealthProbe, InMemoryRollbacker, InMemoryTarget, Measurement, Policy, ProbeContext,
-    RevisionHealth, RevisionRecord, RollbackOutcome, RollbackRequest, Rollbacker, TriggerSink,
-    WatchSpec,
+    Engine, HealthProbe, Measurement, Policy, ProbeContext, RevisionHealth, RevisionRecord,
+    RollbackOutcome, RollbackRequest, Rollbacker, TargetId, TriggerSink, WatchSpec,
 };
 use rollback_prometheus::{AlertmanagerReceiver, ReceiverServer};
 use support::{TestAlert, webhook_payload};
@@ -48,6 +48,10 @@ struct Signalling {
 
 #[async_trait]
 impl Rollbacker for Signalling {
+    fn target(&self) -> &TargetId {
+        self.inner.target()
+    }
+
     async fn rollback(&self, request: &RollbackRequest) -> rollback_core::Result<RollbackOutcome> {
         let _ = self.called.send(Instant::now());
         self.inner.rollback(request).await

@@ -58,11 +58,12 @@ struct Shared {
 ///   (compared in constant time; two Authorization headers are 400),
 ///   `Content-Type: application/json` and a body within the size limit;
 ///   otherwise they are refused with 401, 415 or 413. A body that is not
-///   JSON (nor UTF-8) is 400; JSON that is not a version-4 payload, or an
-///   alert with an unknown status, a bad `startsAt`, or a fingerprint that is
-///   empty or holds a control character, is 422 and nothing of the payload
-///   is handled. Every refusal has a JSON body `{"error": "..."}` saying
-///   what was wrong.
+///   JSON (invalid UTF-8 included) is 400; JSON that is not a version-4
+///   payload, or an alert with an unknown status, a bad `startsAt`, or a
+///   fingerprint that is empty or holds a control character, is 422 and
+///   nothing of the payload is handled. Every refusal has a JSON body
+///   `{"error": "..."}` saying what was wrong, and a body slower than
+///   `body_read_timeout` is 408 (see "Slow clients").
 /// - Alert fields the receiver logs are escaped (`\n`, `\u{1b}`), so labels
 ///   cannot forge log lines; what goes to the sink (the summary from the
 ///   annotations) is left as it is, for the audit sinks to escape.
