@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use reqwest::{Method, Url};
+use rollback_core::http::{Auth, excerpt};
+use rollback_core::policy::RetryPolicy;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::{Auth, MlflowError, config::ENV_TRACKING_URI};
+use crate::{MlflowError, config::ENV_TRACKING_URI};
 
 /// One tag of a model version or registered model.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -145,7 +147,8 @@ struct ApiError {
 pub struct MlflowClient {
     http: reqwest::Client,
     base: Url,
-    auth: Auth,
+    auth: Option<Auth>,
+    retry: RetryPolicy,
 }
 
 /// The default timeout of each request.
@@ -154,7 +157,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 impl MlflowClient {
     /// A client of the server at `tracking_uri` (`http://127.0.0.1:5000`,
     /// `https://mlflow.example.com/prefix`), with its own HTTP client and a
-    /// 30 s timeout per request, and no authentication.
+    /// 30 s timeout per request, no authentication and no retries.
     pub fn new(tracking_uri: &str) -> Result<Self, MlflowError> {
         let http = reqwest::Client::builder()
             .timeout(DEFAULT_TIMEOUT)
@@ -189,7 +192,8 @@ impl MlflowClient {
         Ok(MlflowClient {
             http,
             base,
-            auth: Auth::None,
+            auth: None,
+            retry: RetryPolicy::NEVER,
         })
     }
 
@@ -202,12 +206,20 @@ impl MlflowClient {
                 "the environment variable {ENV_TRACKING_URI} is not set"
             ))
         })?;
-        Ok(Self::new(&uri)?.with_auth(Auth::from_env()))
+        Ok(Self::new(&uri)?.with_auth(crate::auth_from_env()))
     }
 
-    /// Authenticate every request with `auth`.
-    pub fn with_auth(mut self, auth: Auth) -> Self {
-        self.auth = auth;
+    /// Authenticate every request with `auth` (`None`: send no credentials).
+    pub fn with_auth(mut self, auth: impl Into<Option<Auth>>) -> Self {
+        self.auth = auth.into();
+        self
+    }
+
+    /// Retry a request that fails in passing (no answer, 429, 5xx) by
+    /// `retry`; requests that create something are never retried. Default
+    /// [`RetryPolicy::NEVER`].
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
         self
     }
 
@@ -216,6 +228,7 @@ impl MlflowClient {
         &self.base
     }
 
+    /// One request, retried by [`Self::with_retry`]'s policy when `idempotent`.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -223,6 +236,51 @@ impl MlflowClient {
         query: &[(&str, &str)],
         body: Option<serde_json::Value>,
         operation: impl Fn() -> String,
+    ) -> Result<T, MlflowError> {
+        let idempotent = !endpoint.ends_with("/create");
+        if !idempotent || self.retry.max_attempts <= 1 {
+            return self
+                .call_once(method, endpoint, query, body, &operation)
+                .await;
+        }
+        // The policy's loop decides on core errors; the detailed error of
+        // the last try is kept to return.
+        let last = &std::sync::Mutex::new(None);
+        let (method, body, operation) = (&method, &body, &operation);
+        let tried = self
+            .retry
+            .run(
+                move |_| async move {
+                    let r = self
+                        .call_once(method.clone(), endpoint, query, body.clone(), operation)
+                        .await;
+                    r.map_err(|e| {
+                        let kind = e.kind();
+                        *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        rollback_core::Error::new(kind, "retried")
+                    })
+                },
+                fastrand::f64,
+                move |attempt, _, wait| {
+                    tracing::warn!(attempt, ?wait, operation = %operation(), "MLflow request failed in passing; retrying");
+                },
+            )
+            .await;
+        tried.map_err(|_| {
+            last.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_else(|| MlflowError::Config(format!("{}: no try was made", operation())))
+        })
+    }
+
+    async fn call_once<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        endpoint: &str,
+        query: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+        operation: &impl Fn() -> String,
     ) -> Result<T, MlflowError> {
         let url = self
             .base
@@ -238,9 +296,11 @@ impl MlflowClient {
             req = req.json(&body);
         }
         req = match &self.auth {
-            Auth::None => req,
-            Auth::Bearer(token) => req.bearer_auth(token),
-            Auth::Basic { username, password } => req.basic_auth(username, Some(password)),
+            None => req,
+            Some(Auth::Bearer { token }) => req.bearer_auth(token.expose()),
+            Some(Auth::Basic { username, password }) => {
+                req.basic_auth(username, Some(password.expose()))
+            }
         };
         let resp = match req.send().await {
             Ok(r) => r,
@@ -268,7 +328,7 @@ impl MlflowClient {
                 MlflowError::Decode {
                     operation: operation(),
                     url: url.to_string(),
-                    reason: format!("{e}; the answer starts with {:?}", excerpt(&text)),
+                    reason: format!("{e}; the answer starts with {:?}", excerpt(text.as_bytes())),
                 }
             })
         } else {
@@ -277,7 +337,10 @@ impl MlflowClient {
                     error_code: Some(code),
                     message,
                 }) => (code, message.unwrap_or_default()),
-                _ => (format!("HTTP_{}", status.as_u16()), excerpt(&text)),
+                _ => (
+                    format!("HTTP_{}", status.as_u16()),
+                    excerpt(text.as_bytes()),
+                ),
             };
             Err(MlflowError::Api {
                 operation: operation(),
@@ -585,14 +648,6 @@ fn name_filter(name: &str) -> Result<String, MlflowError> {
         Err(MlflowError::Config(format!(
             "registered model name {name:?} holds both quote characters; MLflow's search filter cannot express it"
         )))
-    }
-}
-
-fn excerpt(text: &str) -> String {
-    let t = text.trim();
-    match t.char_indices().nth(300) {
-        Some((i, _)) => format!("{}…", &t[..i]),
-        None => t.to_owned(),
     }
 }
 

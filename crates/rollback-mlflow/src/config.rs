@@ -1,10 +1,12 @@
 //! Configuration: where the tracking server is, how to authenticate, and
 //! which registered model and alias a target follows.
 
-use std::fmt;
 use std::time::Duration;
 
-use crate::MlflowError;
+use rollback_core::http::Auth;
+use rollback_core::policy::RetryPolicy;
+
+use crate::{MlflowClient, MlflowError};
 
 /// The environment variable MLflow reads the tracking server's URI from.
 pub const ENV_TRACKING_URI: &str = "MLFLOW_TRACKING_URI";
@@ -15,58 +17,22 @@ pub const ENV_TRACKING_USERNAME: &str = "MLFLOW_TRACKING_USERNAME";
 /// The environment variable MLflow reads the basic-auth password from.
 pub const ENV_TRACKING_PASSWORD: &str = "MLFLOW_TRACKING_PASSWORD";
 
-/// How requests to the tracking server authenticate.
-///
-/// The `Debug` form never shows a secret.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub enum Auth {
-    /// No `Authorization` header.
-    #[default]
-    None,
-    /// `Authorization: Bearer <token>`.
-    Bearer(String),
-    /// HTTP basic authentication, as MLflow's `basic-auth` app expects.
-    Basic {
-        /// The user name.
-        username: String,
-        /// The password.
-        password: String,
-    },
+/// The credentials MLflow's own client would use: basic auth when both
+/// `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD` are set (and
+/// non-empty), else a bearer token from `MLFLOW_TRACKING_TOKEN`, else none.
+pub fn auth_from_env() -> Option<Auth> {
+    auth_from_vars(|name| std::env::var(name).ok())
 }
 
-impl Auth {
-    /// Reads the credentials the way MLflow's own client does: basic auth
-    /// when both `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD` are
-    /// set (and non-empty), else a bearer token from `MLFLOW_TRACKING_TOKEN`,
-    /// else none.
-    pub fn from_env() -> Self {
-        Self::from_vars(|name| std::env::var(name).ok())
-    }
-
-    /// Like [`Auth::from_env`], over any source of variables.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
-        let non_empty = |name: &str| var(name).filter(|v| !v.is_empty());
-        match (
-            non_empty(ENV_TRACKING_USERNAME),
-            non_empty(ENV_TRACKING_PASSWORD),
-        ) {
-            (Some(username), Some(password)) => Auth::Basic { username, password },
-            _ => non_empty(ENV_TRACKING_TOKEN).map_or(Auth::None, Auth::Bearer),
-        }
-    }
-}
-
-impl fmt::Debug for Auth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Auth::None => f.write_str("None"),
-            Auth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
-            Auth::Basic { username, .. } => f
-                .debug_struct("Basic")
-                .field("username", username)
-                .field("password", &"<redacted>")
-                .finish(),
-        }
+/// [`auth_from_env`] over any source of variables.
+pub fn auth_from_vars(var: impl Fn(&str) -> Option<String>) -> Option<Auth> {
+    let non_empty = |name: &str| var(name).filter(|v| !v.is_empty());
+    match (
+        non_empty(ENV_TRACKING_USERNAME),
+        non_empty(ENV_TRACKING_PASSWORD),
+    ) {
+        (Some(username), Some(password)) => Some(Auth::basic(username, password)),
+        _ => non_empty(ENV_TRACKING_TOKEN).map(Auth::bearer),
     }
 }
 
@@ -83,7 +49,7 @@ pub enum Pointer {
 }
 
 impl Pointer {
-    /// A short form for ids and messages: `@champion`, `stage Production`.
+    /// A short form for ids and messages: `alias champion`, `stage Production`.
     pub fn describe(&self) -> String {
         match self {
             Pointer::Alias(a) => format!("alias {a}"),
@@ -163,19 +129,36 @@ fn default_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-/// A target's configuration, as read from a policy file.
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn no_retry() -> RetryPolicy {
+    RetryPolicy::NEVER
+}
+
+/// An MLflow target as written in a configuration file, for
+/// [`crate::MlflowTarget::connect`]. Values given here come first; what is
+/// left out comes from MLflow's own environment variables, as MLflow's
+/// client reads them (`MLFLOW_TRACKING_URI`, `MLFLOW_TRACKING_TOKEN`, or
+/// `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`).
 ///
 /// ```
-/// let c: rollback_mlflow::MlflowConfig = serde_json::from_str(
-///     r#"{"tracking_uri": "http://127.0.0.1:5000", "model": "recommender", "alias": "champion", "timeout": "10s"}"#,
-/// ).unwrap();
+/// let c: rollback_mlflow::MlflowConfig = serde_json::from_str(r#"{
+///     "tracking_uri": "http://127.0.0.1:5000",
+///     "model": "recommender",
+///     "alias": "champion",
+///     "auth": {"bearer": {"token": "s3cret"}},
+///     "timeout": "10s",
+///     "retry": {"max_attempts": 3}
+/// }"#).unwrap();
 /// assert_eq!(c.page_size, 100);
+/// assert_eq!(c.connect_timeout, std::time::Duration::from_secs(10));
+/// assert!(!format!("{c:?}").contains("s3cret"));
 /// ```
-///
-/// Credentials are never part of it: they come from MLflow's environment
-/// variables ([`Auth::from_env`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct MlflowConfig {
     /// The tracking server's base URL; `MLFLOW_TRACKING_URI` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,24 +171,44 @@ pub struct MlflowConfig {
     /// Legacy: the stage that serves (`Production`); deprecated by MLflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
+    /// `{bearer: {token: …}}` or `{basic: {username: …, password: …}}`;
+    /// MLflow's credential variables when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
     /// Versions per page when listing the history (1 to 10000). Default 100.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
     /// Timeout of each request to the tracking server. Default `30s`.
-    #[serde(default = "default_timeout", with = "duration")]
+    #[serde(default = "default_timeout", with = "rollback_core::time::duration")]
     pub timeout: Duration,
+    /// Timeout of connecting to the tracking server. Default `10s`.
+    #[serde(
+        default = "default_connect_timeout",
+        with = "rollback_core::time::duration"
+    )]
+    pub connect_timeout: Duration,
+    /// How a request that fails in passing (network, 429, 5xx) is retried.
+    /// Default: not at all, since the engine retries a whole rollback by its
+    /// policy and the attempts would multiply. Requests that create
+    /// something are never retried.
+    #[serde(default = "no_retry")]
+    pub retry: RetryPolicy,
 }
 
 impl MlflowConfig {
-    /// A configuration for `model@alias`, with the server from `MLFLOW_TRACKING_URI`.
+    /// A configuration for `model@alias`, everything else by default (the
+    /// server and credentials from MLflow's environment variables).
     pub fn alias(model: impl Into<String>, alias: impl Into<String>) -> Self {
         MlflowConfig {
             tracking_uri: None,
             model: model.into(),
             alias: Some(alias.into()),
             stage: None,
+            auth: None,
             page_size: default_page_size(),
             timeout: default_timeout(),
+            connect_timeout: default_connect_timeout(),
+            retry: no_retry(),
         }
     }
 
@@ -215,11 +218,16 @@ impl MlflowConfig {
             Some(uri) => Ok(uri.clone()),
             None => std::env::var(ENV_TRACKING_URI).map_err(|_| {
                 MlflowError::Config(format!(
-                    "no tracking server for registered model {:?}: set `tracking_uri` or the environment variable {ENV_TRACKING_URI}",
+                    "no tracking server for registered model {:?}: set the field `tracking_uri` or the environment variable {ENV_TRACKING_URI}",
                     self.model
                 ))
             }),
         }
+    }
+
+    /// The credentials: the configured ones, else MLflow's variables.
+    pub fn resolved_auth(&self) -> Option<Auth> {
+        self.auth.clone().or_else(auth_from_env)
     }
 
     /// The pointer, checking that exactly one of `alias` and `stage` is set.
@@ -245,25 +253,25 @@ impl MlflowConfig {
             ))),
         }
     }
-}
 
-/// Human durations: `"30s"`, `"5m"`.
-mod duration {
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Duration, D::Error> {
-        let s = <String as serde::Deserialize>::deserialize(d)?;
-        humantime::parse_duration(s.trim()).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {s:?} ({e}); write it like \"30s\" or \"2m\""
-            ))
-        })
+    /// A client built from this configuration: its server, credentials,
+    /// timeouts and retry, with MLflow's variables for what it leaves out.
+    pub fn client(&self) -> Result<MlflowClient, MlflowError> {
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+            .build()
+            .map_err(|e| {
+                MlflowError::Config(format!(
+                    "building the HTTP client for registered model {:?} failed: {e}",
+                    self.model
+                ))
+            })?;
+        let uri = self.resolved_tracking_uri()?;
+        Ok(MlflowClient::with_http_client(http, &uri)
+            .map_err(|e| MlflowError::Config(format!("field `tracking_uri`: {e}")))?
+            .with_auth(self.resolved_auth())
+            .with_retry(self.retry))
     }
 }
 
@@ -271,50 +279,37 @@ mod duration {
 mod tests {
     use super::*;
 
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
     #[test]
     fn auth_follows_mlflow_precedence() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
-        assert_eq!(Auth::from_vars(vars(&[])), Auth::None);
+        assert_eq!(auth_from_vars(vars(&[])), None);
         assert_eq!(
-            Auth::from_vars(vars(&[(ENV_TRACKING_TOKEN, "t")])),
-            Auth::Bearer("t".into())
+            auth_from_vars(vars(&[(ENV_TRACKING_TOKEN, "t")])),
+            Some(Auth::bearer("t"))
         );
         let both = [
             (ENV_TRACKING_TOKEN, "t"),
             (ENV_TRACKING_USERNAME, "u"),
             (ENV_TRACKING_PASSWORD, "p"),
         ];
-        let both: &'static [(&str, &str)] = Box::leak(Box::new(both));
+        assert_eq!(auth_from_vars(vars(&both)), Some(Auth::basic("u", "p")));
         assert_eq!(
-            Auth::from_vars(vars(both)),
-            Auth::Basic {
-                username: "u".into(),
-                password: "p".into()
-            }
-        );
-        assert_eq!(
-            Auth::from_vars(vars(&[
+            auth_from_vars(vars(&[
                 (ENV_TRACKING_USERNAME, "u"),
                 (ENV_TRACKING_TOKEN, "")
             ])),
-            Auth::None
+            None
         );
-        let shown = format!(
-            "{:?}",
-            Auth::Basic {
-                username: "u".into(),
-                password: "hunter2".into()
-            }
-        );
+        let shown = format!("{:?}", Auth::basic("u", "hunter2"));
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(!format!("{:?}", Auth::Bearer("s3cret".into())).contains("s3cret"));
+        assert!(!format!("{:?}", Auth::bearer("s3cret")).contains("s3cret"));
     }
 
     #[test]
@@ -360,5 +355,39 @@ mod tests {
         let e =
             serde_json::from_str::<MlflowConfig>(r#"{"model": "m", "aliass": "a"}"#).unwrap_err();
         assert!(e.to_string().contains("aliass"), "{e}");
+        let e = serde_json::from_str::<MlflowConfig>(
+            r#"{"model": "m", "alias": "a", "auth": {"token": "t"}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("token"), "{e}");
+        let e = serde_json::from_str::<MlflowConfig>(
+            r#"{"model": "m", "alias": "a", "retry": {"attempts": 2}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("attempts"), "{e}");
+    }
+
+    #[test]
+    fn config_values_come_before_the_environment() {
+        let c: MlflowConfig = serde_json::from_str(
+            r#"{"model": "m", "alias": "a", "tracking_uri": "http://127.0.0.1:5000/mlflow",
+                "auth": {"basic": {"username": "u", "password": "p"}},
+                "connect_timeout": "2s", "retry": {"max_attempts": 2}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.resolved_auth(), Some(Auth::basic("u", "p")));
+        assert_eq!(c.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.retry.max_attempts, 2);
+        let client = c.client().unwrap();
+        assert_eq!(client.base_url().as_str(), "http://127.0.0.1:5000/mlflow/");
+        let defaults = MlflowConfig::alias("m", "a");
+        assert_eq!(defaults.retry, RetryPolicy::NEVER);
+        let back: MlflowConfig =
+            serde_json::from_str(&serde_json::to_string(&defaults).unwrap()).unwrap();
+        assert_eq!(back, defaults);
+        let mut bad = MlflowConfig::alias("m", "a");
+        bad.tracking_uri = Some("file:///tmp/mlruns".into());
+        let e = bad.client().unwrap_err().to_string();
+        assert!(e.contains("field `tracking_uri`"), "{e}");
     }
 }

@@ -106,10 +106,13 @@ fn hint_for(status: u16, code: &str) -> &'static str {
 impl MlflowError {
     /// The meaning of this error for the engine.
     ///
-    /// `RESOURCE_DOES_NOT_EXIST`, HTTP 404 and an unset alias are `NotFound`;
-    /// 401 and 403 are `Unauthorized`; `INVALID_PARAMETER_VALUE` and other
-    /// 400s are `InvalidInput`; throttling, 5xx and the network are
-    /// `Transient`; everything else is `Permanent`.
+    /// MLflow's `error_code` first: `RESOURCE_DOES_NOT_EXIST` and an unset
+    /// alias are `NotFound`, `UNAUTHENTICATED` and `PERMISSION_DENIED`
+    /// `Unauthorized`, `INVALID_PARAMETER_VALUE` `InvalidInput`,
+    /// `REQUEST_LIMIT_EXCEEDED` and `TEMPORARILY_UNAVAILABLE` `Transient`,
+    /// `RESOURCE_ALREADY_EXISTS` `Permanent`. Any other answer means what its
+    /// status means everywhere ([`rollback_core::http::error_kind`]); no
+    /// answer at all is `Transient`.
     pub fn kind(&self) -> ErrorKind {
         match self {
             MlflowError::Api { status, code, .. } => api_kind(*status, code),
@@ -143,13 +146,7 @@ fn api_kind(status: u16, code: &str) -> ErrorKind {
         codes::RESOURCE_ALREADY_EXISTS => return ErrorKind::Permanent,
         _ => {}
     }
-    match status {
-        404 => ErrorKind::NotFound,
-        401 | 403 => ErrorKind::Unauthorized,
-        408 | 429 | 500..=599 => ErrorKind::Transient,
-        400 | 422 => ErrorKind::InvalidInput,
-        _ => ErrorKind::Permanent,
-    }
+    rollback_core::http::error_kind(status)
 }
 
 impl MlflowError {
@@ -214,12 +211,34 @@ mod tests {
             ErrorKind::Permanent
         );
         assert_eq!(api(400, "BAD_REQUEST").kind(), ErrorKind::InvalidInput);
-        assert_eq!(api(409, "HTTP_409").kind(), ErrorKind::Permanent);
+        // 409 is a conflict everywhere now (it was Permanent here).
+        assert_eq!(api(409, "HTTP_409").kind(), ErrorKind::Conflict);
         let e = MlflowError::AliasNotSet {
             model: "m".into(),
             alias: "champion".into(),
         };
         assert_eq!(e.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn plain_statuses_mean_what_they_mean_everywhere() {
+        for status in 300..=599 {
+            assert_eq!(
+                api(status, &format!("HTTP_{status}")).kind(),
+                rollback_core::http::error_kind(status),
+                "HTTP {status} without an MLflow error code"
+            );
+            assert_eq!(
+                api(status, "SOME_CODE_THIS_CRATE_DOES_NOT_KNOW").kind(),
+                rollback_core::http::error_kind(status),
+                "HTTP {status} with an unknown error code"
+            );
+        }
+        // What differed before the one mapping.
+        assert_eq!(api(425, "HTTP_425").kind(), ErrorKind::Transient);
+        assert_eq!(api(410, "HTTP_410").kind(), ErrorKind::NotFound);
+        assert_eq!(api(501, "HTTP_501").kind(), ErrorKind::Unsupported);
+        assert_eq!(api(413, "HTTP_413").kind(), ErrorKind::InvalidInput);
     }
 
     #[test]

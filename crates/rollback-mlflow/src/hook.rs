@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Url;
+use rollback_core::http::{Secret, error_kind, excerpt};
 use rollback_core::{Convergence, Error, ErrorKind, Result, RevisionId};
 
 use crate::AliasMove;
@@ -17,10 +18,11 @@ use crate::AliasMove;
 /// Runs after an alias has moved.
 ///
 /// # Contract
-/// - `after_rollback` is called once the alias points at `event.to`. It must
-///   be safe to call again for the same move: when it fails, the rollbacker
-///   reports the failure and calls it again on the next rollback request for
-///   the same version.
+/// - `after_rollback` is called once the alias points at `event.to` and the
+///   move is recorded with its hooks `pending`. It must be safe to call
+///   again for the same move: until every hook has succeeded and the record
+///   says `done`, each request for the same rollback (the engine's retry, or
+///   the same request after a restart) calls the hooks again.
 /// - A retryable error ([`Error::is_retryable`]) tells the engine to retry.
 /// - `wait_ready` waits until serving runs the restored version (a rollout
 ///   restart finishing); hooks with nothing to wait for keep the default.
@@ -57,7 +59,7 @@ pub struct HttpHook {
     url: Url,
     method: reqwest::Method,
     headers: Vec<(String, String)>,
-    bearer: Option<String>,
+    bearer: Option<Secret>,
     timeout: Duration,
 }
 
@@ -70,7 +72,7 @@ impl fmt::Debug for HttpHook {
                 "headers",
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
-            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .field("bearer", &self.bearer)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -107,7 +109,7 @@ impl HttpHook {
     }
 
     /// Authenticate with a bearer token.
-    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+    pub fn bearer_token(mut self, token: impl Into<Secret>) -> Self {
         self.bearer = Some(token.into());
         self
     }
@@ -135,7 +137,7 @@ impl PostRollbackHook for HttpHook {
             req = req.header(k.as_str(), v.as_str());
         }
         if let Some(token) = &self.bearer {
-            req = req.bearer_auth(token);
+            req = req.bearer_auth(token.expose());
         }
         let what = format!(
             "reloading serving through {} {} after version {} was restored",
@@ -153,19 +155,10 @@ impl PostRollbackHook for HttpHook {
         if status.is_success() {
             return Ok(());
         }
-        let body = resp.text().await.unwrap_or_default();
-        let kind = match status.as_u16() {
-            401 | 403 => ErrorKind::Unauthorized,
-            404 => ErrorKind::NotFound,
-            408 | 429 | 500..=599 => ErrorKind::Transient,
-            _ => ErrorKind::Permanent,
-        };
+        let body = resp.bytes().await.unwrap_or_default();
         Err(Error::new(
-            kind,
-            format!(
-                "{what}: HTTP {status}: {}",
-                crate::revision::clip(body.trim(), 300)
-            ),
+            error_kind(status.as_u16()),
+            format!("{what}: HTTP {status}: {}", excerpt(&body)),
         ))
     }
 }

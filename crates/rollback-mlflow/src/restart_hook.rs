@@ -160,7 +160,7 @@ impl PostRollbackHook for RolloutRestartHook {
             Ok(Convergence::Converged) => Ok(()),
             Ok(Convergence::TimedOut { detail }) => Err(unfinished(format!(
                 "did not complete within {} (last: {detail})",
-                humantime::format_duration(timeout)
+                rollback_core::time::format_duration(timeout)
             ))),
             Ok(Convergence::Failed { detail }) => Err(unfinished(format!("failed: {detail}"))),
             Err(e) => {

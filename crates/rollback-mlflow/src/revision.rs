@@ -13,11 +13,14 @@ pub mod tags {
     pub const HEALTH: &str = "rollback.health";
     /// Why the health verdict was given.
     pub const HEALTH_REASON: &str = "rollback.health.reason";
-    /// When (RFC 3339).
+    /// The engine's time of the verdict (RFC 3339): a mark's time, or the
+    /// decision time of the rollback that left the version.
     pub const HEALTH_AT: &str = "rollback.health.at";
     /// Prefix of the move records: `rollback.move.<alias>.<unix millis>`,
-    /// whose value is an [`crate::AliasMove`] as JSON. Each rollback writes
-    /// its record on both versions, the one restored and the one left.
+    /// whose value is an [`crate::AliasMove`] as JSON and whose millis are
+    /// the rollback's decision time, so one rollback has one key however
+    /// often it is carried out. Each rollback writes its record on both
+    /// versions, the one restored and the one left.
     pub const MOVE_PREFIX: &str = "rollback.move.";
     /// `true` on a version that must not be rolled back blindly; it becomes
     /// the revision attribute [`rollback_core::IRREVERSIBLE_ATTRIBUTE`].
@@ -109,6 +112,39 @@ impl Revision for ModelVersionRevision {
     }
 }
 
+/// The health tags of a verdict, in the order they are written: the
+/// verdict last, so a write cut short leaves the old verdict.
+pub(crate) fn health_tags(
+    health: RevisionHealth,
+    reason: &str,
+    at: Timestamp,
+) -> Option<[(&'static str, String); 3]> {
+    let verdict = match health {
+        RevisionHealth::Good => "good",
+        RevisionHealth::Bad => "bad",
+        RevisionHealth::Unknown => return None,
+    };
+    Some([
+        (tags::HEALTH_REASON, clip(reason, MAX_REASON_CHARS)),
+        (tags::HEALTH_AT, at.to_string()),
+        (tags::HEALTH, verdict.to_owned()),
+    ])
+}
+
+/// Whether the post-rollback hooks of a recorded move have all succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HooksState {
+    /// The move is recorded but its hooks have not all succeeded yet: the
+    /// next request for the same rollback, by this process or a restarted
+    /// one, runs them again.
+    Pending,
+    /// Every hook succeeded, or there were none. Records written before
+    /// this state was kept read as done.
+    #[default]
+    Done,
+}
+
 /// One move of an alias (or stage) by a rollback, as recorded in version tags.
 /// MLflow keeps no history of alias moves; these records are that history.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -130,10 +166,14 @@ pub struct AliasMove {
     pub reason: String,
     /// Who asked.
     pub actor: String,
-    /// When, RFC 3339.
+    /// The engine's decision time of the rollback, RFC 3339.
     pub at: String,
-    /// When, milliseconds since the Unix epoch (orders the records).
+    /// The same in milliseconds since the Unix epoch: it orders the records
+    /// and ends the record's key.
     pub at_ms: i64,
+    /// Whether the post-rollback hooks have all succeeded.
+    #[serde(default)]
+    pub hooks: HooksState,
 }
 
 /// The longest reason kept in a tag, in characters.

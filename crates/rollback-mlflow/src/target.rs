@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rollback_core::{
-    Capabilities, Error, HistoryEntry, Result, RevisionHealth, RevisionId, RevisionRef, Target,
-    TargetId,
+    Capabilities, Error, HistoryEntry, Mark, Result, RevisionId, RevisionRef, Target, TargetId,
 };
 
 use crate::config::{canonical_stage, validate_alias};
-use crate::revision::{MAX_REASON_CHARS, clip, health_of, tags};
+use crate::revision::{health_of, health_tags, tags};
 use crate::{
     AliasMove, MlflowClient, MlflowConfig, MlflowError, MlflowRollbacker, ModelVersion,
     ModelVersionRevision, Pointer,
@@ -129,6 +128,7 @@ impl Model {
 ///
 /// let client = MlflowClient::from_env()?; // MLFLOW_TRACKING_URI and its credentials
 /// let target = MlflowTarget::builder(client).model("recommender").alias("champion").build()?;
+/// // or, from a configuration: MlflowTarget::connect(&config, None).await?
 /// println!("{} serves {}", target.id(), target.current().await?.label());
 /// # Ok(()) }
 /// ```
@@ -162,24 +162,30 @@ impl MlflowTarget {
         }
     }
 
-    /// A target from a configuration; credentials from MLflow's environment
-    /// variables.
-    pub fn from_config(config: &MlflowConfig) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| {
-                Error::invalid(format!(
-                    "building the HTTP client for registered model {:?} failed: {e}",
-                    config.model
-                ))
-            })?;
-        let client = MlflowClient::with_http_client(http, &config.resolved_tracking_uri()?)?
-            .with_auth(crate::Auth::from_env());
+    /// The target a configuration names, talking through `client` when the
+    /// caller has one (used as it is: the configuration's server,
+    /// credentials, timeouts and retry then do not apply), else through a
+    /// client built from the configuration, with MLflow's environment
+    /// variables for the server and credentials it leaves out
+    /// ([`MlflowConfig::client`]). It does not contact the server.
+    ///
+    /// ```no_run
+    /// # async fn run() -> rollback_core::Result<()> {
+    /// use rollback_mlflow::{MlflowConfig, MlflowTarget};
+    /// let target = MlflowTarget::connect(&MlflowConfig::alias("recommender", "champion"), None).await?;
+    /// let rollbacker = target.rollbacker();
+    /// # let _ = rollbacker; Ok(()) }
+    /// ```
+    pub async fn connect(config: &MlflowConfig, client: Option<MlflowClient>) -> Result<Self> {
+        let pointer = config.pointer()?;
+        let client = match client {
+            Some(client) => client,
+            None => config.client()?,
+        };
         let mut b = Self::builder(client)
             .model(config.model.clone())
             .page_size(config.page_size);
-        match config.pointer()? {
+        match pointer {
             Pointer::Alias(a) => b = b.alias(a),
             Pointer::Stage(s) => {
                 #[allow(deprecated)]
@@ -383,18 +389,13 @@ impl Target for MlflowTarget {
         Ok(entries)
     }
 
-    async fn mark(
-        &self,
-        revision: &RevisionId,
-        health: RevisionHealth,
-        reason: &str,
-    ) -> Result<()> {
-        let version = version_number(&self.model, revision)?;
+    async fn mark(&self, mark: &Mark) -> Result<()> {
+        let version = version_number(&self.model, &mark.revision)?;
         let client = &self.model.client;
         let name = &self.model.name;
         let ctx = |e| self.model.context(e);
-        match health {
-            RevisionHealth::Unknown => {
+        match health_tags(mark.health, &mark.reason, mark.at) {
+            None => {
                 for key in [tags::HEALTH, tags::HEALTH_REASON, tags::HEALTH_AT] {
                     client
                         .delete_model_version_tag(name, &version, key)
@@ -402,33 +403,16 @@ impl Target for MlflowTarget {
                         .map_err(ctx)?;
                 }
             }
-            RevisionHealth::Good | RevisionHealth::Bad => {
-                let value = if health == RevisionHealth::Good {
-                    "good"
-                } else {
-                    "bad"
-                };
-                // The verdict last: a failure part-way leaves the old verdict.
-                client
-                    .set_model_version_tag(
-                        name,
-                        &version,
-                        tags::HEALTH_REASON,
-                        &clip(reason, MAX_REASON_CHARS),
-                    )
-                    .await
-                    .map_err(ctx)?;
-                client
-                    .set_model_version_tag(name, &version, tags::HEALTH_AT, &now_rfc3339())
-                    .await
-                    .map_err(ctx)?;
-                client
-                    .set_model_version_tag(name, &version, tags::HEALTH, value)
-                    .await
-                    .map_err(ctx)?;
+            Some(health_tags) => {
+                for (key, value) in health_tags {
+                    client
+                        .set_model_version_tag(name, &version, key, &value)
+                        .await
+                        .map_err(ctx)?;
+                }
             }
         }
-        tracing::info!(target = %self.model.id, revision = %revision, ?health, "health kept in MLflow tags");
+        tracing::info!(target = %self.model.id, revision = %mark.revision, health = ?mark.health, "health kept in MLflow tags");
         Ok(())
     }
 }
@@ -443,10 +427,6 @@ pub(crate) fn version_number(model: &Model, revision: &RevisionId) -> Result<Str
             model.id, model.name
         ))),
     }
-}
-
-pub(crate) fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 fn _dyn_ok(_: Arc<dyn Target>) {}

@@ -4,8 +4,9 @@
 //! install, so a local HTTP server plays an authenticating MLflow here.
 
 use axum::http::{HeaderMap, StatusCode};
+use rollback_core::http::Auth;
 use rollback_core::{ErrorKind, Target};
-use rollback_mlflow::{Auth, MlflowClient, MlflowTarget};
+use rollback_mlflow::{MlflowClient, MlflowTarget};
 
 async fn guarded(headers: HeaderMap) -> (StatusCode, String) {
     let auth = headers
@@ -42,7 +43,7 @@ async fn server() -> String {
     url
 }
 
-async fn current_with(url: &str, auth: Auth) -> rollback_core::Result<String> {
+async fn current_with(url: &str, auth: Option<Auth>) -> rollback_core::Result<String> {
     let client = MlflowClient::new(url).unwrap().with_auth(auth);
     let t = MlflowTarget::builder(client)
         .model("m")
@@ -56,24 +57,21 @@ async fn current_with(url: &str, auth: Auth) -> rollback_core::Result<String> {
 async fn bearer_and_basic_credentials_are_sent_and_refusals_are_unauthorized() {
     let url = server().await;
     assert_eq!(
-        current_with(&url, Auth::Bearer("t0ken".into()))
+        current_with(&url, Some(Auth::bearer("t0ken")))
             .await
             .unwrap(),
         "4"
     );
-    let basic = Auth::Basic {
-        username: "alice".into(),
-        password: "wonderland".into(),
-    };
-    assert_eq!(current_with(&url, basic).await.unwrap(), "4");
+    let basic = Auth::basic("alice", "wonderland");
+    assert_eq!(current_with(&url, Some(basic)).await.unwrap(), "4");
 
-    let e = current_with(&url, Auth::None).await.unwrap_err();
+    let e = current_with(&url, None).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
     assert!(
         e.message().contains("HTTP 401") && e.message().contains("MLFLOW_TRACKING_TOKEN"),
         "{e}"
     );
-    let e = current_with(&url, Auth::Bearer("wrong".into()))
+    let e = current_with(&url, Some(Auth::bearer("wrong")))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
@@ -82,9 +80,7 @@ async fn bearer_and_basic_credentials_are_sent_and_refusals_are_unauthorized() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_transient() {
-    let e = current_with("http://127.0.0.1:9", Auth::None)
-        .await
-        .unwrap_err();
+    let e = current_with("http://127.0.0.1:9", None).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
     assert!(
         e.message().contains("no answer from the MLflow server"),

@@ -103,7 +103,7 @@ async fn a_failed_reload_is_reported_and_retried_by_the_next_request() {
     let good = t.find(&"1".into()).await.unwrap().revision;
 
     let e = r
-        .rollback(&request(&t, Some("2"), good.clone(), false))
+        .rollback(&request(Some("2"), good.clone(), false))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
@@ -121,7 +121,7 @@ async fn a_failed_reload_is_reported_and_retried_by_the_next_request() {
 
     // The engine retries: the alias is there, the reload runs again.
     let again = r
-        .rollback(&request(&t, Some("2"), good.clone(), false))
+        .rollback(&request(Some("2"), good.clone(), false))
         .await
         .unwrap();
     assert!(
@@ -138,11 +138,51 @@ async fn a_failed_reload_is_reported_and_retried_by_the_next_request() {
     );
 
     // Once it succeeded, a repeated request changes nothing and calls nobody.
-    let third = r
-        .rollback(&request(&t, Some("2"), good, false))
+    let third = r.rollback(&request(Some("2"), good, false)).await.unwrap();
+    assert!(matches!(third, RollbackOutcome::AlreadyAt { .. }));
+    assert_eq!(reloads.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn a_restarted_rollbacker_runs_the_hooks_that_had_failed() {
+    let name = unique("hook-restart");
+    seed(&client().await, &name, 2, Some(("champion", 2))).await;
+    let t = target(&name, 100).await;
+    let reloads = Reloads::start(vec![503, 200]).await;
+    let good = t.find(&"1".into()).await.unwrap().revision;
+    let req = request(Some("2"), good, false);
+    let e = t
+        .rollbacker()
+        .hook(Arc::new(reloads.hook()))
+        .rollback(&req)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
+    let pending = t.alias_moves().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].hooks, rollback_mlflow::HooksState::Pending);
+
+    // A new process: nothing in memory, the record says the hooks are pending.
+    let again = t
+        .rollbacker()
+        .hook(Arc::new(reloads.hook()))
+        .rollback(&req)
         .await
         .unwrap();
-    assert!(matches!(third, RollbackOutcome::AlreadyAt { .. }));
+    assert!(
+        matches!(&again, RollbackOutcome::AlreadyAt { detail } if detail.contains("ran again")),
+        "{again:?}"
+    );
+    assert_eq!(reloads.calls().len(), 2);
+    let done = t.alias_moves().await.unwrap();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0].hooks, rollback_mlflow::HooksState::Done);
+    // And a third process calls nobody.
+    t.rollbacker()
+        .hook(Arc::new(reloads.hook()))
+        .rollback(&req)
+        .await
+        .unwrap();
     assert_eq!(reloads.calls().len(), 2);
 }
 
@@ -159,6 +199,7 @@ async fn a_refused_reload_is_a_final_error() {
         actor: "a".into(),
         at: "2026-11-27T12:00:00.000Z".into(),
         at_ms: 0,
+        hooks: rollback_mlflow::HooksState::Pending,
     };
     use rollback_mlflow::PostRollbackHook as _;
     let e = reloads.hook().after_rollback(&event).await.unwrap_err();
@@ -198,9 +239,7 @@ async fn convergence_waits_for_the_hooks() {
     let t = target(&name, 100).await;
     let r = t.rollbacker().hook(Arc::new(StuckRollout));
     let one = t.find(&"1".into()).await.unwrap().revision;
-    r.rollback(&request(&t, Some("2"), one, false))
-        .await
-        .unwrap();
+    r.rollback(&request(Some("2"), one, false)).await.unwrap();
     let c = r
         .wait_converged(&"1".into(), std::time::Duration::from_millis(50))
         .await

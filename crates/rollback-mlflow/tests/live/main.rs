@@ -5,6 +5,7 @@
 mod auth;
 mod failures;
 mod hooks;
+mod interrupted;
 /// rollback-k8s's test API server, for the `RolloutRestartHook` tests.
 #[cfg(feature = "k8s")]
 #[path = "../../../rollback-k8s/tests/support/mod.rs"]

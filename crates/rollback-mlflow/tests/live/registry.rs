@@ -4,25 +4,41 @@ use std::sync::Arc;
 
 use crate::support::{self, client, seed, unique};
 use rollback_core::{
-    Actor, ErrorKind, RevisionHealth, RevisionId, RevisionRef, RollbackOutcome, RollbackRequest,
-    Rollbacker, Target, TargetExt,
+    Actor, DryRun, ErrorKind, Mark, RevisionHealth, RevisionId, RevisionRef, RollbackOutcome,
+    RollbackRequest, Rollbacker, Target, TargetExt, Timestamp,
 };
 use rollback_mlflow::{MlflowTarget, tags};
 
-pub(crate) fn request(
-    target: &MlflowTarget,
+/// When the tests' rollbacks were decided: 2026-11-27T12:00:00Z.
+pub(crate) const DECIDED_AT: Timestamp = Timestamp::from_millis(1_795_780_800_000);
+
+/// A rollback decided at [`DECIDED_AT`]: the same request each time, as the
+/// engine retries it.
+pub(crate) fn request(from: Option<&str>, to: RevisionRef, dry_run: bool) -> RollbackRequest {
+    request_at(from, to, dry_run, DECIDED_AT)
+}
+
+/// Another rollback, decided at `decided_at`.
+pub(crate) fn request_at(
     from: Option<&str>,
     to: RevisionRef,
     dry_run: bool,
+    decided_at: Timestamp,
 ) -> RollbackRequest {
-    RollbackRequest {
-        target: target.id().clone(),
-        from: from.map(RevisionId::from),
-        to,
-        reason: "click-through rate fell from 4.1% to 2.3%".into(),
-        actor: Actor::new("oncall@example.com"),
-        dry_run,
-    }
+    RollbackRequest::new(to, decided_at)
+        .from(from.map(RevisionId::from))
+        .reason("click-through rate fell from 4.1% to 2.3%")
+        .actor(Actor::new("oncall@example.com"))
+        .dry_run(if dry_run {
+            DryRun::Client
+        } else {
+            DryRun::None
+        })
+}
+
+/// A verdict at [`DECIDED_AT`].
+pub(crate) fn mark(revision: &str, health: RevisionHealth, reason: &str) -> Mark {
+    Mark::new(revision.into(), health, reason, DECIDED_AT)
 }
 
 pub(crate) async fn target(name: &str, page_size: u32) -> MlflowTarget {
@@ -101,7 +117,7 @@ async fn unset_alias_unknown_model_and_unknown_versions_are_not_found() {
     for missing in ["9", "not-a-version", "-1"] {
         let to: RevisionRef = Arc::new(rollback_core::RevisionRecord::new(missing));
         let e = r
-            .rollback(&request(&t, Some("2"), to, false))
+            .rollback(&request(Some("2"), to, false))
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{missing}: {e}");
@@ -112,7 +128,7 @@ async fn unset_alias_unknown_model_and_unknown_versions_are_not_found() {
         );
     }
     let e = t
-        .mark(&"42".into(), RevisionHealth::Bad, "x")
+        .mark(&mark("42", RevisionHealth::Bad, "x"))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
@@ -127,7 +143,7 @@ async fn rollback_moves_the_alias_tags_the_bad_version_and_records_the_move() {
     let good = t.find(&"2".into()).await.unwrap().revision;
 
     let dry = r
-        .rollback(&request(&t, Some("3"), good.clone(), true))
+        .rollback(&request(Some("3"), good.clone(), true))
         .await
         .unwrap();
     assert!(
@@ -142,7 +158,7 @@ async fn rollback_moves_the_alias_tags_the_bad_version_and_records_the_move() {
     assert!(t.alias_moves().await.unwrap().is_empty());
 
     let done = r
-        .rollback(&request(&t, Some("3"), good.clone(), false))
+        .rollback(&request(Some("3"), good.clone(), false))
         .await
         .unwrap();
     assert!(
@@ -153,7 +169,7 @@ async fn rollback_moves_the_alias_tags_the_bad_version_and_records_the_move() {
     assert_eq!(t.current().await.unwrap().id().as_str(), "2");
 
     let again = r
-        .rollback(&request(&t, Some("2"), good.clone(), false))
+        .rollback(&request(Some("2"), good.clone(), false))
         .await
         .unwrap();
     assert!(
@@ -185,6 +201,24 @@ async fn rollback_moves_the_alias_tags_the_bad_version_and_records_the_move() {
     assert_eq!(m.actor, "oncall@example.com");
     assert_eq!(m.reason, "click-through rate fell from 4.1% to 2.3%");
     assert!(m.at.ends_with('Z') && m.at_ms > 0, "{m:?}");
+    // The times are the engine's decision time, not the clock's.
+    assert_eq!(m.at, "2026-11-27T12:00:00.000Z");
+    assert_eq!(m.at_ms, DECIDED_AT.as_millis());
+    assert_eq!(
+        m.hooks,
+        rollback_mlflow::HooksState::Done,
+        "no hooks to run"
+    );
+    assert_eq!(
+        bad.attributes()[&format!("tag.{}", tags::HEALTH_AT)],
+        "2026-11-27T12:00:00.000Z"
+    );
+    assert!(
+        bad.attributes()
+            .contains_key("tag.rollback.move.champion.1795780800000"),
+        "the record's key ends with the decision time: {:?}",
+        bad.attributes()
+    );
     // The record sits on both versions.
     for v in ["2", "3"] {
         let version = client().await.get_model_version(&name, v).await.unwrap();
@@ -198,7 +232,8 @@ async fn rollback_moves_the_alias_tags_the_bad_version_and_records_the_move() {
 
     // A second move back and forth keeps both records, oldest first.
     let three = t.find(&"3".into()).await.unwrap().revision;
-    r.rollback(&request(&t, Some("2"), three, false))
+    let later = DECIDED_AT.plus(std::time::Duration::from_secs(3600));
+    r.rollback(&request_at(Some("2"), three, false, later))
         .await
         .unwrap();
     let moves = t.alias_moves().await.unwrap();
@@ -216,6 +251,100 @@ async fn rollback_moves_the_alias_tags_the_bad_version_and_records_the_move() {
 }
 
 #[tokio::test]
+async fn the_plan_says_what_a_rollback_will_write_and_then_that_nothing_is_left() {
+    let name = unique("plan");
+    seed(&client().await, &name, 2, Some(("champion", 2))).await;
+    let t = target(&name, 100).await;
+    let r = t.rollbacker();
+    let one = t.find(&"1".into()).await.unwrap().revision;
+    let req = request(Some("2"), one, false);
+    let plan = r.plan(&req).await.unwrap();
+    assert!(plan.moves_pointer() && !plan.is_complete());
+    assert_eq!(plan.record_key(), "rollback.move.champion.1795780800000");
+    assert_eq!(
+        plan.to_string(),
+        format!(
+            "tag version 2 bad (rollback.health.reason, rollback.health.at, rollback.health); \
+             move alias champion of registered model {name:?} from version 2 to version 1; \
+             record the move as tag rollback.move.champion.1795780800000 on versions 1 and 2"
+        )
+    );
+    let dry = r
+        .rollback(&req.clone().dry_run(rollback_core::DryRun::Client))
+        .await
+        .unwrap();
+    assert_eq!(
+        dry.detail(),
+        format!("would {plan} (MLflow has no server-side dry run: checked by reading)")
+    );
+    let e = r
+        .rollback(&req.clone().dry_run(rollback_core::DryRun::Server))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.message().contains("use a client dry run"), "{e}");
+    r.rollback(&req).await.unwrap();
+    let after = r.plan(&req).await.unwrap();
+    assert!(after.is_complete(), "{after}");
+    assert_eq!(
+        after.to_string(),
+        format!("nothing: alias champion of registered model {name:?} already points at version 1")
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_cut_short_after_the_move_is_completed_by_a_new_rollbacker() {
+    let c = client().await;
+    let name = unique("cut");
+    seed(&c, &name, 2, Some(("champion", 2))).await;
+    let t = target(&name, 100).await;
+    let one = t.find(&"1".into()).await.unwrap().revision;
+    let req = request(Some("2"), one, false);
+    // Killed after the three health tags and the move: no record anywhere.
+    let steps = rollback_core::steps::Steps::stop_after(4);
+    let e = t
+        .rollbacker()
+        .steps(steps.clone())
+        .rollback(&req)
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("interrupted before step 5"), "{e}");
+    assert_eq!(
+        steps.taken().last().map(String::as_str),
+        Some("move alias champion to version 1")
+    );
+    assert_eq!(t.current().await.unwrap().id().as_str(), "1");
+    assert!(t.alias_moves().await.unwrap().is_empty());
+    // Before, the restarted engine got "already there" and the move stayed unrecorded.
+    let again = t.rollbacker().rollback(&req).await.unwrap();
+    assert!(
+        matches!(&again, RollbackOutcome::AlreadyAt { detail } if detail.contains("recorded the move on versions 1 and 2")),
+        "{again:?}"
+    );
+    let moves = t.alias_moves().await.unwrap();
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(
+        (moves[0].from.as_deref(), moves[0].to.as_str()),
+        (Some("2"), "1")
+    );
+    for v in ["1", "2"] {
+        let version = c.get_model_version(&name, v).await.unwrap();
+        let records = version
+            .tags
+            .iter()
+            .filter(|t| t.key.starts_with(tags::MOVE_PREFIX))
+            .count();
+        assert_eq!(records, 1, "version {v}: {:?}", version.tags);
+    }
+    // Once complete, the same request writes nothing more.
+    let third = t.rollbacker().rollback(&req).await.unwrap();
+    assert_eq!(
+        third.detail(),
+        format!("alias champion of registered model {name:?} already points at version 1")
+    );
+}
+
+#[tokio::test]
 async fn a_rollback_refuses_when_the_alias_moved_since_it_was_judged() {
     let c = client().await;
     let name = unique("conflict");
@@ -226,7 +355,7 @@ async fn a_rollback_refuses_when_the_alias_moved_since_it_was_judged() {
     let good = t.find(&"2".into()).await.unwrap().revision;
     let e = t
         .rollbacker()
-        .rollback(&request(&t, Some("3"), good, false))
+        .rollback(&request(Some("3"), good, false))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
@@ -246,10 +375,10 @@ async fn mark_keeps_health_in_version_tags() {
     seed(&client().await, &name, 2, Some(("champion", 2))).await;
     let t = target(&name, 100).await;
     assert!(t.capabilities().mark);
-    t.mark(&"1".into(), RevisionHealth::Good, "baked for 1h")
+    t.mark(&mark("1", RevisionHealth::Good, "baked for 1h"))
         .await
         .unwrap();
-    t.mark(&"2".into(), RevisionHealth::Bad, "CTR breach")
+    t.mark(&mark("2", RevisionHealth::Bad, "CTR breach"))
         .await
         .unwrap();
     let h = t.history().await.unwrap();
@@ -257,7 +386,12 @@ async fn mark_keeps_health_in_version_tags() {
         h.iter().map(|e| e.health).collect::<Vec<_>>(),
         [RevisionHealth::Bad, RevisionHealth::Good]
     );
-    t.mark(&"2".into(), RevisionHealth::Unknown, "forgiven")
+    // The mark's time is the engine's (Mark::at), not the clock's.
+    assert_eq!(
+        h[1].revision.attributes()[&format!("tag.{}", tags::HEALTH_AT)],
+        "2026-11-27T12:00:00.000Z"
+    );
+    t.mark(&mark("2", RevisionHealth::Unknown, "forgiven"))
         .await
         .unwrap();
     let h = t.history().await.unwrap();
@@ -289,7 +423,7 @@ async fn mlflows_python_client_sees_the_restored_version() {
     let t = target(&name, 100).await;
     let good = t.find(&"1".into()).await.unwrap().revision;
     t.rollbacker()
-        .rollback(&request(&t, Some("3"), good, false))
+        .rollback(&request(Some("3"), good, false))
         .await
         .unwrap();
 
@@ -331,7 +465,7 @@ async fn a_long_alias_keeps_its_move_records_within_mlflows_key_limit() {
     let one = t.find(&"1".into()).await.unwrap().revision;
     let done = t
         .rollbacker()
-        .rollback(&request(&t, Some("2"), one, false))
+        .rollback(&request(Some("2"), one, false))
         .await
         .unwrap();
     assert!(!done.detail().contains("WARNING"), "{done:?}");
@@ -353,7 +487,7 @@ async fn a_target_from_a_config_file_and_convergence_reads_the_alias() {
         "timeout": "5s",
     });
     let config: rollback_mlflow::MlflowConfig = serde_json::from_value(yaml).unwrap();
-    let t = MlflowTarget::from_config(&config).unwrap();
+    let t = MlflowTarget::connect(&config, None).await.unwrap();
     assert_eq!(t.history().await.unwrap().len(), 2);
     let r = t.rollbacker();
     use rollback_core::Convergence;

@@ -96,10 +96,7 @@ async fn a_rollback_restarts_the_model_server_and_waits_for_its_new_replica_set(
     let good = t.find(&"2".into()).await.unwrap().revision;
     let started = SystemTime::now() - Duration::from_secs(1);
 
-    let out = r
-        .rollback(&request(&t, Some("3"), good, false))
-        .await
-        .unwrap();
+    let out = r.rollback(&request(Some("3"), good, false)).await.unwrap();
     assert!(matches!(out, RollbackOutcome::RolledBack { .. }), "{out:?}");
 
     // The alias moved...
@@ -169,9 +166,7 @@ async fn without_waiting_the_hook_returns_after_the_restart_and_convergence_wait
         .rollbacker()
         .hook(Arc::new(RolloutRestartHook::new(deployment(&server))));
     let good = t.find(&"1".into()).await.unwrap().revision;
-    r.rollback(&request(&t, Some("3"), good, false))
-        .await
-        .unwrap();
+    r.rollback(&request(Some("3"), good, false)).await.unwrap();
     assert_eq!(alias_version(&name).await, "1");
     assert!(restarted_at(&deployment_json(&server).await).is_some());
     // No controller yet: the restart has not rolled out.
@@ -214,7 +209,7 @@ async fn a_paused_model_server_fails_the_hook_saying_the_alias_moved_and_a_repea
     let good = t.find(&"2".into()).await.unwrap().revision;
 
     let e = r
-        .rollback(&request(&t, Some("3"), good.clone(), false))
+        .rollback(&request(Some("3"), good.clone(), false))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Permanent, "{e}");
@@ -246,10 +241,7 @@ async fn a_paused_model_server_fails_the_hook_saying_the_alias_moved_and_a_repea
     )
     .await
     .unwrap();
-    let out = r
-        .rollback(&request(&t, Some("3"), good, false))
-        .await
-        .unwrap();
+    let out = r.rollback(&request(Some("3"), good, false)).await.unwrap();
     assert!(
         out.detail()
             .contains("the post-rollback hooks that had failed ran again"),
@@ -269,7 +261,7 @@ async fn a_rollout_that_does_not_converge_in_time_fails_the_hook_saying_the_alia
     let r = t.rollbacker().hook(Arc::new(hook));
     let good = t.find(&"2".into()).await.unwrap().revision;
     let e = r
-        .rollback(&request(&t, Some("3"), good, false))
+        .rollback(&request(Some("3"), good, false))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Permanent, "{e}");
@@ -302,7 +294,7 @@ async fn a_missing_model_server_deployment_is_a_not_found_error_after_the_alias_
         .hook(Arc::new(RolloutRestartHook::new(missing)));
     let good = t.find(&"1".into()).await.unwrap().revision;
     let e = r
-        .rollback(&request(&t, Some("3"), good, false))
+        .rollback(&request(Some("3"), good, false))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");

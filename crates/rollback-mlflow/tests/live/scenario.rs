@@ -4,14 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollback_core::{
-    AuditEntry, Engine, MemoryAuditSink, Phase, Policy, RevisionHealth, ScriptedProbe, Target,
-    WatchSpec,
-};
+use rollback_core::audit::{ActionKind, AuditEntry, MemoryAuditSink};
+use rollback_core::memory::ScriptedProbe;
+use rollback_core::{Engine, Phase, Policy, RevisionHealth, Target, WatchSpec};
 use rollback_mlflow::tags;
 
 use crate::hooks::Reloads;
-use crate::registry::target;
+use crate::registry::{mark, target};
 use crate::support::{client, seed, unique};
 
 #[tokio::test]
@@ -22,7 +21,7 @@ async fn a_click_through_rate_drop_moves_the_alias_back_and_serving_reloads() {
     // version 3 has just been made champion.
     seed(&c, &name, 3, Some(("champion", 3))).await;
     let t = target(&name, 100).await;
-    t.mark(&"2".into(), RevisionHealth::Good, "baked for 24h")
+    t.mark(&mark("2", RevisionHealth::Good, "baked for 24h"))
         .await
         .unwrap();
 
@@ -97,7 +96,7 @@ async fn a_click_through_rate_drop_moves_the_alias_back_and_serving_reloads() {
     let succeeded = audit
         .records()
         .into_iter()
-        .filter(|r| matches!(&r.entry, AuditEntry::ActionSucceeded { action, .. } if action == "rollback"))
+        .filter(|r| matches!(&r.entry, AuditEntry::ActionSucceeded { action, .. } if *action == ActionKind::Rollback))
         .count();
     assert_eq!(succeeded, 1);
 }

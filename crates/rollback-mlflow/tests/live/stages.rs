@@ -32,7 +32,7 @@ async fn stage_mode_transitions_back_and_archives_the_bad_version() {
 
     let good = t.find(&"2".into()).await.unwrap().revision;
     t.rollbacker()
-        .rollback(&request(&t, Some("3"), good, false))
+        .rollback(&request(Some("3"), good, false))
         .await
         .unwrap();
     assert_eq!(t.current().await.unwrap().id().as_str(), "2");
