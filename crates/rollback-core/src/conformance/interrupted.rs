@@ -84,7 +84,7 @@ pub async fn check_interrupted_rollback(
             "a complete rollback left no record in the backend",
         ));
     }
-    for k in 0..taken.len() {
+    for (k, step) in taken.iter().enumerate() {
         let target = setup().await?;
         let (from_k, to_k) = choose(&*target, CHECK).await?;
         if from_k != from || to_k.id() != to.id() {
@@ -106,9 +106,8 @@ pub async fn check_interrupted_rollback(
             .rollback(&req)
             .await;
         let context = format!(
-            "stopped before step {} ({}), first call {first:?}",
-            k + 1,
-            taken[k]
+            "stopped before step {} ({step}), first call {first:?}",
+            k + 1
         );
         match again {
             Ok(RollbackOutcome::RolledBack { .. } | RollbackOutcome::AlreadyAt { .. }) => {}
