@@ -18,7 +18,7 @@ use aws_sdk_codedeploy::types::{
 use aws_smithy_mocks::{MockResponse, Rule, RuleMode, mock, mock_client};
 use rollback_aws::{CodeDeployTarget, attributes};
 use rollback_core::{
-    Actor, ErrorKind, RevisionHealth, RevisionRef, RollbackRequest, Rollbacker, Target,
+    Actor, ErrorKind, RevisionHealth, RevisionRef, RollbackRequest, Rollbacker, Target, Timestamp,
 };
 
 fn client(rules: &[&Rule]) -> Client {
@@ -112,15 +112,10 @@ fn aws_error(code: &str, message: &str) -> String {
     serde_json::json!({"__type": code, "message": message}).to_string()
 }
 
-fn request(target: &CodeDeployTarget, to: RevisionRef) -> RollbackRequest {
-    RollbackRequest {
-        target: target.id().clone(),
-        from: None,
-        to,
-        reason: "latency SLO breached".into(),
-        actor: Actor::engine(),
-        dry_run: false,
-    }
+fn request(to: RevisionRef) -> RollbackRequest {
+    RollbackRequest::new(to, Timestamp::from_millis(1_795_780_800_000))
+        .reason("latency SLO breached")
+        .actor(Actor::engine())
 }
 
 #[tokio::test]
@@ -283,7 +278,7 @@ async fn a_deployment_that_completes_before_it_is_stopped_is_not_retried_forever
     let history = t.history().await.unwrap();
     let to = history[1].revision.clone();
     assert_eq!(to.attributes()[attributes::GITHUB_COMMIT], "c1");
-    let e = t.rollbacker().rollback(&request(&t, to)).await.unwrap_err();
+    let e = t.rollbacker().rollback(&request(to)).await.unwrap_err();
     assert_eq!(completed.num_calls(), 2, "one fresh plan, then the error");
     assert_eq!(e.kind(), ErrorKind::Permanent);
     assert!(!e.is_retryable());
@@ -336,15 +331,15 @@ async fn invalid_revisions_and_busy_groups_map_to_their_kinds() {
     let to = t.history().await.unwrap()[1].revision.clone();
     let r = t.rollbacker();
 
-    let e = r.rollback(&request(&t, to.clone())).await.unwrap_err();
+    let e = r.rollback(&request(to.clone())).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(!e.is_retryable());
 
-    let e = r.rollback(&request(&t, to.clone())).await.unwrap_err();
+    let e = r.rollback(&request(to.clone())).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(e.is_retryable(), "the active deployment will complete");
 
-    let done = r.rollback(&request(&t, to)).await.unwrap();
+    let done = r.rollback(&request(to)).await.unwrap();
     assert!(
         done.detail().contains("created deployment d9"),
         "{}",
@@ -511,7 +506,7 @@ async fn when_codedeploy_stops_without_rolling_back_the_rollbacker_deploys_itsel
         });
     let t = target(client(&[&list, &batch, &stop, &stopped, &create]));
     let to = t.history().await.unwrap()[1].revision.clone();
-    let done = t.rollbacker().rollback(&request(&t, to)).await.unwrap();
+    let done = t.rollbacker().rollback(&request(to)).await.unwrap();
     assert_eq!((stop.num_calls(), create.num_calls()), (1, 1));
     assert!(
         done.detail().contains("created deployment d3"),
@@ -550,7 +545,7 @@ async fn a_rollback_deployment_that_never_appears_is_a_retryable_error() {
         .build()
         .unwrap();
     let to = t.history().await.unwrap()[1].revision.clone();
-    let e = t.rollbacker().rollback(&request(&t, to)).await.unwrap_err();
+    let e = t.rollbacker().rollback(&request(to)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transient);
     assert!(
         e.message().contains("named no rollback deployment"),

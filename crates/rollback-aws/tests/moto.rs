@@ -12,22 +12,22 @@ use aws_sdk_codedeploy::types::{
     RevisionLocationType, S3Location,
 };
 use rollback_aws::{DeploymentProgress, attributes};
+use rollback_core::audit::MemoryAuditSink;
+use rollback_core::memory::ScriptedProbe;
 use rollback_core::{
-    Actor, Convergence, ErrorKind, RevisionHealth, RevisionId, RevisionRecord, RevisionRef,
-    RollbackOutcome, RollbackRequest, Rollbacker, Target, TargetExt, conformance,
+    Actor, Convergence, DryRun, ErrorKind, RevisionHealth, RevisionId, RevisionRecord, RevisionRef,
+    RollbackOutcome, RollbackRequest, Rollbacker, Target, TargetExt, Timestamp, conformance,
 };
 use sha2::Digest;
 use support::{Group, PAGE_SIZE, github, github_id};
 
-fn request(target: &dyn Target, to: RevisionRef) -> RollbackRequest {
-    RollbackRequest {
-        target: target.id().clone(),
-        from: None,
-        to,
-        reason: "p99 latency 180ms breached the 100ms SLO".into(),
-        actor: Actor::engine(),
-        dry_run: false,
-    }
+/// When the tests' rollbacks were decided, by the engine's clock.
+const DECIDED: Timestamp = Timestamp::from_millis(1_795_780_800_000);
+
+fn request(to: RevisionRef) -> RollbackRequest {
+    RollbackRequest::new(to, DECIDED)
+        .reason("p99 latency 180ms breached the 100ms SLO")
+        .actor(Actor::engine())
 }
 
 async fn revision(target: &dyn Target, id: &str) -> RevisionRef {
@@ -252,10 +252,7 @@ async fn an_in_flight_bad_deployment_is_stopped_and_codedeploys_rollback_followe
     // A dry run says what it would do and changes nothing.
     let good = revision(&t, &github_id("good")).await;
     let dry = r
-        .rollback(&RollbackRequest {
-            dry_run: true,
-            ..request(&t, good.clone())
-        })
+        .rollback(&request(good.clone()).dry_run(DryRun::Client))
         .await
         .unwrap();
     let RollbackOutcome::DryRun { detail } = dry else {
@@ -275,7 +272,7 @@ async fn an_in_flight_bad_deployment_is_stopped_and_codedeploys_rollback_followe
 
     let _agent = g.agent(&[]).await;
     let outcome = r
-        .rollback(&request(&t, good.clone()))
+        .rollback(&request(good.clone()))
         .await
         .unwrap_or_else(|e| panic!("{}\n{}", e.full_message(), g.moto.stderr_tail()));
     let RollbackOutcome::RolledBack { detail } = &outcome else {
@@ -334,16 +331,13 @@ async fn an_in_flight_bad_deployment_is_stopped_and_codedeploys_rollback_followe
             (github_id("bad"), RevisionHealth::Bad, "Stopped".into()),
         ]
     );
-    let again = r.rollback(&request(&t, good.clone())).await.unwrap();
+    let again = r.rollback(&request(good.clone())).await.unwrap();
     assert!(
         matches!(again, RollbackOutcome::AlreadyAt { .. }),
         "{again:?}"
     );
     let dry = r
-        .rollback(&RollbackRequest {
-            dry_run: true,
-            ..request(&t, good)
-        })
+        .rollback(&request(good).dry_run(DryRun::Client))
         .await
         .unwrap();
     assert!(
@@ -368,7 +362,7 @@ async fn an_in_flight_deployment_is_stopped_then_an_older_revision_redeployed() 
     // CodeDeploy's own rollback would restore "good"; the request is "old".
     let old = revision(&t, &github_id("old")).await;
     let outcome = r
-        .rollback(&request(&t, old.clone()))
+        .rollback(&request(old.clone()))
         .await
         .unwrap_or_else(|e| panic!("{}\n{}", e.full_message(), g.moto.stderr_tail()));
     assert!(
@@ -428,7 +422,7 @@ async fn waiting_reports_timeouts_and_failed_rollback_deployments() {
     let good = revision(&t, &github_id("good")).await;
 
     // No agent: the rollback deployment stays Created.
-    let outcome = r.rollback(&request(&t, good.clone())).await.unwrap();
+    let outcome = r.rollback(&request(good.clone())).await.unwrap();
     assert!(
         outcome.detail().contains(&format!(
             "reverting deployment {} of bank/payments@bad",
@@ -455,7 +449,7 @@ async fn waiting_reports_timeouts_and_failed_rollback_deployments() {
 
     // While it is in progress, a repeated rollback finds it and changes nothing.
     g.set_status(&created, "InProgress").await;
-    let again = r.rollback(&request(&t, good.clone())).await.unwrap();
+    let again = r.rollback(&request(good.clone())).await.unwrap();
     assert!(
         matches!(&again, RollbackOutcome::AlreadyAt { detail } if detail.contains("is InProgress")),
         "{again:?}"
@@ -492,8 +486,24 @@ async fn waiting_reports_timeouts_and_failed_rollback_deployments() {
             (github_id("bad"), RevisionHealth::Bad, "Succeeded".into()),
         ]
     );
-    // A rollback after a failed rollback deploys again rather than claiming AlreadyAt.
-    let third = r.rollback(&request(&t, good)).await.unwrap();
+    // The same decision again (a retry, a restart) finds its failed
+    // deployment and makes no second one.
+    let creates = g.moto.calls("CreateDeployment").await.unwrap();
+    let same = t
+        .rollbacker()
+        .rollback(&request(good.clone()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&same, RollbackOutcome::AlreadyAt { detail }
+            if detail.contains(&format!("deployment {created} of bank/payments@good was created for this rollback"))),
+        "{same:?}"
+    );
+    assert_eq!(g.moto.calls("CreateDeployment").await.unwrap(), creates);
+    // A rollback decided after a failed rollback deploys again rather than claiming AlreadyAt.
+    let later = RollbackRequest::new(good.clone(), DECIDED.plus(Duration::from_secs(60)))
+        .reason("p99 latency 180ms breached the 100ms SLO");
+    let third = r.rollback(&later).await.unwrap();
     assert!(
         third
             .detail()
@@ -532,7 +542,7 @@ async fn server_errors_map_to_clear_kinds_and_leave_the_group_unchanged() {
 
     // A revision never deployed to the group.
     let unknown: RevisionRef = Arc::new(RevisionRecord::new(github_id("never")));
-    let e = r.rollback(&request(&t, unknown)).await.unwrap_err();
+    let e = r.rollback(&request(unknown)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
 
     // Throttling is retryable.
@@ -567,7 +577,7 @@ async fn server_errors_map_to_clear_kinds_and_leave_the_group_unchanged() {
         )
         .await
         .unwrap();
-    let e = r.rollback(&request(&t, good.clone())).await.unwrap_err();
+    let e = r.rollback(&request(good.clone())).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthorized);
     assert!(!e.is_retryable());
     assert!(
@@ -593,7 +603,7 @@ async fn server_errors_map_to_clear_kinds_and_leave_the_group_unchanged() {
         .await
         .unwrap();
     let outcome = r
-        .rollback(&request(&t, good.clone()))
+        .rollback(&request(good.clone()))
         .await
         .unwrap_or_else(|e| panic!("{}", e.full_message()));
     assert!(
@@ -633,7 +643,7 @@ async fn server_errors_map_to_clear_kinds_and_leave_the_group_unchanged() {
         )
         .await
         .unwrap();
-    let e = r.rollback(&request(&t, bad)).await.unwrap_err();
+    let e = r.rollback(&request(bad)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{}", e.full_message());
     assert!(!e.is_retryable());
     assert_eq!(t.current().await.unwrap().id().as_str(), github_id("good"));
@@ -641,7 +651,7 @@ async fn server_errors_map_to_clear_kinds_and_leave_the_group_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_stops_an_in_flight_bad_deployment_and_verifies_the_restored_revision() {
-    use rollback_core::{Engine, MemoryAuditSink, Phase, Policy, ScriptedProbe, WatchSpec};
+    use rollback_core::{Engine, Phase, Policy, WatchSpec};
 
     let g = Group::new("engine").await;
     let ids = g
