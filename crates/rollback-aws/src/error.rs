@@ -217,10 +217,14 @@ impl ApiError {
             None => {}
         }
         match self.failure {
-            Failure::Timeout | Failure::Response => return ErrorKind::Transient,
+            Failure::Timeout => return ErrorKind::Transient,
+            // An answer that could not be read: its status still says what it means.
+            Failure::Response if self.http_status.is_none_or(|s| s < 300) => {
+                return ErrorKind::Transient;
+            }
             Failure::Dispatch if !self.user_caused => return ErrorKind::Transient,
             Failure::Dispatch | Failure::Construction => return ErrorKind::InvalidInput,
-            Failure::Service => {}
+            Failure::Service | Failure::Response => {}
         }
         if let Some(code) = self.code.as_deref() {
             if TRANSIENT_CODES.contains(&code) {
@@ -244,14 +248,16 @@ impl ApiError {
             {
                 return ErrorKind::InvalidInput;
             }
+            // AWS answers every client error with 400, throttling included:
+            // with a code this crate does not know, 400 says only that
+            // retrying the same request will not help.
+            if self.http_status == Some(400) {
+                return ErrorKind::Permanent;
+            }
         }
         match self.http_status {
-            Some(429) => ErrorKind::Transient,
-            Some(s) if s >= 500 => ErrorKind::Transient,
-            Some(401 | 403) => ErrorKind::Unauthorized,
-            Some(404) => ErrorKind::NotFound,
-            Some(409) => ErrorKind::Conflict,
-            _ => ErrorKind::Permanent,
+            Some(status) => rollback_core::http::error_kind(status),
+            None => ErrorKind::Permanent,
         }
     }
 
@@ -361,6 +367,20 @@ mod tests {
             ErrorKind::Permanent
         );
         assert_eq!(service(None, None).kind(), ErrorKind::Permanent);
+    }
+
+    #[test]
+    fn plain_statuses_mean_what_they_mean_everywhere() {
+        for status in 300..=599 {
+            let want = rollback_core::http::error_kind(status);
+            assert_eq!(service(None, Some(status)).kind(), want, "HTTP {status}");
+            let mut unreadable = service(None, Some(status));
+            unreadable.failure = Failure::Response;
+            assert_eq!(unreadable.kind(), want, "unreadable HTTP {status}");
+        }
+        let mut unreadable_ok = service(None, Some(200));
+        unreadable_ok.failure = Failure::Response;
+        assert_eq!(unreadable_ok.kind(), ErrorKind::Transient);
     }
 
     #[test]
