@@ -1,11 +1,11 @@
 //! The raw CodeDeploy calls one deployment group needs.
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
 
 use aws_sdk_codedeploy::Client;
 use aws_sdk_codedeploy::primitives::DateTime;
 use aws_sdk_codedeploy::types::{DeploymentInfo, RevisionLocation, TimeRange};
+use rollback_core::Timestamp;
 
 use crate::error::ApiError;
 
@@ -21,20 +21,23 @@ pub(crate) struct GroupApi {
     pub(crate) client: Client,
     pub(crate) application: String,
     pub(crate) group: String,
-    /// Only deployments created within this long before the listing.
-    pub(crate) window: Option<Duration>,
 }
 
 impl GroupApi {
-    /// Every deployment id of the group, all pages, in the order CodeDeploy lists them.
-    pub(crate) async fn list_deployment_ids(&self) -> Result<Vec<String>, ApiError> {
+    /// Every deployment id of the group created at `created_since` or later
+    /// (all when `None`), all pages, in the order CodeDeploy lists them.
+    pub(crate) async fn list_deployment_ids(
+        &self,
+        created_since: Option<Timestamp>,
+    ) -> Result<Vec<String>, ApiError> {
         let mut ids = Vec::new();
         let mut seen_tokens = HashSet::new();
         let mut token: Option<String> = None;
-        let range = self
-            .window
-            .and_then(|w| SystemTime::now().checked_sub(w))
-            .map(|start| TimeRange::builder().start(DateTime::from(start)).build());
+        let range = created_since.map(|start| {
+            TimeRange::builder()
+                .start(DateTime::from_millis(start.as_millis()))
+                .build()
+        });
         for _ in 0..MAX_PAGES {
             let page = self
                 .client

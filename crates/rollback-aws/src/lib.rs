@@ -16,30 +16,35 @@
 //!   `StopDeployment(autoRollbackEnabled = true)`, and the rollback
 //!   deployment CodeDeploy creates is followed through `rollbackInfo`;
 //! - a completed one is rolled back with `CreateDeployment` of the requested
-//!   revision, described as `Rollback of deployment <id> (…) to …, by <actor>: <reason>`;
+//!   revision, described as `Rollback of deployment <id> (…) to …, decided
+//!   at <time>, by <actor>: <reason>`; the decision's time makes it this
+//!   rollback's deployment, so a rollback asked again (after a crash, or a
+//!   lost answer) finds it instead of deploying twice;
 //! - `wait_converged` follows that deployment to `Succeeded`, `Failed` or
 //!   `Stopped`, with a timeout, reporting [`DeploymentProgress`].
 //!
-//! AWS errors map onto [`rollback_core::ErrorKind`]: throttling and 5xx are
-//! `Transient` (retryable), an active deployment in the group is `Conflict`
-//! (retryable), missing applications, groups and deployments are `NotFound`,
-//! access denial is `Unauthorized`, invalid revisions are `InvalidInput`, and
-//! `DeploymentAlreadyCompletedException` is `Permanent`.
+//! CodeDeploy has no dry run: a client dry run plans by reading only and
+//! says what it would do; a server dry run is `Unsupported`.
+//!
+//! AWS errors map onto [`rollback_core::ErrorKind`] by their AWS error code
+//! first: throttling is `Transient` (retryable), an active deployment in the
+//! group is `Conflict` (retryable), missing applications, groups and
+//! deployments are `NotFound`, access denial is `Unauthorized`, invalid
+//! revisions are `InvalidInput`, and `DeploymentAlreadyCompletedException`
+//! is `Permanent`. An answer without a code means what its HTTP status means
+//! everywhere ([`rollback_core::http::error_kind`]).
 //!
 //! [`local::LocalCodeDeploy`] runs moto's CodeDeploy server, extended with
 //! `StopDeployment` and deployment statuses, to try all this without AWS.
 //!
 //! ```no_run
 //! # async fn demo() -> rollback_core::Result<()> {
-//! use rollback_aws::CodeDeployTarget;
+//! use rollback_aws::{CodeDeployConfig, CodeDeployTarget};
 //! use rollback_core::{Rollbacker, Target};
 //!
-//! // endpoint, region and credentials from the standard AWS configuration chain
-//! let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-//! let target = CodeDeployTarget::builder(aws_sdk_codedeploy::Client::new(&sdk))
-//!     .application("bank")
-//!     .deployment_group("payments")
-//!     .build()?;
+//! // credentials, region and endpoint from the AWS default chain
+//! let config = CodeDeployConfig::new("bank", "payments");
+//! let target = CodeDeployTarget::connect(&config, None).await?;
 //! let rollbacker = target.rollbacker();
 //! for entry in target.history().await? {
 //!     println!("{} {:?}", entry.revision.label(), entry.health);
@@ -54,10 +59,12 @@ mod config;
 mod error;
 mod history;
 pub mod local;
+mod plan;
 mod progress;
 mod revision;
 mod rollbacker;
 mod target;
+mod wait;
 
 /// The AWS SDK crates this one is built on, for callers that build clients.
 pub use aws_config;

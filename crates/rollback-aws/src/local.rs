@@ -295,10 +295,9 @@ impl LocalCodeDeploy {
             client: self.client(),
             application: application.to_owned(),
             group: deployment_group.to_owned(),
-            window: None,
         };
         let existing: HashSet<String> = api
-            .list_deployment_ids()
+            .list_deployment_ids(None)
             .await
             .map_err(|e| e.into_error("starting the agent"))?
             .into_iter()
@@ -307,7 +306,7 @@ impl LocalCodeDeploy {
         let server = self.clone();
         let task = tokio::spawn(async move {
             loop {
-                if let Ok(ids) = api.list_deployment_ids().await {
+                if let Ok(ids) = api.list_deployment_ids(None).await {
                     let fresh: Vec<String> = ids
                         .into_iter()
                         .filter(|id| !existing.contains(id))

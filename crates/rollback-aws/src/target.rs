@@ -7,7 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_codedeploy::Client;
 use aws_sdk_codedeploy::types::DeploymentInfo;
-use rollback_core::{Capabilities, Error, HistoryEntry, Result, RevisionRef, Target, TargetId};
+use rollback_core::time::{Clock, SystemClock};
+use rollback_core::{
+    Capabilities, Error, HistoryEntry, Result, RevisionRef, Target, TargetId, Timestamp,
+};
 use tracing::Instrument;
 
 use crate::client::GroupApi;
@@ -27,6 +30,10 @@ const MAX_NAME_LEN: usize = 100;
 pub(crate) struct Settings {
     pub(crate) poll_interval: Duration,
     pub(crate) stop_timeout: Duration,
+    /// Only deployments created within this long before a listing.
+    pub(crate) history_window: Option<Duration>,
+    /// Where "now" comes from for the history window.
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) on_progress: Option<ProgressFn>,
 }
 
@@ -35,6 +42,8 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("poll_interval", &self.poll_interval)
             .field("stop_timeout", &self.stop_timeout)
+            .field("history_window", &self.history_window)
+            .field("clock", &self.clock)
             .field(
                 "on_progress",
                 &self.on_progress.as_ref().map(|_| "<callback>"),
@@ -67,7 +76,8 @@ pub struct CodeDeployTarget {
 
 impl CodeDeployTarget {
     /// A builder over an SDK client, which brings the endpoint, region,
-    /// credentials and retry configuration.
+    /// credentials and retry configuration. From a configuration file, use
+    /// [`CodeDeployTarget::connect`].
     pub fn builder(client: Client) -> CodeDeployTargetBuilder {
         CodeDeployTargetBuilder {
             client,
@@ -76,16 +86,9 @@ impl CodeDeployTarget {
             poll_interval: DEFAULT_POLL_INTERVAL,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             history_window: None,
+            clock: Arc::new(SystemClock),
             on_progress: None,
         }
-    }
-
-    /// A builder over a client configured from the environment: the standard
-    /// AWS configuration chain (environment variables, profiles, SSO, IMDS),
-    /// including `AWS_ENDPOINT_URL` and `AWS_REGION`.
-    pub async fn builder_from_env() -> CodeDeployTargetBuilder {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::builder(Client::new(&config))
     }
 
     /// The application name.
@@ -126,6 +129,12 @@ impl CodeDeployTarget {
         }
     }
 
+    /// The start of the history window, by the target's clock.
+    fn created_since(&self) -> Option<Timestamp> {
+        let window = self.settings().history_window?;
+        Some(self.settings().clock.now().minus(window))
+    }
+
     /// Every deployment of the group, newest first. A group with no
     /// deployments is checked for existence, so that a missing group is
     /// `NotFound` rather than an empty history.
@@ -133,7 +142,7 @@ impl CodeDeployTarget {
         let api = self.api();
         let doing = || format!("listing the deployments of {}", self.describe());
         let ids = api
-            .list_deployment_ids()
+            .list_deployment_ids(self.created_since())
             .await
             .map_err(|e| e.into_error(&doing()))?;
         if ids.is_empty() {
@@ -167,11 +176,11 @@ impl Target for CodeDeployTarget {
             let folded = history::fold(&deployments);
             match folded.into_iter().next() {
                 Some(first) => Ok(first.revision as RevisionRef),
-                None => Err(Error::not_found(match self.inner.api.window {
+                None => Err(Error::not_found(match self.settings().history_window {
                     Some(w) => format!(
                         "{} has no deployments within its history window of {}, so no current revision is known; widen the window",
                         self.describe(),
-                        rollback_core::format_duration(w)
+                        rollback_core::time::format_duration(w)
                     ),
                     None => format!("{} has no deployments yet, so it runs no revision; deploy one first", self.describe()),
                 })),
@@ -200,6 +209,7 @@ pub struct CodeDeployTargetBuilder {
     poll_interval: Duration,
     stop_timeout: Duration,
     history_window: Option<Duration>,
+    clock: Arc<dyn Clock>,
     on_progress: Option<ProgressFn>,
 }
 
@@ -249,6 +259,13 @@ impl CodeDeployTargetBuilder {
         self
     }
 
+    /// Where the current time comes from for [`Self::history_window`]
+    /// (default: the system clock); a test clock makes the window exact.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Called with the progress of the deployment being waited on, each time
     /// it changes. Progress is also traced at `info`.
     pub fn on_progress(mut self, f: impl Fn(&DeploymentProgress) + Send + Sync + 'static) -> Self {
@@ -275,11 +292,12 @@ impl CodeDeployTargetBuilder {
                     client: self.client,
                     application,
                     group,
-                    window: self.history_window,
                 },
                 settings: Settings {
                     poll_interval: self.poll_interval,
                     stop_timeout: self.stop_timeout,
+                    history_window: self.history_window,
+                    clock: self.clock,
                     on_progress: self.on_progress,
                 },
             }),
