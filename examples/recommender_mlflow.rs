@@ -16,13 +16,15 @@
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use rollback_core::audit::MemoryAuditSink;
+use rollback_core::memory::{ScriptStep, ScriptedProbe};
 use rollback_core::{
-    Engine, MemoryAuditSink, Phase, Policy, Result, RevisionHealth, ScriptStep, ScriptedProbe,
-    Target, WatchSpec,
+    Engine, Mark, Phase, Policy, Result, RevisionHealth, Target, Timestamp, WatchSpec,
 };
 use rollback_mlflow::local_server::LocalMlflowServer;
-use rollback_mlflow::{AliasMove, MlflowClient, MlflowTarget, PostRollbackHook, Tag};
+use rollback_mlflow::{AliasMove, MlflowClient, MlflowConfig, MlflowTarget, PostRollbackHook, Tag};
 
 /// Stands in for a model server: on reload it resolves the alias, as serving
 /// does at load time. In production, use `rollback_mlflow::HttpHook` to call
@@ -60,7 +62,7 @@ async fn run() -> Result<bool> {
     // A server: the one MLFLOW_TRACKING_URI names, or a local throwaway one.
     let (client, name, _server) = match std::env::var(rollback_mlflow::ENV_TRACKING_URI) {
         Ok(_) => {
-            let millis = rollback_core::Timestamp::from(std::time::SystemTime::now()).as_millis();
+            let millis = Timestamp::from(std::time::SystemTime::now()).as_millis();
             (
                 MlflowClient::from_env()?,
                 format!("recommender-demo-{millis}"),
@@ -102,17 +104,18 @@ async fn run() -> Result<bool> {
             )
             .await?;
     }
-    let target = MlflowTarget::builder(client.clone())
-        .model(&name)
-        .alias("champion")
-        .build()?;
+    let config = MlflowConfig::alias(&name, "champion");
+    let target = MlflowTarget::connect(&config, Some(client.clone())).await?;
     client.set_alias(&name, "champion", "6").await?;
+    let yesterday =
+        Timestamp::from(std::time::SystemTime::now()).minus(Duration::from_secs(86_400));
     target
-        .mark(
-            &"6".into(),
+        .mark(&Mark::new(
+            "6".into(),
             RevisionHealth::Good,
             "served 24h within its CTR SLO",
-        )
+            yesterday,
+        ))
         .await?;
     client.set_alias(&name, "champion", "7").await?;
     println!(
