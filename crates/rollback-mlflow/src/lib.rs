@@ -65,6 +65,7 @@ mod error;
 mod hook;
 pub mod local_server;
 mod plan;
+mod resources;
 #[cfg(feature = "k8s")]
 mod restart_hook;
 mod revision;
@@ -73,9 +74,7 @@ mod target;
 
 /// Re-exported to implement [`PostRollbackHook`] without depending on `async-trait`.
 pub use async_trait::async_trait;
-pub use client::{
-    AliasEntry, DEFAULT_TIMEOUT, MlflowClient, ModelVersion, ModelVersionPage, RegisteredModel, Tag,
-};
+pub use client::{DEFAULT_TIMEOUT, MlflowClient};
 pub use config::{
     ENV_TRACKING_PASSWORD, ENV_TRACKING_TOKEN, ENV_TRACKING_URI, ENV_TRACKING_USERNAME,
     MlflowConfig, Pointer, auth_from_env, auth_from_vars,
@@ -83,6 +82,7 @@ pub use config::{
 pub use error::{MlflowError, codes};
 pub use hook::{HttpHook, PostRollbackHook};
 pub use plan::RollbackPlan;
+pub use resources::{AliasEntry, ModelVersion, ModelVersionPage, RegisteredModel, Tag};
 #[cfg(feature = "k8s")]
 #[cfg_attr(docsrs, doc(cfg(feature = "k8s")))]
 pub use restart_hook::RolloutRestartHook;
