@@ -20,6 +20,7 @@
 //! | [`time`] | timestamps, clocks, human durations |
 //! | [`memory`] | in-memory backends to try a policy with |
 //! | [`replay`] | run a policy over recorded series |
+//! | [`registry`] | target URLs and probe kinds, resolved to backends |
 //! | [`http`] | network-free HTTP helpers every backend shares |
 //! | [`steps`] | counting and interrupting a backend's steps, for crash tests |
 //! | `conformance` | the suite every backend runs (feature `conformance`) |
@@ -75,6 +76,7 @@ pub mod machine;
 pub mod memory;
 pub mod policy;
 mod probe;
+pub mod registry;
 pub mod replay;
 mod retry;
 mod revision;

@@ -1,0 +1,445 @@
+//! From a target URL to its backend: each backend registers its scheme
+//! (`k8s`, `codedeploy`, `mlflow`, `memory`) and each probe its kind
+//! (`prometheus`, `kubernetes`, `scripted`), as object_store's `parse_url`
+//! and opendal's service registry do. The watch file and the `rollback`
+//! command resolve every URL through one [`Registry`].
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> rollback_core::Result<()> {
+//! use rollback_core::registry::{Registry, TargetUrl};
+//! let registry = Registry::with_memory();
+//! let url = TargetUrl::parse("memory://shop/checkout")?;
+//! let options = serde_json::json!({"revisions": ["v1", "v2"]});
+//! let backend = registry.connect(&url, options.as_object().unwrap()).await?;
+//! assert_eq!(backend.target.current().await?.id().as_str(), "v2");
+//! let e = registry.connect(&TargetUrl::parse("nomad://jobs/web")?, &Default::default()).await.unwrap_err();
+//! assert!(e.to_string().contains("this build knows memory"), "{e}");
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+
+use crate::memory::{InMemoryRollbacker, InMemoryTarget, ScriptStep, ScriptedProbe};
+use crate::{Error, HealthProbe, Result, RevisionHealth, RevisionRecord, Rollbacker, Target};
+
+/// Options of a target or a probe, as the watch file holds them (YAML, JSON
+/// and TOML all read into this).
+pub type Options = serde_json::Map<String, serde_json::Value>;
+
+/// A target's URL: `SCHEME://REST`, such as `k8s://shop/checkout`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TargetUrl {
+    raw: String,
+    scheme_len: usize,
+}
+
+impl TargetUrl {
+    /// Parse `SCHEME://REST`: a scheme of lowercase letters, digits, `+`,
+    /// `-` or `.`, starting with a letter, and something after `://`.
+    pub fn parse(raw: &str) -> Result<Self> {
+        let raw = raw.trim();
+        let bad = |why: &str| {
+            Error::invalid(format!(
+                "target URL {raw:?} {why}; write it like k8s://NAMESPACE/DEPLOYMENT, codedeploy://APPLICATION/GROUP, mlflow://MODEL@ALIAS or memory://NAME"
+            ))
+        };
+        let Some((scheme, rest)) = raw.split_once("://") else {
+            return Err(bad("has no scheme"));
+        };
+        let valid = scheme
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        if !valid {
+            return Err(bad("has an invalid scheme"));
+        }
+        if rest.is_empty() {
+            return Err(bad("names nothing after ://"));
+        }
+        if rest.chars().any(char::is_control) {
+            return Err(bad("holds a control character"));
+        }
+        Ok(TargetUrl {
+            raw: raw.to_owned(),
+            scheme_len: scheme.len(),
+        })
+    }
+
+    /// The scheme: `k8s`.
+    pub fn scheme(&self) -> &str {
+        &self.raw[..self.scheme_len]
+    }
+
+    /// What follows `://`: `shop/checkout`.
+    pub fn rest(&self) -> &str {
+        &self.raw[self.scheme_len + 3..]
+    }
+
+    /// The whole URL.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// An error about this URL: its message names the URL.
+    pub fn error(&self, why: impl fmt::Display) -> Error {
+        Error::invalid(format!("target {}: {why}", self.raw))
+    }
+}
+
+impl fmt::Display for TargetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+/// Read `options` into a backend's config type; an error names the field.
+pub fn options<T: DeserializeOwned>(options: &Options) -> Result<T> {
+    let value = serde_json::Value::Object(options.clone());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            Error::invalid(e.inner().to_string())
+        } else {
+            Error::invalid(format!("`{path}`: {}", e.inner()))
+        }
+    })
+}
+
+/// A target and its rollbacker, as a backend builds them from a URL.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// The target.
+    pub target: Arc<dyn Target>,
+    /// Its rollbacker.
+    pub rollbacker: Arc<dyn Rollbacker>,
+}
+
+/// A backend's URL scheme.
+#[async_trait]
+pub trait TargetScheme: fmt::Debug + Send + Sync + 'static {
+    /// The scheme it serves: `k8s`.
+    fn scheme(&self) -> &'static str;
+
+    /// The URL's form, for messages: `k8s://NAMESPACE/DEPLOYMENT`.
+    fn form(&self) -> &'static str;
+
+    /// Check the URL and options without connecting to anything (for
+    /// `rollback check`).
+    fn check(&self, url: &TargetUrl, options: &Options) -> Result<()>;
+
+    /// Build the target and its rollbacker, with credentials found the way
+    /// the backend's ecosystem finds them.
+    async fn connect(&self, url: &TargetUrl, options: &Options) -> Result<Backend>;
+}
+
+/// What a probe is built for.
+#[derive(Debug, Clone)]
+pub struct ProbeFor<'a> {
+    /// The probe's name, as the policy names it.
+    pub name: &'a str,
+    /// Its options.
+    pub options: &'a Options,
+    /// The target it measures, and its URL and options (a Kubernetes probe
+    /// watches the Deployment the URL names).
+    pub url: &'a TargetUrl,
+    /// The target's options.
+    pub target_options: &'a Options,
+}
+
+/// A kind of probe: `prometheus`, `kubernetes`, `scripted`.
+#[async_trait]
+pub trait ProbeKind: fmt::Debug + Send + Sync + 'static {
+    /// The kind: the key that names it in the watch file.
+    fn kind(&self) -> &'static str;
+
+    /// Check the options without connecting to anything.
+    fn check(&self, options: &Options) -> Result<()>;
+
+    /// Build the probe for one target.
+    async fn build(&self, probe: ProbeFor<'_>) -> Result<Arc<dyn HealthProbe>>;
+}
+
+/// The schemes and probe kinds one build knows.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    schemes: BTreeMap<&'static str, Arc<dyn TargetScheme>>,
+    probes: BTreeMap<&'static str, Arc<dyn ProbeKind>>,
+}
+
+impl Registry {
+    /// Nothing registered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `memory://` targets and `scripted` probes, for demos and drills.
+    pub fn with_memory() -> Self {
+        Self::new().scheme(Memory).probe(Scripted)
+    }
+
+    /// Register a scheme (replacing one of the same name).
+    #[must_use]
+    pub fn scheme(mut self, scheme: impl TargetScheme) -> Self {
+        self.schemes.insert(scheme.scheme(), Arc::new(scheme));
+        self
+    }
+
+    /// Register a probe kind (replacing one of the same name).
+    #[must_use]
+    pub fn probe(mut self, kind: impl ProbeKind) -> Self {
+        self.probes.insert(kind.kind(), Arc::new(kind));
+        self
+    }
+
+    /// The schemes this registry knows, sorted.
+    pub fn schemes(&self) -> Vec<&'static str> {
+        self.schemes.keys().copied().collect()
+    }
+
+    /// The probe kinds this registry knows, sorted.
+    pub fn probe_kinds(&self) -> Vec<&'static str> {
+        self.probes.keys().copied().collect()
+    }
+
+    fn scheme_of(&self, url: &TargetUrl) -> Result<&Arc<dyn TargetScheme>> {
+        self.schemes.get(url.scheme()).ok_or_else(|| {
+            url.error(format!(
+                "unknown scheme {:?}; this build knows {}",
+                url.scheme(),
+                self.schemes
+                    .values()
+                    .map(|s| format!("{} ({})", s.scheme(), s.form()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    /// The probe kind `kind`, or an error listing the kinds this build knows.
+    pub fn probe_kind(&self, kind: &str) -> Result<&Arc<dyn ProbeKind>> {
+        self.probes.get(kind).ok_or_else(|| {
+            Error::invalid(format!(
+                "unknown probe kind {kind:?}; this build knows {}",
+                self.probe_kinds().join(", ")
+            ))
+        })
+    }
+
+    /// Check a target's URL and options without connecting.
+    pub fn check(&self, url: &TargetUrl, options: &Options) -> Result<()> {
+        self.scheme_of(url)?
+            .check(url, options)
+            .map_err(|e| url.error(e.message()))
+    }
+
+    /// Build the target and rollbacker a URL names.
+    pub async fn connect(&self, url: &TargetUrl, options: &Options) -> Result<Backend> {
+        let scheme = self.scheme_of(url)?;
+        scheme
+            .check(url, options)
+            .map_err(|e| url.error(e.message()))?;
+        scheme.connect(url, options).await
+    }
+}
+
+/// `memory://NAME`: an in-memory target named NAME with `revisions` (oldest
+/// first, the last one current; each an id or `{id, health}`).
+#[derive(Debug, Clone, Copy)]
+pub struct Memory;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemoryOptions {
+    revisions: Vec<MemoryRevision>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum MemoryRevision {
+    Id(String),
+    Marked {
+        id: String,
+        #[serde(default)]
+        health: RevisionHealth,
+    },
+}
+
+impl MemoryRevision {
+    fn id(&self) -> &str {
+        match self {
+            MemoryRevision::Id(id) | MemoryRevision::Marked { id, .. } => id,
+        }
+    }
+}
+
+impl Memory {
+    fn build(url: &TargetUrl, options: &Options) -> Result<InMemoryTarget> {
+        let o: MemoryOptions = self::options(options)?;
+        let target = InMemoryTarget::new(
+            url.rest(),
+            o.revisions.iter().map(|r| RevisionRecord::new(r.id())),
+        )?;
+        for r in &o.revisions {
+            if let MemoryRevision::Marked { id, health } = r {
+                target.set_health(&id.as_str().into(), *health)?;
+            }
+        }
+        Ok(target)
+    }
+}
+
+#[async_trait]
+impl TargetScheme for Memory {
+    fn scheme(&self) -> &'static str {
+        "memory"
+    }
+
+    fn form(&self) -> &'static str {
+        "memory://NAME"
+    }
+
+    fn check(&self, url: &TargetUrl, options: &Options) -> Result<()> {
+        Self::build(url, options).map(|_| ())
+    }
+
+    async fn connect(&self, url: &TargetUrl, options: &Options) -> Result<Backend> {
+        let target = Self::build(url, options)?;
+        let rollbacker = InMemoryRollbacker::new(&target);
+        Ok(Backend {
+            target: Arc::new(target),
+            rollbacker: Arc::new(rollbacker),
+        })
+    }
+}
+
+/// `scripted`: values played back, the same for every revision
+/// (`values: [0.002, 0.03]`) or per revision (`per_revision: {v2: [0.03],
+/// v1: [0.001]}`); `null` is no data; the last value repeats.
+#[derive(Debug, Clone, Copy)]
+pub struct Scripted;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptedOptions {
+    #[serde(default)]
+    values: Vec<Option<f64>>,
+    #[serde(default)]
+    per_revision: BTreeMap<String, Vec<Option<f64>>>,
+}
+
+fn steps(values: &[Option<f64>]) -> Vec<ScriptStep> {
+    values
+        .iter()
+        .map(|v| v.map_or(ScriptStep::NoData, ScriptStep::Value))
+        .collect()
+}
+
+impl Scripted {
+    fn parse(options: &Options) -> Result<ScriptedOptions> {
+        let o: ScriptedOptions = self::options(options)?;
+        if o.values.is_empty() && o.per_revision.is_empty() {
+            return Err(Error::invalid(
+                "a scripted probe needs `values` or `per_revision`",
+            ));
+        }
+        Ok(o)
+    }
+}
+
+#[async_trait]
+impl ProbeKind for Scripted {
+    fn kind(&self) -> &'static str {
+        "scripted"
+    }
+
+    fn check(&self, options: &Options) -> Result<()> {
+        Self::parse(options).map(|_| ())
+    }
+
+    async fn build(&self, probe: ProbeFor<'_>) -> Result<Arc<dyn HealthProbe>> {
+        let o = Self::parse(probe.options)?;
+        let mut p = ScriptedProbe::new(probe.name).script(steps(&o.values));
+        for (revision, values) in &o.per_revision {
+            p = p.script_for(revision.as_str(), steps(values));
+        }
+        Ok(Arc::new(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(v: serde_json::Value) -> Options {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn urls_name_a_scheme_and_something() {
+        let u = TargetUrl::parse(" k8s://shop/checkout ").unwrap();
+        assert_eq!((u.scheme(), u.rest()), ("k8s", "shop/checkout"));
+        assert_eq!(u.to_string(), "k8s://shop/checkout");
+        for bad in [
+            "shop/checkout",
+            "K8s://x",
+            "k8s://",
+            "://x",
+            "8k://x",
+            "k8s://a\nb",
+        ] {
+            let e = TargetUrl::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{:?}", bad.trim())), "{bad}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_targets_and_scripted_probes() {
+        let r = Registry::with_memory();
+        let url = TargetUrl::parse("memory://shop").unwrap();
+        let b = r
+            .connect(
+                &url,
+                &opts(serde_json::json!({"revisions": [{"id": "v1", "health": "good"}, "v2"]})),
+            )
+            .await
+            .unwrap();
+        let h = b.target.history().await.unwrap();
+        assert_eq!(h[1].health, RevisionHealth::Good);
+        assert_eq!(b.rollbacker.target(), b.target.id());
+        let e = r
+            .check(&url, &opts(serde_json::json!({"revisons": []})))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memory://shop") && e.contains("revisons"), "{e}");
+
+        let none = Options::new();
+        let o = opts(serde_json::json!({"per_revision": {"v2": [0.5, null]}, "values": [0.1]}));
+        let p = r
+            .probe_kind("scripted")
+            .unwrap()
+            .build(ProbeFor {
+                name: "error_rate",
+                options: &o,
+                url: &url,
+                target_options: &none,
+            })
+            .await
+            .unwrap();
+        let ctx =
+            |rev: &str| crate::ProbeContext::new("t".into(), rev.into(), crate::Timestamp::EPOCH);
+        assert_eq!(p.measure(&ctx("v2")).await.unwrap().value, Some(0.5));
+        assert_eq!(p.measure(&ctx("v2")).await.unwrap().value, None);
+        assert_eq!(p.measure(&ctx("v1")).await.unwrap().value, Some(0.1));
+        let e = r.probe_kind("datadog").unwrap_err().to_string();
+        assert!(e.contains("this build knows scripted"), "{e}");
+        assert!(r.probe_kind("scripted").unwrap().check(&none).is_err());
+    }
+}
