@@ -85,6 +85,98 @@ fn versions_text(vs: &[String]) -> String {
     }
 }
 
+/// The versions a rollback touches, as the registry holds them now.
+struct Found {
+    to: ModelVersion,
+    /// The version left: the one the pointer points at; once the pointer
+    /// is on `to`, the one the move record names, or else the request.
+    from: Option<ModelVersion>,
+    already_at: bool,
+}
+
+impl Found {
+    async fn read(m: &Model, request: &RollbackRequest, key: &str) -> Result<Found> {
+        let to = ready_version(m, request).await?;
+        let current = m
+            .pointed()
+            .await
+            .map_err(|e| m.context(e))?
+            .map(|v| v.version);
+        let already_at = current.as_deref() == Some(to.version.as_str());
+        let from = if already_at {
+            record_in(&to, key)
+                .map(|r| r.from)
+                .unwrap_or_else(|| request.from.as_ref().map(|f| f.to_string()))
+                .filter(|f| *f != to.version)
+        } else {
+            refuse_a_moved_pointer(m, request, current.as_deref())?;
+            current
+        };
+        let from = match &from {
+            Some(f) => read_left_version(m, f, already_at).await?,
+            None => None,
+        };
+        Ok(Found {
+            to,
+            from,
+            already_at,
+        })
+    }
+
+    fn versions(&self) -> impl Iterator<Item = &ModelVersion> {
+        std::iter::once(&self.to).chain(&self.from)
+    }
+}
+
+/// The copies of one move record, on the version restored and on the
+/// version left, each as found (`None`: missing).
+struct Copies(Vec<(String, Option<AliasMove>)>);
+
+impl Copies {
+    fn of(found: &Found, key: &str) -> Copies {
+        Copies(
+            found
+                .versions()
+                .map(|v| (v.version.clone(), record_in(v, key)))
+                .collect(),
+        )
+    }
+
+    /// The record as written, if any copy is there.
+    fn record(&self) -> Option<AliasMove> {
+        self.0.iter().find_map(|(_, r)| r.clone())
+    }
+
+    /// A copy says the hooks are done (the one on the version restored is
+    /// updated first).
+    fn hooks_done(&self) -> bool {
+        self.0
+            .iter()
+            .any(|(_, r)| r.as_ref().is_some_and(|r| r.hooks == HooksState::Done))
+    }
+
+    fn missing(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(_, r)| r.is_none())
+            .map(|(v, _)| v.clone())
+            .collect()
+    }
+
+    /// The versions whose copy will say `pending` once the missing ones
+    /// are written with `state`.
+    fn pending(&self, state: HooksState) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(_, r)| match r {
+                None => state == HooksState::Pending,
+                Some(r) => state == HooksState::Pending || r.hooks == HooksState::Pending,
+            })
+            .map(|(v, _)| v.clone())
+            .collect()
+    }
+}
+
 impl RollbackPlan {
     /// Read what the registry holds of the rollback `request` asks for,
     /// and plan what is missing. Changes nothing.
@@ -93,76 +185,39 @@ impl RollbackPlan {
         hooks: &[Arc<dyn PostRollbackHook>],
         request: &RollbackRequest,
     ) -> Result<RollbackPlan> {
-        let to = ready_version(m, request).await?;
-        let current = m
-            .pointed()
-            .await
-            .map_err(|e| m.context(e))?
-            .map(|v| v.version);
         let key = move_key(&m.pointer, request.decided_at);
-        let already_at = current.as_deref() == Some(to.version.as_str());
-        let on_to = record_in(&to, &key);
-        let from = if already_at {
-            on_to
-                .as_ref()
-                .map(|r| r.from.clone())
-                .unwrap_or_else(|| request.from.as_ref().map(|f| f.to_string()))
-                .filter(|f| *f != to.version)
-        } else {
-            refuse_a_moved_pointer(m, request, current.as_deref())?;
-            current.clone()
-        };
-        let from_version = match &from {
-            Some(f) => read_left_version(m, f, already_at).await?,
-            None => None,
-        };
-        let on_from = from_version.as_ref().and_then(|v| record_in(v, &key));
-        let found = on_to.clone().or_else(|| on_from.clone());
-        let state = if hooks.is_empty() || [&on_to, &on_from].iter().any(|r| done(r)) {
+        let found = Found::read(m, request, &key).await?;
+        let copies = Copies::of(&found, &key);
+        let state = if hooks.is_empty() || copies.hooks_done() {
             HooksState::Done
         } else {
             HooksState::Pending
         };
-        let mut record = found.unwrap_or_else(|| new_record(m, request, &to.version, &from));
+        let from = found.from.as_ref().map(|v| v.version.clone());
+        let mut record = copies
+            .record()
+            .unwrap_or_else(|| new_record(m, request, &found.to.version, &from));
         record.hooks = state;
-
-        let mut copies = vec![(to.version.clone(), on_to)];
-        if let Some(v) = &from_version {
-            copies.push((v.version.clone(), on_from));
-        }
-        let record_on = copies
-            .iter()
-            .filter(|(_, r)| r.is_none())
-            .map(|(v, _)| v.clone())
-            .collect();
-        let finish_on = copies
-            .iter()
-            .filter(|(_, r)| {
-                state == HooksState::Pending || r.as_ref().is_some_and(|r| !done_record(r))
-            })
-            .map(|(v, _)| v.clone())
-            .collect();
-        let tag_bad = from_version
-            .as_ref()
-            .map(|v| missing_health_tags(v, request))
-            .unwrap_or_default();
         Ok(RollbackPlan {
             target: m.id.clone(),
             model: m.name.clone(),
             pointer: m.pointer.clone(),
-            to: to.version,
-            from: from_version.map(|v| v.version),
-            tag_bad,
-            move_pointer: !already_at,
+            to: found.to.version.clone(),
+            tag_bad: found
+                .from
+                .as_ref()
+                .map(|v| missing_health_tags(v, request))
+                .unwrap_or_default(),
+            from,
+            move_pointer: !found.already_at,
             key,
             record,
-            record_on,
-            hooks: if state == HooksState::Pending {
-                hooks.to_vec()
-            } else {
-                Vec::new()
+            record_on: copies.missing(),
+            hooks: match state {
+                HooksState::Pending => hooks.to_vec(),
+                HooksState::Done => Vec::new(),
             },
-            finish_on,
+            finish_on: copies.pending(state),
         })
     }
 
@@ -442,14 +497,6 @@ impl fmt::Display for RollbackPlan {
         }
         f.write_str(&parts.join("; "))
     }
-}
-
-fn done(r: &Option<AliasMove>) -> bool {
-    r.as_ref().is_some_and(done_record)
-}
-
-fn done_record(r: &AliasMove) -> bool {
-    r.hooks == HooksState::Done
 }
 
 /// The version to restore: it exists (else `NotFound`) and is `READY`.
