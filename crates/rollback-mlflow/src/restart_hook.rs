@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rollback_core::{Convergence, Error, ErrorKind, Result, RevisionId};
+use rollback_core::{Convergence, Error, ErrorKind, Result, RevisionId, Timestamp};
 use rollback_k8s::{K8sDeployment, RestartOptions, RolloutStatus};
 
 use crate::AliasMove;
@@ -12,7 +12,8 @@ use crate::hook::PostRollbackHook;
 /// Restarts the Deployment of the model server after the alias moved, as
 /// `kubectl rollout restart` does ([`K8sDeployment::restart`]): the new pods
 /// resolve `models:/<model>@<alias>` again when they load the model, and so
-/// serve the restored version.
+/// serve the restored version. The restart is stamped with the rollback's
+/// decision time ([`AliasMove::at_ms`]), not the clock's.
 ///
 /// - [`after_rollback`](PostRollbackHook::after_rollback) restarts the
 ///   Deployment; with [`RolloutRestartHook::wait_for_rollout`] it also waits
@@ -123,9 +124,11 @@ impl PostRollbackHook for RolloutRestartHook {
 
     async fn after_rollback(&self, event: &AliasMove) -> Result<()> {
         let what = self.what();
+        // The move's decision time, so the restart's stamp is the engine's.
+        let at = Timestamp::from_millis(event.at_ms);
         let restarted = self
             .deployment
-            .restart(&RestartOptions::default())
+            .restart(&RestartOptions::new(at))
             .await
             .map_err(|e| {
                 Error::new(

@@ -16,7 +16,7 @@ use rollback_mlflow::{MlflowTarget, PostRollbackHook as _, RolloutRestartHook};
 use serde_json::{Value, json};
 
 use crate::k8s_support::{self, KubeServer, Rev, Seed};
-use crate::registry::{request, target};
+use crate::registry::{DECIDED_AT, request, target};
 use crate::support::{client, seed, unique};
 
 const NS: &str = "ml";
@@ -94,7 +94,6 @@ async fn a_rollback_restarts_the_model_server_and_waits_for_its_new_replica_set(
     );
     let r = t.rollbacker().hook(Arc::new(hook));
     let good = t.find(&"2".into()).await.unwrap().revision;
-    let started = SystemTime::now() - Duration::from_secs(1);
 
     let out = r.rollback(&request(Some("3"), good, false)).await.unwrap();
     assert!(matches!(out, RollbackOutcome::RolledBack { .. }), "{out:?}");
@@ -105,9 +104,12 @@ async fn a_rollback_restarts_the_model_server_and_waits_for_its_new_replica_set(
     // ...the template got a new restartedAt, and nothing else changed in it...
     let after = deployment_json(&server).await;
     let at = restarted_at(&after).expect("a restartedAt annotation");
-    assert!(
-        at >= started,
-        "restartedAt {at:?} is older than the rollback"
+    // Before, the restart read the clock; now it is stamped with the move's
+    // decision time, as every other record of the rollback.
+    assert_eq!(
+        at,
+        DECIDED_AT.to_system_time(),
+        "restartedAt is the rollback's decision time"
     );
     let mut expected_template = before["spec"]["template"].clone();
     expected_template["metadata"]["annotations"] = json!({
