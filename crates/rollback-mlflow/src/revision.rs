@@ -149,7 +149,8 @@ pub enum HooksState {
 /// MLflow keeps no history of alias moves; these records are that history.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AliasMove {
-    /// The registered model.
+    /// The registered model's name (the record sits on two of its versions;
+    /// the name keeps it meaningful when copied elsewhere, to a hook say).
     pub model: String,
     /// The alias moved, in alias mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,9 +163,10 @@ pub struct AliasMove {
     pub from: Option<String>,
     /// The version it points at now.
     pub to: String,
-    /// Why.
+    /// The rollback's reason (the breach, an operator's words), clipped to
+    /// 1000 characters.
     pub reason: String,
-    /// Who asked.
+    /// Who asked: `rollback-engine`, or the operator's name.
     pub actor: String,
     /// The engine's decision time of the rollback, RFC 3339.
     pub at: String,
