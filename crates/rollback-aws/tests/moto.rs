@@ -1,59 +1,24 @@
-//! The CodeDeploy target and rollbacker against moto's CodeDeploy server,
-//! extended with StopDeployment, deployment statuses and paging (see
-//! `support/moto_codedeploy_ext.py`). Needs the test venv (./scripts/test).
+//! The CodeDeploy target against moto's CodeDeploy server, extended with
+//! StopDeployment, deployment statuses and paging (see
+//! `support/moto_codedeploy_ext.py`): the conformance suite, the history,
+//! error mapping, and connecting from a configuration. Needs the test venv
+//! (./scripts/test).
 
 mod support;
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use aws_sdk_codedeploy::types::{
-    AppSpecContent, BundleType, DeploymentCreator, DeploymentStatus, RevisionLocation,
-    RevisionLocationType, S3Location,
+    AppSpecContent, BundleType, DeploymentStatus, RevisionLocation, RevisionLocationType,
+    S3Location,
 };
-use rollback_aws::{DeploymentProgress, attributes};
-use rollback_core::audit::MemoryAuditSink;
-use rollback_core::memory::ScriptedProbe;
+use rollback_aws::{CodeDeployConfig, CodeDeployTarget, attributes};
+use rollback_core::policy::RetryPolicy;
 use rollback_core::{
-    Actor, Convergence, DryRun, ErrorKind, RevisionHealth, RevisionId, RevisionRecord, RevisionRef,
-    RollbackOutcome, RollbackRequest, Rollbacker, Target, TargetExt, Timestamp, conformance,
+    ErrorKind, RevisionHealth, RevisionRecord, RevisionRef, Rollbacker, Target, conformance,
 };
 use sha2::Digest;
-use support::{Group, PAGE_SIZE, github, github_id};
-
-/// When the tests' rollbacks were decided, by the engine's clock.
-const DECIDED: Timestamp = Timestamp::from_millis(1_795_780_800_000);
-
-fn request(to: RevisionRef) -> RollbackRequest {
-    RollbackRequest::new(to, DECIDED)
-        .reason("p99 latency 180ms breached the 100ms SLO")
-        .actor(Actor::engine())
-}
-
-async fn revision(target: &dyn Target, id: &str) -> RevisionRef {
-    target
-        .find(&RevisionId::new(id))
-        .await
-        .unwrap_or_else(|e| panic!("{}", e.full_message()))
-        .revision
-}
-
-/// (revision id, health, status of its newest deployment), newest first.
-async fn summary(target: &dyn Target) -> Vec<(String, RevisionHealth, String)> {
-    target
-        .history()
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e.revision.id().to_string(),
-                e.health,
-                e.revision.attributes()[attributes::LATEST_STATUS].clone(),
-            )
-        })
-        .collect()
-}
+use support::{Group, PAGE_SIZE, github, github_id, request, revision, summary};
 
 const SPEC: &str = "version: 0.0\nResources: []\n";
 
@@ -222,296 +187,6 @@ async fn history_reads_every_page_and_collapses_redeployments() {
     assert_eq!(t.current().await.unwrap().id(), history[0].revision.id());
     conformance::check_target(&t).await.unwrap();
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_in_flight_bad_deployment_is_stopped_and_codedeploys_rollback_followed() {
-    let g = Group::new("stop-auto").await;
-    let ids = g
-        .seed(&[(github("good"), "Succeeded"), (github("bad"), "InProgress")])
-        .await;
-    let seen: Arc<Mutex<Vec<DeploymentProgress>>> = Arc::default();
-    let sink = seen.clone();
-    let t = g
-        .target_builder()
-        .on_progress(move |p| sink.lock().unwrap().push(p.clone()))
-        .build()
-        .unwrap();
-    let r = t.rollbacker();
-    assert_eq!(
-        summary(&t).await,
-        vec![
-            (
-                github_id("bad"),
-                RevisionHealth::Unknown,
-                "InProgress".into()
-            ),
-            (github_id("good"), RevisionHealth::Good, "Succeeded".into()),
-        ]
-    );
-
-    // A dry run says what it would do and changes nothing.
-    let good = revision(&t, &github_id("good")).await;
-    let dry = r
-        .rollback(&request(good.clone()).dry_run(DryRun::Client))
-        .await
-        .unwrap();
-    let RollbackOutcome::DryRun { detail } = dry else {
-        panic!("{dry:?}")
-    };
-    assert!(
-        detail.contains(&format!(
-            "would stop deployment {} of bank/payments@bad with autoRollbackEnabled",
-            ids[1]
-        )),
-        "{detail}"
-    );
-    assert_eq!(
-        g.deployment(&ids[1]).await.status(),
-        Some(&DeploymentStatus::InProgress)
-    );
-
-    let _agent = g.agent(&[]).await;
-    let outcome = r
-        .rollback(&request(good.clone()))
-        .await
-        .unwrap_or_else(|e| panic!("{}\n{}", e.full_message(), g.moto.stderr_tail()));
-    let RollbackOutcome::RolledBack { detail } = &outcome else {
-        panic!("{outcome:?}")
-    };
-
-    let stopped = g.deployment(&ids[1]).await;
-    assert_eq!(stopped.status(), Some(&DeploymentStatus::Stopped));
-    let rollback_id = stopped
-        .rollback_info()
-        .and_then(|i| i.rollback_deployment_id())
-        .unwrap()
-        .to_owned();
-    assert!(
-        detail.contains(&format!(
-            "CodeDeploy's rollback deployment {rollback_id} redeploys bank/payments@good"
-        )),
-        "{detail}"
-    );
-    let rollback = g.deployment(&rollback_id).await;
-    assert_eq!(
-        rollback.creator(),
-        Some(&DeploymentCreator::CodeDeployRollback)
-    );
-    assert_eq!(
-        rollback
-            .rollback_info()
-            .and_then(|i| i.rollback_triggering_deployment_id()),
-        Some(ids[1].as_str())
-    );
-
-    let converged = r
-        .wait_converged(good.id(), Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(converged, Convergence::Converged);
-    let seen = seen.lock().unwrap().clone();
-    let last = seen.last().unwrap();
-    assert_eq!(
-        (
-            last.deployment_id.as_str(),
-            last.status.as_str(),
-            last.succeeded
-        ),
-        (rollback_id.as_str(), "Succeeded", 1)
-    );
-    assert!(
-        seen.iter().all(|p| p.deployment_id == rollback_id),
-        "{seen:?}"
-    );
-
-    assert_eq!(
-        summary(&t).await,
-        vec![
-            (github_id("good"), RevisionHealth::Good, "Succeeded".into()),
-            (github_id("bad"), RevisionHealth::Bad, "Stopped".into()),
-        ]
-    );
-    let again = r.rollback(&request(good.clone())).await.unwrap();
-    assert!(
-        matches!(again, RollbackOutcome::AlreadyAt { .. }),
-        "{again:?}"
-    );
-    let dry = r
-        .rollback(&request(good).dry_run(DryRun::Client))
-        .await
-        .unwrap();
-    assert!(
-        matches!(&dry, RollbackOutcome::DryRun { detail } if detail.contains("would change nothing")),
-        "{dry:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_in_flight_deployment_is_stopped_then_an_older_revision_redeployed() {
-    let g = Group::new("stop-create").await;
-    let ids = g
-        .seed(&[
-            (github("old"), "Succeeded"),
-            (github("good"), "Succeeded"),
-            (github("bad"), "InProgress"),
-        ])
-        .await;
-    let _agent = g.agent(&[]).await;
-    let t = g.target();
-    let r = t.rollbacker();
-    // CodeDeploy's own rollback would restore "good"; the request is "old".
-    let old = revision(&t, &github_id("old")).await;
-    let outcome = r
-        .rollback(&request(old.clone()))
-        .await
-        .unwrap_or_else(|e| panic!("{}\n{}", e.full_message(), g.moto.stderr_tail()));
-    assert!(
-        outcome.detail().contains(&format!(
-            "reverting deployment {} of bank/payments@bad",
-            ids[2]
-        )),
-        "{outcome:?}"
-    );
-
-    let stopped = g.deployment(&ids[2]).await;
-    assert_eq!(stopped.status(), Some(&DeploymentStatus::Stopped));
-    assert_eq!(
-        stopped
-            .rollback_info()
-            .and_then(|i| i.rollback_deployment_id()),
-        None,
-        "stopped without CodeDeploy's rollback"
-    );
-    assert_eq!(
-        r.wait_converged(old.id(), Duration::from_secs(30))
-            .await
-            .unwrap(),
-        Convergence::Converged
-    );
-
-    let current = t.current().await.unwrap();
-    assert_eq!(current.id().as_str(), github_id("old"));
-    let created = g
-        .deployment(&current.attributes()[attributes::LATEST_DEPLOYMENT])
-        .await;
-    assert_eq!(created.creator(), Some(&DeploymentCreator::User));
-    assert!(
-        created
-            .description()
-            .unwrap()
-            .starts_with(&format!("Rollback of deployment {} ", ids[2]))
-    );
-    assert_eq!(
-        summary(&t).await,
-        vec![
-            (github_id("old"), RevisionHealth::Good, "Succeeded".into()),
-            (github_id("bad"), RevisionHealth::Bad, "Stopped".into()),
-            (github_id("good"), RevisionHealth::Good, "Succeeded".into()),
-        ]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waiting_reports_timeouts_and_failed_rollback_deployments() {
-    let g = Group::new("wait").await;
-    let ids = g
-        .seed(&[(github("good"), "Succeeded"), (github("bad"), "Succeeded")])
-        .await;
-    let t = g.target();
-    let r = t.rollbacker();
-    let good = revision(&t, &github_id("good")).await;
-
-    // No agent: the rollback deployment stays Created.
-    let outcome = r.rollback(&request(good.clone())).await.unwrap();
-    assert!(
-        outcome.detail().contains(&format!(
-            "reverting deployment {} of bank/payments@bad",
-            ids[1]
-        )),
-        "{outcome:?}"
-    );
-    let current = t.current().await.unwrap();
-    let created = current.attributes()[attributes::LATEST_DEPLOYMENT].clone();
-    match r
-        .wait_converged(good.id(), Duration::from_millis(300))
-        .await
-        .unwrap()
-    {
-        Convergence::TimedOut { detail } => {
-            assert!(
-                detail.starts_with(&format!("deployment {created} is Created")),
-                "{detail}"
-            );
-            assert!(detail.contains("0 succeeded"), "{detail}");
-        }
-        other => panic!("{other:?}"),
-    }
-
-    // While it is in progress, a repeated rollback finds it and changes nothing.
-    g.set_status(&created, "InProgress").await;
-    let again = r.rollback(&request(good.clone())).await.unwrap();
-    assert!(
-        matches!(&again, RollbackOutcome::AlreadyAt { detail } if detail.contains("is InProgress")),
-        "{again:?}"
-    );
-
-    g.fail(
-        &created,
-        "SCRIPT_FAILED",
-        "ValidateService failed on 1 of 2 instances",
-    )
-    .await;
-    match r
-        .wait_converged(good.id(), Duration::from_secs(5))
-        .await
-        .unwrap()
-    {
-        Convergence::Failed { detail } => {
-            assert!(
-                detail.contains(&format!("deployment {created} is Failed")),
-                "{detail}"
-            );
-            assert!(
-                detail.contains("SCRIPT_FAILED: ValidateService failed on 1 of 2 instances"),
-                "{detail}"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
-    // The newest decisive deployment of "good" failed: CodeDeploy now calls it bad.
-    assert_eq!(
-        summary(&t).await,
-        vec![
-            (github_id("good"), RevisionHealth::Bad, "Failed".into()),
-            (github_id("bad"), RevisionHealth::Bad, "Succeeded".into()),
-        ]
-    );
-    // The same decision again (a retry, a restart) finds its failed
-    // deployment and makes no second one.
-    let creates = g.moto.calls("CreateDeployment").await.unwrap();
-    let same = t
-        .rollbacker()
-        .rollback(&request(good.clone()))
-        .await
-        .unwrap();
-    assert!(
-        matches!(&same, RollbackOutcome::AlreadyAt { detail }
-            if detail.contains(&format!("deployment {created} of bank/payments@good was created for this rollback"))),
-        "{same:?}"
-    );
-    assert_eq!(g.moto.calls("CreateDeployment").await.unwrap(), creates);
-    // A rollback decided after a failed rollback deploys again rather than claiming AlreadyAt.
-    let later = RollbackRequest::new(good.clone(), DECIDED.plus(Duration::from_secs(60)))
-        .reason("p99 latency 180ms breached the 100ms SLO");
-    let third = r.rollback(&later).await.unwrap();
-    assert!(
-        third
-            .detail()
-            .contains(&format!("reverting deployment {created}")),
-        "{third:?}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_map_to_clear_kinds_and_leave_the_group_unchanged() {
     let g = Group::new("errors").await;
@@ -650,61 +325,50 @@ async fn server_errors_map_to_clear_kinds_and_leave_the_group_unchanged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_engine_stops_an_in_flight_bad_deployment_and_verifies_the_restored_revision() {
-    use rollback_core::{Engine, Phase, Policy, WatchSpec};
-
-    let g = Group::new("engine").await;
-    let ids = g
-        .seed(&[(github("v7"), "Succeeded"), (github("v8"), "InProgress")])
+async fn connect_applies_the_configuration_over_the_given_client() {
+    let g = Group::new("connect").await;
+    g.seed(&[(github("good"), "Succeeded"), (github("bad"), "Succeeded")])
         .await;
-    let _agent = g.agent(&[]).await;
-    let t = g.target();
-    let latency = ScriptedProbe::new("p99_latency_ms")
-        .script_for(github_id("v8"), [82.0, 131.0])
-        .script_for(github_id("v7"), [41.0]);
-    let policy = Policy::from_yaml(
-        "interval: 100ms\nbake_time: 1m\nverify: 300ms\nrollback_timeout: 30s\n\
-         probes: [{name: p99_latency_ms, success: '<= 100', failure: '> 100'}]",
-    )
+    // A client of an endpoint where nothing listens: the configuration's
+    // endpoint wins over it.
+    let elsewhere = aws_sdk_codedeploy::Client::from_conf(
+        g.client
+            .config()
+            .to_builder()
+            .endpoint_url("http://127.0.0.1:9")
+            .build(),
+    );
+    let mut config: CodeDeployConfig = serde_json::from_value(serde_json::json!({
+        "application": g.app,
+        "deployment_group": g.name,
+        "endpoint_url": g.moto.url(),
+        "region": "us-east-1",
+        "poll_interval": "50ms",
+        "retry": {"max_attempts": 1},
+    }))
     .unwrap();
-    let audit = MemoryAuditSink::new();
-    let engine = Engine::builder().audit(Arc::new(audit.clone())).build();
-    let mut handle = engine
-        .watch(WatchSpec::new(
-            policy,
-            Arc::new(t.clone()),
-            Arc::new(t.rollbacker()),
-            vec![Arc::new(latency)],
-        ))
+    let t = CodeDeployTarget::connect(&config, Some(elsewhere.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.full_message()));
+    assert_eq!(t.id().as_str(), format!("codedeploy:{}/payments", g.app));
+    assert_eq!(t.current().await.unwrap().id().as_str(), github_id("bad"));
+    conformance::rollbacker_serves_its_target(&t, &t.rollbacker())
         .await
         .unwrap();
-    let end = tokio::time::timeout(Duration::from_secs(60), handle.finished())
+
+    // Without the endpoint, the client's own is used, and fails at once
+    // (no SDK retries: the configuration says one attempt).
+    config.endpoint_url = None;
+    config.retry = Some(RetryPolicy::NEVER);
+    let t = CodeDeployTarget::connect(&config, Some(elsewhere))
         .await
-        .unwrap_or_else(|_| panic!("the watch did not end\n{}", g.moto.stderr_tail()));
-    let log: Vec<String> = audit.records().iter().map(|r| r.describe()).collect();
-    assert!(
-        matches!(&end, Phase::RolledBack { to, .. } if to.as_str() == github_id("v7")),
-        "{end:?}\n{log:#?}"
-    );
-    // v8 was still deploying: CodeDeploy stopped it and rolled back itself.
-    let stopped = g.deployment(&ids[1]).await;
-    assert_eq!(stopped.status(), Some(&DeploymentStatus::Stopped));
-    assert!(
-        stopped
-            .rollback_info()
-            .and_then(|i| i.rollback_deployment_id())
-            .is_some()
-    );
-    assert!(
-        log.iter()
-            .any(|l| l.contains("CodeDeploy's rollback deployment")),
-        "{log:#?}"
-    );
-    assert_eq!(
-        summary(&t).await,
-        vec![
-            (github_id("v7"), RevisionHealth::Good, "Succeeded".into()),
-            (github_id("v8"), RevisionHealth::Bad, "Stopped".into()),
-        ]
-    );
+        .unwrap();
+    let e = t.history().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transient, "{}", e.full_message());
+
+    config.application = String::new();
+    let e = CodeDeployTarget::connect(&config, Some(g.client.clone()))
+        .await
+        .unwrap_err();
+    assert!(e.message().starts_with("application:"), "{}", e.message());
 }

@@ -14,8 +14,11 @@ use aws_sdk_codedeploy::Client;
 use aws_sdk_codedeploy::types::{
     DeploymentInfo, GitHubLocation, RevisionLocation, RevisionLocationType,
 };
-use rollback_aws::CodeDeployTarget;
 use rollback_aws::local::{Agent, LocalCodeDeploy, venv_or};
+use rollback_aws::{CodeDeployTarget, attributes};
+use rollback_core::{
+    Actor, RevisionHealth, RevisionId, RevisionRef, RollbackRequest, Target, TargetExt, Timestamp,
+};
 
 /// ListDeployments page size of the test server: small, so that tests page.
 pub const PAGE_SIZE: usize = 10;
@@ -40,6 +43,42 @@ pub fn moto() -> &'static Arc<LocalCodeDeploy> {
         Ok(m) => m,
         Err(e) => panic!("{e}"),
     }
+}
+
+/// When the tests' rollbacks were decided, by the engine's clock.
+pub const DECIDED: Timestamp = Timestamp::from_millis(1_795_780_800_000);
+
+/// The tests' rollback to `to`: decided at [`DECIDED`], by the engine.
+pub fn request(to: RevisionRef) -> RollbackRequest {
+    RollbackRequest::new(to, DECIDED)
+        .reason("p99 latency 180ms breached the 100ms SLO")
+        .actor(Actor::engine())
+}
+
+/// The revision of `target`'s history with this id.
+pub async fn revision(target: &dyn Target, id: &str) -> RevisionRef {
+    target
+        .find(&RevisionId::new(id))
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.full_message()))
+        .revision
+}
+
+/// (revision id, health, status of its newest deployment), newest first.
+pub async fn summary(target: &dyn Target) -> Vec<(String, RevisionHealth, String)> {
+    target
+        .history()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e.revision.id().to_string(),
+                e.health,
+                e.revision.attributes()[attributes::LATEST_STATUS].clone(),
+            )
+        })
+        .collect()
 }
 
 static GROUPS: AtomicUsize = AtomicUsize::new(0);
@@ -161,6 +200,41 @@ impl Group {
             .unwrap()
             .deployment_info
             .unwrap()
+    }
+
+    /// Every deployment of the group, oldest first (all pages).
+    pub async fn deployments(&self) -> Vec<DeploymentInfo> {
+        let mut ids = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_deployments()
+                .application_name(&self.app)
+                .deployment_group_name(&self.name)
+                .set_next_token(token)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("ListDeployments: {e:?}\n{}", self.moto.stderr_tail()));
+            ids.extend(page.deployments().iter().cloned());
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut all = Vec::new();
+        for chunk in ids.chunks(25) {
+            let got = self
+                .client
+                .batch_get_deployments()
+                .set_deployment_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .unwrap();
+            all.extend(got.deployments_info().iter().cloned());
+        }
+        all.sort_by_key(|d| d.create_time().and_then(|t| t.to_millis().ok()));
+        all
     }
 
     /// Play the CodeDeploy agent for deployments created from now on.
