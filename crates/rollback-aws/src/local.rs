@@ -273,6 +273,21 @@ impl LocalCodeDeploy {
         Ok(())
     }
 
+    /// Make the next call of `action` whose request body contains
+    /// `matching` take effect, then answer `InternalFailure` (HTTP 500), as
+    /// when the answer of a call that succeeded is lost on the way back.
+    pub async fn lose_next_answer(&self, action: &str, matching: &str) -> Result<()> {
+        self.control(
+            "fail",
+            serde_json::json!({
+                "action": action, "match": matching, "code": "InternalFailure",
+                "httpStatus": 500, "message": "the answer was lost", "times": 1, "after": true,
+            }),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// How often the server has seen `action` so far.
     pub async fn calls(&self, action: &str) -> Result<u64> {
         Ok(self.control("calls", serde_json::json!({})).await?[action]

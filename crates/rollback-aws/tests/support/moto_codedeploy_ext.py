@@ -27,8 +27,10 @@ Control endpoint for the tests (plain JSON over HTTP on the same port):
 - POST /_rollback_test/calls {}: how often each action was called so far.
 - POST /_rollback_test/fail  {"action": "CreateDeployment", "code":
   "ThrottlingException", "httpStatus": 400, "message": "...", "times": 1,
-  "match": "..."}: the next `times` calls of `action` (whose request body
-  contains `match`, when given) fail with that AWS error.
+  "match": "...", "after": false}: the next `times` calls of `action` (whose
+  request body contains `match`, when given) fail with that AWS error. With
+  `after`, the call takes effect first and only its answer is the error, as
+  when an answer is lost on the way back.
 
 Run: python moto_codedeploy_ext.py [--page-size N]. It binds 127.0.0.1:0, prints
 `READY http://127.0.0.1:<port>` on stdout, and exits when its stdin closes,
@@ -347,6 +349,7 @@ def _control(environ: dict[str, Any], start_response: Any) -> list[bytes]:
                         "httpStatus": int(body.get("httpStatus", 400)),
                         "message": body.get("message", "injected by the test"),
                         "match": str(body.get("match", "")),
+                        "after": bool(body.get("after", False)),
                     }
                 ]
                 * int(body.get("times", 1))
@@ -380,6 +383,10 @@ def make_app() -> Any:
         if environ.get("PATH_INFO", "").startswith(CONTROL):
             return _control(environ, start_response)
         failure = _injected_failure(environ)
+        if failure is not None and failure["after"]:
+            # Carry the call out, then lose its answer.
+            for _ in moto_app(environ, lambda *args, **kwargs: None):
+                pass
         if failure is not None:
             data = json.dumps({"__type": failure["code"], "message": failure["message"]}).encode()
             start_response(
