@@ -16,9 +16,11 @@
 //! --setup-only`, or `ROLLBACK_VENV`), whose agent takes new deployments to
 //! `Succeeded`; Prometheus is the `prometheus` binary (Debian package
 //! `prometheus`) scraping a simulated payments service that exports the p99
-//! latency of the revision it runs. Against real AWS, build the target with
-//! `CodeDeployTarget::builder_from_env()` and point the probe at your
-//! Prometheus; the rest is the same.
+//! latency of the revision it runs. Against real AWS, connect without a
+//! client (`CodeDeployTarget::connect(&config, None)` takes credentials and
+//! region from the AWS default chain) and point the probe at your
+//! Prometheus; the rest is the same. `RUST_LOG=rollback_aws=info` shows the
+//! rollback's plan and the deployment's progress as they happen.
 
 use std::process::{Child, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -28,10 +30,9 @@ use rollback_aws::aws_sdk_codedeploy::types::{
     GitHubLocation, RevisionLocation, RevisionLocationType,
 };
 use rollback_aws::local::{LocalCodeDeploy, venv_or};
-use rollback_aws::{CodeDeployTarget, attributes};
-use rollback_core::{
-    Engine, Error, MemoryAuditSink, Phase, Policy, Result, Revision, Target, WatchSpec,
-};
+use rollback_aws::{CodeDeployConfig, CodeDeployTarget, attributes};
+use rollback_core::audit::MemoryAuditSink;
+use rollback_core::{Engine, Error, Phase, Policy, Result, Revision, Target, WatchSpec};
 use rollback_prometheus::{PrometheusClient, PrometheusProbe, QueryResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -238,12 +239,9 @@ async fn run() -> Result<bool> {
     let _agent = codedeploy
         .agent("bank", "payments", &[], Duration::from_millis(300))
         .await?;
-    let target = CodeDeployTarget::builder(client)
-        .application("bank")
-        .deployment_group("payments")
-        .poll_interval(Duration::from_millis(250))
-        .on_progress(|p| println!("  codedeploy: {p}"))
-        .build()?;
+    let mut config = CodeDeployConfig::new("bank", "payments");
+    config.poll_interval = Duration::from_millis(250);
+    let target = CodeDeployTarget::connect(&config, Some(client)).await?;
     let current = target.current().await?;
     println!(
         "{}: running {} ({})",
