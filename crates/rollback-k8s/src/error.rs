@@ -1,7 +1,7 @@
 //! How Kubernetes API failures map onto the engine's [`ErrorKind`]s, with
 //! messages that say what was attempted, on which Deployment, and what to do.
 
-use rollback_core::{Error, ErrorKind};
+use rollback_core::{Error, ErrorKind, http};
 
 /// What went wrong talking to the API server, before it becomes a core [`Error`].
 #[derive(Debug, thiserror::Error)]
@@ -40,18 +40,11 @@ impl ApiFailure {
         }
     }
 
-    /// The engine's meaning of this failure.
+    /// The engine's meaning of this failure: the workspace's one reading
+    /// of an HTTP status ([`http::error_kind`]); no answer at all is
+    /// transient.
     pub(crate) fn kind(&self) -> ErrorKind {
-        match self.code() {
-            None => ErrorKind::Transient,
-            Some(404 | 410) => ErrorKind::NotFound,
-            Some(401 | 403) => ErrorKind::Unauthorized,
-            Some(409) => ErrorKind::Conflict,
-            Some(429) => ErrorKind::Transient,
-            Some(400 | 415 | 422) => ErrorKind::InvalidInput,
-            Some(code) if code >= 500 => ErrorKind::Transient,
-            Some(_) => ErrorKind::Permanent,
-        }
+        self.code().map_or(ErrorKind::Transient, http::error_kind)
     }
 
     /// A core error: `attempt` says what was being done ("patching Deployment
@@ -97,6 +90,10 @@ mod tests {
 
     #[test]
     fn status_codes_map_to_kinds_and_retryability() {
+        for code in 300..=599 {
+            let e = status(code).into_error("reading x", "get", "deployments", "shop");
+            assert_eq!(e.kind(), http::error_kind(code), "HTTP {code}");
+        }
         let cases = [
             (404, ErrorKind::NotFound, false),
             (401, ErrorKind::Unauthorized, false),
@@ -107,6 +104,8 @@ mod tests {
             (500, ErrorKind::Transient, true),
             (503, ErrorKind::Transient, true),
             (418, ErrorKind::Permanent, false),
+            (408, ErrorKind::Transient, true),
+            (501, ErrorKind::Unsupported, false),
         ];
         for (code, kind, retryable) in cases {
             let e = status(code).into_error(
