@@ -1,14 +1,16 @@
 //! Rollout status: kubectl's `rollout status` judgement of a Deployment, and
 //! waiting for a rollout to converge.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DeploymentStatus;
 use kube::api::DynamicObject;
+use rollback_core::time::{Poll, Waited, poll_until};
 use rollback_core::{Convergence, ErrorKind, Result, Revision, RevisionId};
 use serde_json::Value;
 
-use crate::target::K8sDeployment;
+use crate::target::{K8sDeployment, Snapshot};
 
 /// The condition reason the controller sets when a rollout makes no progress
 /// within `progressDeadlineSeconds`.
@@ -130,56 +132,70 @@ impl K8sDeployment {
         &self,
         revision: Option<&RevisionId>,
         timeout: Duration,
-        mut on_progress: impl FnMut(&RolloutStatus) + Send,
+        on_progress: impl FnMut(&RolloutStatus) + Send,
     ) -> Result<Convergence> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut last: Option<RolloutStatus> = None;
-        let mut last_note: String;
-        loop {
-            match self.snapshot().await {
-                Ok(snapshot) => {
-                    let status = RolloutStatus::of(&snapshot.deployment);
-                    if last.as_ref() != Some(&status) {
-                        tracing::debug!(target_id = %self.id, status = %status.message, "rollout progress");
-                        on_progress(&status);
-                    }
-                    last_note = status.message.clone();
-                    let current = snapshot.current.map(|i| &snapshot.revisions[i]);
-                    if let (Some(want), Some(now)) = (revision, current)
-                        && now.id() != want
-                    {
-                        return Ok(Convergence::Failed {
-                            detail: format!(
-                                "Deployment {}/{} now runs {} (pod-template-hash {}), not {want}: another change replaced it",
-                                self.namespace(),
-                                self.name(),
-                                now.label(),
-                                now.id()
-                            ),
-                        });
-                    }
-                    if status.deadline_exceeded {
-                        return Ok(Convergence::Failed {
-                            detail: status.message,
-                        });
-                    }
-                    let on_revision = revision.is_none() || current.is_some();
-                    if status.done && on_revision {
-                        return Ok(Convergence::Converged);
-                    }
-                    last = Some(status);
-                }
+        let seen = Mutex::new((None, on_progress));
+        let seen = &seen;
+        let waited = poll_until(timeout, self.poll_interval, move || async move {
+            let snapshot = match self.snapshot().await {
+                Ok(snapshot) => snapshot,
                 Err(e) if e.kind() == ErrorKind::Transient => {
                     tracing::warn!(target_id = %self.id, error = %e.message(), "reading rollout status failed; retrying");
-                    last_note = format!("last read failed: {}", e.message());
+                    return Ok(Poll::Pending(format!("last read failed: {}", e.message())));
                 }
                 Err(e) => return Err(e),
+            };
+            let status = RolloutStatus::of(&snapshot.deployment);
+            {
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                let (last, on_progress) = &mut *seen;
+                if last.as_ref() != Some(&status) {
+                    tracing::debug!(target_id = %self.id, status = %status.message, "rollout progress");
+                    on_progress(&status);
+                    *last = Some(status.clone());
+                }
             }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(Convergence::TimedOut { detail: last_note });
-            }
-            tokio::time::sleep(self.poll_interval.min(deadline - now)).await;
+            Ok(self.judge(&snapshot, status, revision))
+        })
+        .await?;
+        Ok(match waited {
+            Waited::Ready(convergence) => convergence,
+            Waited::TimedOut(detail) => Convergence::TimedOut { detail },
+        })
+    }
+
+    /// One look of [`K8sDeployment::wait_rollout`]: converged, failed, or
+    /// how far the rollout got.
+    fn judge(
+        &self,
+        snapshot: &Snapshot,
+        status: RolloutStatus,
+        revision: Option<&RevisionId>,
+    ) -> Poll<Convergence> {
+        let current = snapshot.current.map(|i| &snapshot.revisions[i]);
+        if let (Some(want), Some(now)) = (revision, current)
+            && now.id() != want
+        {
+            return Poll::Ready(Convergence::Failed {
+                detail: format!(
+                    "Deployment {}/{} now runs {} (pod-template-hash {}), not {want}: another change replaced it",
+                    self.namespace(),
+                    self.name(),
+                    now.label(),
+                    now.id()
+                ),
+            });
+        }
+        if status.deadline_exceeded {
+            return Poll::Ready(Convergence::Failed {
+                detail: status.message,
+            });
+        }
+        let on_revision = revision.is_none() || current.is_some();
+        if status.done && on_revision {
+            Poll::Ready(Convergence::Converged)
+        } else {
+            Poll::Pending(status.message)
         }
     }
 }
