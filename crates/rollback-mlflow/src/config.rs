@@ -347,24 +347,46 @@ mod tests {
                 .to_string()
                 .contains("field `stage`")
         );
-        let e = serde_json::from_str::<MlflowConfig>(
-            r#"{"model": "m", "alias": "a", "timeout": "soon"}"#,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("invalid duration \"soon\""), "{e}");
-        let e =
-            serde_json::from_str::<MlflowConfig>(r#"{"model": "m", "aliass": "a"}"#).unwrap_err();
-        assert!(e.to_string().contains("aliass"), "{e}");
-        let e = serde_json::from_str::<MlflowConfig>(
-            r#"{"model": "m", "alias": "a", "auth": {"token": "t"}}"#,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("token"), "{e}");
-        let e = serde_json::from_str::<MlflowConfig>(
-            r#"{"model": "m", "alias": "a", "retry": {"attempts": 2}}"#,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("attempts"), "{e}");
+        let refused = |json: &str| {
+            serde_json::from_str::<MlflowConfig>(json)
+                .unwrap_err()
+                .to_string()
+        };
+        for (json, says) in [
+            (
+                r#"{"model": "m", "alias": "a", "timeout": "soon"}"#,
+                "invalid duration \"soon\"",
+            ),
+            (r#"{"model": "m", "aliass": "a"}"#, "aliass"),
+            (
+                r#"{"model": "m", "alias": "a", "auth": {"token": "t"}}"#,
+                "token",
+            ),
+            (
+                r#"{"model": "m", "alias": "a", "retry": {"attempts": 2}}"#,
+                "attempts",
+            ),
+        ] {
+            let e = refused(json);
+            assert!(e.contains(says), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn read_as_the_watch_file_reads_options_errors_name_the_field() {
+        let read = |json: serde_json::Value| {
+            rollback_core::registry::options::<MlflowConfig>(json.as_object().unwrap())
+        };
+        let c = read(serde_json::json!({"model": "m", "alias": "a", "timeout": "5s"})).unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        let e = read(serde_json::json!({"model": "m", "alias": "a", "timeout": "soon"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("`timeout`: invalid duration"), "{e}");
+        let e = read(serde_json::json!({"model": "m", "retry": {"max_attempts": "x"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("`retry.max_attempts`:"), "{e}");
     }
 
     #[test]

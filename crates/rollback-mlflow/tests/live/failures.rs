@@ -132,18 +132,18 @@ async fn fake(refuse_prefix: &'static str) -> (MlflowTarget, Fake) {
     (target_of(MlflowClient::new(&url).unwrap()), f)
 }
 
-fn one() -> RevisionRef {
-    Arc::new(RevisionRecord::new("1"))
+/// Roll the fake's alias back from version 2 to version 1, as the engine asks.
+async fn roll_back(t: &MlflowTarget) -> rollback_core::Result<RollbackOutcome> {
+    let one: RevisionRef = Arc::new(RevisionRecord::new("1"));
+    t.rollbacker()
+        .rollback(&request(Some("2"), one, false))
+        .await
 }
 
 #[tokio::test]
 async fn a_move_that_cannot_be_recorded_fails_retryably_and_the_same_request_completes_it() {
     let (t, f) = fake("rollback.move.").await;
-    let e = t
-        .rollbacker()
-        .rollback(&request(Some("2"), one(), false))
-        .await
-        .unwrap_err();
+    let e = roll_back(&t).await.unwrap_err();
     // Before: `RolledBack` with a warning, and the record was never written.
     assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
     assert!(e.is_retryable(), "{e}");
@@ -165,11 +165,7 @@ async fn a_move_that_cannot_be_recorded_fails_retryably_and_the_same_request_com
 
     // The registry accepts writes again; the engine's retry completes the record.
     *f.refusals.lock().unwrap() = 0;
-    let again = t
-        .rollbacker()
-        .rollback(&request(Some("2"), one(), false))
-        .await
-        .unwrap();
+    let again = roll_back(&t).await.unwrap();
     assert!(
         matches!(&again, RollbackOutcome::AlreadyAt { detail } if detail.contains("recorded the move on versions 1 and 2")),
         "{again:?}"
@@ -195,11 +191,7 @@ async fn a_move_that_cannot_be_recorded_fails_retryably_and_the_same_request_com
 #[tokio::test]
 async fn when_the_bad_version_cannot_be_tagged_the_alias_stays() {
     let (t, f) = fake("rollback.health").await;
-    let e = t
-        .rollbacker()
-        .rollback(&request(Some("2"), one(), false))
-        .await
-        .unwrap_err();
+    let e = roll_back(&t).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
     assert!(e.message().contains("INTERNAL_ERROR"), "{e}");
     assert_eq!(
@@ -223,11 +215,7 @@ async fn a_client_with_a_retry_policy_retries_a_passing_failure() {
         max_backoff: Duration::from_millis(10),
     };
     let t = target_of(MlflowClient::new(&url).unwrap().with_retry(retry));
-    let done = t
-        .rollbacker()
-        .rollback(&request(Some("2"), one(), false))
-        .await
-        .unwrap();
+    let done = roll_back(&t).await.unwrap();
     assert!(
         matches!(done, RollbackOutcome::RolledBack { .. }),
         "{done:?}"
@@ -237,11 +225,7 @@ async fn a_client_with_a_retry_policy_retries_a_passing_failure() {
     // Without retries the same failure reaches the caller.
     let (url, _) = fake_refusing("rollback.health", 1).await;
     let t = target_of(MlflowClient::new(&url).unwrap());
-    let e = t
-        .rollbacker()
-        .rollback(&request(Some("2"), one(), false))
-        .await
-        .unwrap_err();
+    let e = roll_back(&t).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
 }
 
