@@ -17,8 +17,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollback_core::{Engine, HealthProbe, Policy, Target, TextAuditSink, WatchSpec};
-use rollback_k8s::{K8sDeployment, KubernetesProbe};
+use rollback_core::audit::TextAuditSink;
+use rollback_core::{Engine, HealthProbe, Policy, Target, WatchSpec};
+use rollback_k8s::{K8sConfig, K8sDeployment, KubernetesProbe};
 use rollback_prometheus::{PrometheusClient, PrometheusProbe};
 
 const POLICY: &str = r#"
@@ -74,12 +75,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut policy = Policy::from_yaml(&text)?;
     policy.dry_run |= args.dry_run;
 
-    let client = kube::Client::try_default().await?;
-    let checkout = K8sDeployment::builder(client)
-        .namespace(&args.namespace)
-        .name(&args.deployment)
-        .poll_interval(Duration::from_secs(5))
-        .build()?;
+    let config =
+        K8sConfig::new(&args.namespace, &args.deployment).poll_interval(Duration::from_secs(5));
+    let checkout = K8sDeployment::connect(&config, None).await?;
     let current = checkout.current().await?;
     println!(
         "watching {} at {} ({})",
@@ -108,8 +106,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::builder()
         .audit(Arc::new(TextAuditSink::new(std::io::stdout())))
         .build();
-    let deployment = Arc::new(checkout);
-    let spec = WatchSpec::new(policy, deployment.clone(), deployment, probes);
+    let rollbacker = Arc::new(checkout.rollbacker());
+    let spec = WatchSpec::new(policy, Arc::new(checkout), rollbacker, probes);
     let mut handle = engine.watch(spec).await?;
     let end = handle.finished().await;
     println!("finished: {end:?}");

@@ -1,19 +1,20 @@
 //! `kubectl rollout undo` through rollback-k8s, as a command:
 //!
 //! ```text
-//! cargo run -p rollback-k8s --example undo -- NAMESPACE DEPLOYMENT [--to-revision=N] [--dry-run=server|client] [--resume]
+//! cargo run -p rollback-k8s --example undo -- NAMESPACE DEPLOYMENT [--to-revision=N] [--dry-run=server|client] [--resume] [--context=NAME]
 //! ```
 //!
 //! It reads the kubeconfig as kubectl does (`KUBECONFIG`, else
 //! `~/.kube/config`), prints kubectl's line for the outcome and exits 1 with
 //! the error on failure. BENCHMARKS.md times it against kubectl.
 
-use rollback_core::{RetryPolicy, RollbackOutcome};
-use rollback_k8s::{DryRun, K8sDeployment, UndoOptions, UndoTo};
+use rollback_core::policy::RetryPolicy;
+use rollback_core::{DryRun, RollbackOutcome};
+use rollback_k8s::{K8sConfig, K8sDeployment, UndoOptions, UndoTo};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: undo NAMESPACE DEPLOYMENT [--to-revision=N] [--dry-run=server|client] [--resume]"
+        "usage: undo NAMESPACE DEPLOYMENT [--to-revision=N] [--dry-run=server|client] [--resume] [--context=NAME]"
     );
     std::process::exit(2)
 }
@@ -26,44 +27,26 @@ async fn main() {
         usage()
     };
     let mut to = UndoTo::Previous;
-    let mut dry_run = None;
-    let mut resume = false;
+    let mut dry_run = DryRun::None;
+    let mut config = K8sConfig::new(namespace.as_str(), name.as_str()).retry(RetryPolicy::NEVER);
     for flag in args.iter().filter(|a| a.starts_with("--")) {
         match flag.split_once('=') {
             Some(("--to-revision", n)) => {
                 to = UndoTo::Number(n.parse().unwrap_or_else(|_| usage()))
             }
-            Some(("--dry-run", "server")) => dry_run = Some(DryRun::Server),
-            Some(("--dry-run", "client")) => dry_run = Some(DryRun::Client),
-            None if flag == "--resume" => resume = true,
+            Some(("--dry-run", "server")) => dry_run = DryRun::Server,
+            Some(("--dry-run", "client")) => dry_run = DryRun::Client,
+            Some(("--context", c)) => config = config.context(c),
+            None if flag == "--resume" => config = config.resume_paused(true),
             _ => usage(),
         }
     }
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: reading the kubeconfig: {e}");
-            std::process::exit(1)
-        }
+    let options = UndoOptions {
+        dry_run,
+        expect_current: None,
     };
-    let deployment = K8sDeployment::builder(client)
-        .namespace(namespace.as_str())
-        .name(name.as_str())
-        .retry(RetryPolicy::NEVER)
-        .dry_run(dry_run.unwrap_or_default())
-        .resume_paused(resume)
-        .build();
-    let result = match deployment {
-        Ok(d) => {
-            d.undo(
-                &to,
-                &UndoOptions {
-                    dry_run: dry_run.is_some(),
-                    expect_current: None,
-                },
-            )
-            .await
-        }
+    let result = match K8sDeployment::connect(&config, None).await {
+        Ok(d) => d.undo(&to, &options).await,
         Err(e) => Err(e),
     };
     match result {

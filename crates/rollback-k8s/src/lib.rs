@@ -19,12 +19,15 @@
 //!   unavailable replicas, restarts and CrashLoopBackOff of the judged
 //!   revision's pods); judge it with `failure: "> 0"`.
 //!
+//! Connect one from its [`K8sConfig`] (credentials as kubectl finds them,
+//! or a `kube::Client` you have), or build one around a client with
+//! [`K8sDeployment::builder`]:
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use rollback_k8s::{K8sDeployment, UndoOptions, UndoTo};
-//! let client = kube::Client::try_default().await?;
-//! let checkout = K8sDeployment::builder(client).namespace("shop").name("checkout").build()?;
+//! use rollback_k8s::{K8sConfig, K8sDeployment, UndoOptions, UndoTo};
+//! let checkout = K8sDeployment::connect(&K8sConfig::new("shop", "checkout"), None).await?;
 //! let outcome = checkout.undo(&UndoTo::Previous, &UndoOptions::default()).await?;
 //! println!("{}", outcome.detail());
 //! let done = checkout.wait_rollout(None, Duration::from_secs(300), |s| println!("{}", s.message)).await?;
@@ -36,6 +39,7 @@ mod client;
 mod config;
 mod error;
 pub mod patch;
+mod plan;
 mod probe;
 mod restart;
 mod revision;
@@ -43,10 +47,10 @@ mod rollbacker;
 mod status;
 mod target;
 
-pub use config::K8sDeploymentConfig;
+pub use config::K8sConfig;
 pub use probe::{KubernetesProbe, Problem};
 pub use restart::{RestartOptions, RestartOutcome};
 pub use revision::K8sRevision;
 pub use rollbacker::{UndoOptions, UndoTo};
 pub use status::{PROGRESS_DEADLINE_EXCEEDED, RolloutStatus};
-pub use target::{DryRun, K8sDeployment, K8sDeploymentBuilder, Snapshot};
+pub use target::{K8sDeployment, K8sDeploymentBuilder, Snapshot};

@@ -4,17 +4,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rollback_core::{
-    Capabilities, Convergence, Error, ErrorKind, Result, Revision, RevisionId, RollbackOutcome,
-    RollbackRequest, Rollbacker, Target,
+    Capabilities, Convergence, DryRun, Error, Result, Revision, RevisionId, RollbackOutcome,
+    RollbackRequest, Rollbacker, Target, TargetId,
 };
 use tracing::Instrument;
 
-use crate::patch::{
-    PatchGuards, pick_revision, rollback_annotations, rollback_patch, template_without_hash,
-    templates_equal_ignoring_hash,
-};
+use crate::patch::pick_revision;
+use crate::plan::{UndoChange, UndoPlan};
 use crate::revision::K8sRevision;
-use crate::target::{DryRun, K8sDeployment, Snapshot};
+use crate::target::{K8sDeployment, Snapshot};
 
 /// Which revision [`K8sDeployment::undo`] restores.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +30,10 @@ pub enum UndoTo {
 /// Options of [`K8sDeployment::undo`].
 #[derive(Debug, Clone, Default)]
 pub struct UndoOptions {
-    /// Validate only (server or client side, per the builder's [`DryRun`]).
-    pub dry_run: bool,
+    /// Check instead of changing (`kubectl rollout undo
+    /// --dry-run=client|server`). [`DryRun::None`] (default) takes the
+    /// handle's [`crate::K8sDeploymentBuilder::dry_run`].
+    pub dry_run: DryRun,
     /// The revision the caller believes is current (the bad one). When the
     /// Deployment has meanwhile moved to another revision, the undo is
     /// refused instead of overwriting that change.
@@ -41,30 +41,39 @@ pub struct UndoOptions {
 }
 
 impl K8sDeployment {
-    /// Roll the Deployment back with `kubectl rollout undo` semantics:
+    /// Roll the Deployment back with `kubectl rollout undo` semantics, in
+    /// kubectl's order:
     /// - the revisions are the ReplicaSets it controls, numbered by their
     ///   `deployment.kubernetes.io/revision` annotation;
-    /// - a client dry run reads only and reports what it would restore;
+    /// - a client dry run stops here, having read and computed the patch
+    ///   only, and reports what it would restore;
     /// - a paused Deployment is refused with kubectl's reason, unless the
     ///   handle was built with `resume_paused(true)`, which also resumes it;
     /// - a Deployment whose template already matches the revision is left
     ///   alone ([`RollbackOutcome::AlreadyAt`]);
+    /// - a server dry run sends the patch with `dryRun=All`;
     /// - otherwise one JSON patch replaces `/spec/template` (the
     ///   ReplicaSet's, without the `pod-template-hash` label) and
     ///   `/metadata/annotations` (kubectl's skip list kept from the
     ///   Deployment, the rest copied from the ReplicaSet), with the
     ///   Deployment's resourceVersion as a precondition, so a concurrent
-    ///   change fails with 409 instead of being overwritten.
+    ///   change fails with 409 instead of being overwritten. The patch is
+    ///   the one step ([`rollback_core::steps::Steps`]) of a rollback, and
+    ///   atomic: an undo cut short before or during it leaves the
+    ///   Deployment as it was or fully restored, and asked again it patches
+    ///   or finds the template matching.
     ///
-    /// 409, 429 and 5xx answers are retried per the handle's
-    /// [`rollback_core::RetryPolicy`], each try reading the Deployment again.
+    /// Dry runs answer [`RollbackOutcome::DryRun`], also where the template
+    /// already matches. 409, 429 and 5xx answers are retried per the
+    /// handle's [`rollback_core::policy::RetryPolicy`], each try reading the
+    /// Deployment again.
     pub async fn undo(&self, to: &UndoTo, options: &UndoOptions) -> Result<RollbackOutcome> {
-        let span =
-            tracing::info_span!("k8s_undo", target = %self.id, to = ?to, dry_run = options.dry_run);
+        let dry_run = self.dry_run_of(options.dry_run);
+        let span = tracing::info_span!("k8s_undo", target = %self.id, to = ?to, dry_run = %dry_run);
         async {
             self.retry
                 .run(
-                    |_| self.undo_once(to, options),
+                    |_| self.undo_once(to, options.expect_current.as_ref(), dry_run),
                     fastrand::f64,
                     |attempt, err, wait| {
                         tracing::warn!(attempt, error = %err.message(), wait = ?wait, "undo failed; retrying");
@@ -101,103 +110,110 @@ impl K8sDeployment {
         }
     }
 
-    async fn undo_once(&self, to: &UndoTo, options: &UndoOptions) -> Result<RollbackOutcome> {
+    /// Refuse when the Deployment runs neither `expected` (what the caller
+    /// rolls away from) nor `revision` (where it is going).
+    fn refuse_a_concurrent_change(
+        &self,
+        snapshot: &Snapshot,
+        revision: &K8sRevision,
+        expected: Option<&RevisionId>,
+    ) -> Result<()> {
+        let Some(expected) = expected else {
+            return Ok(());
+        };
+        let current = snapshot.current_revision()?;
+        if current.id() == expected || current.id() == revision.id() {
+            return Ok(());
+        }
+        Err(Error::permanent(format!(
+            "not rolling back Deployment {}/{}: it changed concurrently to {} (pod-template-hash {}), \
+             not the expected {expected}; re-evaluate it before rolling back",
+            self.namespace(),
+            self.name(),
+            current.label(),
+            current.id()
+        )))
+    }
+
+    async fn undo_once(
+        &self,
+        to: &UndoTo,
+        expect_current: Option<&RevisionId>,
+        dry_run: DryRun,
+    ) -> Result<RollbackOutcome> {
         let snapshot = self.snapshot().await?;
-        let (ns, name) = (self.namespace(), self.name());
-        let target = self.pick(&snapshot, to)?;
-        let what = format!(
-            "Deployment {ns}/{name} to {} (pod-template-hash {}, {})",
-            target.label(),
-            target.id(),
-            target.images()
-        );
+        let revision = self.pick(&snapshot, to)?;
+        self.refuse_a_concurrent_change(&snapshot, revision, expect_current)?;
+        let plan = UndoPlan::new(&snapshot, revision, self.resume_paused);
+        tracing::debug!(%plan, "undo planned");
+        self.carry_out(&plan, dry_run).await
+    }
 
-        if let Some(expected) = &options.expect_current {
-            let current = snapshot.current_revision()?;
-            if current.id() != expected && current.id() != target.id() {
-                return Err(Error::permanent(format!(
-                    "not rolling back Deployment {ns}/{name}: it changed concurrently to {} (pod-template-hash {}), \
-                     not the expected {expected}; re-evaluate it before rolling back",
-                    current.label(),
-                    current.id()
-                )));
+    /// Do what `plan` says, or check it (`dry_run`).
+    async fn carry_out(&self, plan: &UndoPlan, dry_run: DryRun) -> Result<RollbackOutcome> {
+        let patch = match (&plan.change, dry_run) {
+            // kubectl answers a client dry run before it looks at `paused`.
+            (UndoChange::Paused, DryRun::Client) => {
+                return Ok(RollbackOutcome::DryRun {
+                    detail: format!(
+                        "client dry run: would roll back {}, but it is paused: a rollback is refused until it is resumed",
+                        plan.what()
+                    ),
+                });
             }
-        }
-
-        if options.dry_run && self.dry_run == DryRun::Client {
+            (UndoChange::Paused, _) => return Err(plan.paused()),
+            (UndoChange::Nothing, DryRun::None) => {
+                return Ok(RollbackOutcome::AlreadyAt {
+                    detail: plan.skipped(),
+                });
+            }
+            (UndoChange::Nothing, dry) => {
+                return Ok(RollbackOutcome::DryRun {
+                    detail: format!("{dry} dry run: {}", plan.skipped()),
+                });
+            }
+            (UndoChange::Patch { .. }, DryRun::Client) => {
+                return Ok(RollbackOutcome::DryRun {
+                    detail: format!("client dry run: would {plan}"),
+                });
+            }
+            (UndoChange::Patch { patch, .. }, _) => patch.clone(),
+        };
+        if dry_run == DryRun::Server {
+            self.api.patch_deployment(patch, true).await?;
             return Ok(RollbackOutcome::DryRun {
-                detail: format!("client dry run: would roll back {what}"),
-            });
-        }
-        let paused = snapshot.paused();
-        if paused && !self.resume_paused {
-            return Err(Error::permanent(format!(
-                "you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume deployment/{name}' \
-                 and try again (namespace {ns}; or build the rollbacker with resume_paused(true))"
-            )));
-        }
-        let deployment_template = snapshot
-            .deployment
-            .data
-            .pointer("/spec/template")
-            .cloned()
-            .unwrap_or_default();
-        if templates_equal_ignoring_hash(target.template(), &deployment_template) {
-            return Ok(RollbackOutcome::AlreadyAt {
                 detail: format!(
-                    "skipped rollback (current template already matches revision {}): Deployment {ns}/{name} already runs {}",
-                    target.number(),
-                    target.id()
+                    "server dry run: the API server accepted rolling back {}",
+                    plan.what()
                 ),
             });
         }
-
-        let meta = &snapshot.deployment.metadata;
-        let annotations = rollback_annotations(
-            &meta.annotations.clone().unwrap_or_default(),
-            target.annotations(),
-        );
-        let patch = rollback_patch(
-            &template_without_hash(target.template()),
-            &annotations,
-            &PatchGuards {
-                resource_version: meta.resource_version.as_deref(),
-                resume: paused,
-                has_annotations: meta.annotations.is_some(),
-            },
-        );
-        let server_dry_run = options.dry_run;
-        self.api.patch_deployment(patch, server_dry_run).await?;
-        if server_dry_run {
-            Ok(RollbackOutcome::DryRun {
-                detail: format!("server dry run: the API server accepted rolling back {what}"),
-            })
-        } else {
-            tracing::info!(revision = %target.id(), number = target.number(), "rolled back");
-            let resumed = if paused { " and resumed it" } else { "" };
-            Ok(RollbackOutcome::RolledBack {
-                detail: format!("rolled back {what}{resumed}"),
-            })
-        }
+        self.steps
+            .step_paced("patch the Deployment's template")
+            .await?;
+        self.api.patch_deployment(patch, false).await?;
+        tracing::info!(%plan, "rolled back");
+        Ok(RollbackOutcome::RolledBack {
+            detail: format!("rolled back {}{}", plan.what(), plan.resumed()),
+        })
     }
 }
 
 #[async_trait]
 impl Rollbacker for K8sDeployment {
+    fn target(&self) -> &TargetId {
+        &self.id
+    }
+
     fn capabilities(&self) -> Capabilities {
         Target::capabilities(self)
     }
 
+    /// [`K8sDeployment::undo`] to the revision id asked for, refused when
+    /// the Deployment runs neither `request.from` nor `request.to`. It
+    /// writes no time: the annotations it sets are kubectl's, copied from
+    /// the ReplicaSet.
     async fn rollback(&self, request: &RollbackRequest) -> Result<RollbackOutcome> {
-        if request.target != self.id {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "this rollbacker serves target {}, not {}",
-                    self.id, request.target
-                ),
-            ));
-        }
         let options = UndoOptions {
             dry_run: request.dry_run,
             expect_current: request.from.clone(),
@@ -206,11 +222,14 @@ impl Rollbacker for K8sDeployment {
             .await
     }
 
+    /// [`K8sDeployment::wait_rollout`] on `revision`, for `timeout` or the
+    /// handle's `rollout_timeout`, whichever is shorter.
     async fn wait_converged(
         &self,
         revision: &RevisionId,
         timeout: Duration,
     ) -> Result<Convergence> {
+        let timeout = self.rollout_timeout.map_or(timeout, |t| t.min(timeout));
         self.wait_rollout(Some(revision), timeout, |_| {}).await
     }
 }

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kube::api::DynamicObject;
+use rollback_core::policy::RetryPolicy;
+use rollback_core::steps::Steps;
 use rollback_core::{
-    Capabilities, Error, HistoryEntry, Result, RetryPolicy, Revision, RevisionHealth, RevisionRef,
+    Capabilities, DryRun, Error, HistoryEntry, Result, Revision, RevisionHealth, RevisionRef,
     Target, TargetId,
 };
 use serde_json::Value;
@@ -17,18 +19,11 @@ use crate::client::DeploymentApi;
 use crate::patch::templates_equal_ignoring_hash;
 use crate::revision::K8sRevision;
 
-/// How a dry run is done: `kubectl rollout undo --dry-run=server|client`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DryRun {
-    /// The API server validates the patch and stores nothing (`dryRun=All`).
-    #[default]
-    Server,
-    /// Nothing is sent beyond the reads; the template that would be restored is reported.
-    Client,
-}
-
-/// One Kubernetes Deployment, as a [`Target`] and a [`rollback_core::Rollbacker`].
+/// One Kubernetes Deployment, as a [`Target`] and its own
+/// [`rollback_core::Rollbacker`] ([`K8sDeployment::rollbacker`] is a clone).
+///
+/// Connect it from a [`crate::K8sConfig`] ([`K8sDeployment::connect`]), or
+/// build it around a client you have ([`K8sDeployment::builder`]):
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -49,6 +44,8 @@ pub struct K8sDeployment {
     pub(crate) dry_run: DryRun,
     pub(crate) resume_paused: bool,
     pub(crate) poll_interval: Duration,
+    pub(crate) rollout_timeout: Option<Duration>,
+    pub(crate) steps: Steps,
 }
 
 /// Builds a [`K8sDeployment`]; see [`K8sDeployment::builder`].
@@ -61,7 +58,12 @@ pub struct K8sDeploymentBuilder {
     dry_run: DryRun,
     resume_paused: bool,
     poll_interval: Duration,
+    rollout_timeout: Option<Duration>,
+    steps: Steps,
 }
+
+/// How often rollout status is read while waiting, unless set.
+pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 impl K8sDeployment {
     /// Start building; the client is any `kube::Client` (from a kubeconfig,
@@ -72,13 +74,21 @@ impl K8sDeployment {
             namespace: None,
             name: None,
             retry: RetryPolicy::default(),
-            dry_run: DryRun::Server,
+            dry_run: DryRun::None,
             resume_paused: false,
-            poll_interval: Duration::from_secs(2),
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            rollout_timeout: None,
+            steps: Steps::new(),
         }
     }
 
-    /// The namespace.
+    /// The rollbacker of this Deployment: itself (a clone sharing its
+    /// client and [`Steps`]).
+    pub fn rollbacker(&self) -> K8sDeployment {
+        self.clone()
+    }
+
+    /// The Deployment's namespace.
     pub fn namespace(&self) -> &str {
         &self.api.namespace
     }
@@ -86,6 +96,12 @@ impl K8sDeployment {
     /// The Deployment's name.
     pub fn name(&self) -> &str {
         &self.api.name
+    }
+
+    /// The dry run of a change asked for with `asked`: its own, or this
+    /// handle's default when it asked for none.
+    pub(crate) fn dry_run_of(&self, asked: DryRun) -> DryRun {
+        if asked.is_dry() { asked } else { self.dry_run }
     }
 
     /// Read the Deployment and the revisions it owns.
@@ -97,12 +113,12 @@ impl K8sDeployment {
 }
 
 impl K8sDeploymentBuilder {
-    /// The namespace (required).
+    /// The Deployment's namespace (required; a DNS-1123 name).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = Some(namespace.into());
         self
     }
-    /// The Deployment's name (required).
+    /// The Deployment's name (required; a DNS-1123 subdomain).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -114,7 +130,11 @@ impl K8sDeploymentBuilder {
         self.retry = retry;
         self
     }
-    /// Server-side (default) or client-side dry runs.
+    /// The dry run of every change asked for without one: with
+    /// [`DryRun::Client`] or [`DryRun::Server`] this handle never changes
+    /// the Deployment, whatever its callers ask (a rollback, an undo, a
+    /// restart that names its own dry run keeps it). Default
+    /// [`DryRun::None`].
     pub fn dry_run(mut self, dry_run: DryRun) -> Self {
         self.dry_run = dry_run;
         self
@@ -128,6 +148,19 @@ impl K8sDeploymentBuilder {
     /// How often rollout status is read while waiting. Default 2s.
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.poll_interval = every;
+        self
+    }
+    /// The longest [`rollback_core::Rollbacker::wait_converged`] waits for a
+    /// rollout, however long the engine allows (`kubectl rollout status
+    /// --timeout`). Default: the engine's time.
+    pub fn rollout_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.rollout_timeout = timeout.into();
+        self
+    }
+    /// Count (and, in tests, stop) the changes a rollback makes: each
+    /// patch of the Deployment is one step. Default: counts, never stops.
+    pub fn steps(mut self, steps: Steps) -> Self {
+        self.steps = steps;
         self
     }
 
@@ -154,6 +187,8 @@ impl K8sDeploymentBuilder {
             dry_run: self.dry_run,
             resume_paused: self.resume_paused,
             poll_interval: self.poll_interval,
+            rollout_timeout: self.rollout_timeout,
+            steps: self.steps,
         })
     }
 }
@@ -167,6 +202,7 @@ impl std::fmt::Debug for K8sDeploymentBuilder {
             .field("dry_run", &self.dry_run)
             .field("resume_paused", &self.resume_paused)
             .field("poll_interval", &self.poll_interval)
+            .field("rollout_timeout", &self.rollout_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -202,7 +238,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn new(deployment: DynamicObject, replica_sets: &[DynamicObject]) -> Result<Self> {
+    pub(crate) fn new(deployment: DynamicObject, replica_sets: &[DynamicObject]) -> Result<Self> {
         let name = deployment.metadata.name.clone().unwrap_or_default();
         let template = deployment
             .data
@@ -286,8 +322,9 @@ impl Target for K8sDeployment {
     }
 
     fn capabilities(&self) -> Capabilities {
+        // Every API server since 1.18 takes `dryRun=All`.
         Capabilities::NONE
-            .with_server_dry_run(self.dry_run == DryRun::Server)
+            .with_server_dry_run(true)
             .with_convergence(true)
     }
 
