@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use rollback_core::Timestamp;
 use serde_json::{Map, Value, json};
 
 /// The label the deployment controller adds to a ReplicaSet's pod template:
@@ -145,26 +146,20 @@ pub fn rollback_patch(
 /// ReplicaSet, replacing every pod.
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
 
-/// The value of [`RESTARTED_AT_ANNOTATION`] for a restart at `now`: RFC 3339
+/// The value of [`RESTARTED_AT_ANNOTATION`] for a restart at `at`: RFC 3339
 /// to the second, in UTC (kubectl's `time.Now().Format(time.RFC3339)` on a
 /// UTC machine). When the template already carries that value (a restart
 /// earlier in the same second), the template would not change and kubectl
 /// fails ("if restart has already been triggered within the past second,
-/// please wait"); this says instead how long to wait for the next second.
-pub fn restarted_at(
-    previous: Option<&str>,
-    now: std::time::SystemTime,
-) -> Result<String, std::time::Duration> {
-    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+/// please wait"); this says instead how long after `at` the next second
+/// starts.
+pub fn restarted_at(previous: Option<&str>, at: Timestamp) -> Result<String, std::time::Duration> {
+    let stamp = humantime::format_rfc3339_seconds(at.to_system_time()).to_string();
     if previous != Some(stamp.as_str()) {
         return Ok(stamp);
     }
-    let into_second = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    Err(std::time::Duration::from_nanos(u64::from(
-        1_000_000_000 - into_second,
-    )))
+    let into_second = at.as_millis().rem_euclid(1000).unsigned_abs();
+    Err(std::time::Duration::from_millis(1000 - into_second))
 }
 
 /// The strategic merge patch of `kubectl rollout restart`: only the
@@ -210,8 +205,8 @@ mod tests {
 
     #[test]
     fn restart_stamps_are_rfc3339_seconds_and_never_repeat_the_previous_one() {
-        use std::time::{Duration, UNIX_EPOCH};
-        let now = UNIX_EPOCH + Duration::from_millis(1_795_000_000_250);
+        use std::time::Duration;
+        let now = Timestamp::from_millis(1_795_000_000_250);
         assert_eq!(
             restarted_at(None, now),
             Ok("2026-11-18T11:06:40Z".to_owned())
@@ -228,7 +223,7 @@ mod tests {
         assert_eq!(
             restarted_at(
                 Some("2026-11-18T11:06:40Z"),
-                now + Duration::from_millis(750)
+                now.plus(Duration::from_millis(750))
             ),
             Ok("2026-11-18T11:06:41Z".to_owned())
         );

@@ -2,22 +2,44 @@
 //! annotation makes the controller replace every pod, so the containers start
 //! afresh (and, for instance, load the model an alias now points at).
 
-use std::time::SystemTime;
-
-use rollback_core::{Error, Result};
+use rollback_core::{DryRun, Error, Result, Timestamp};
 use serde_json::Value;
 use tracing::Instrument;
 
 use crate::patch::{RESTARTED_AT_ANNOTATION, restart_patch, restarted_at};
-use crate::target::{DryRun, K8sDeployment};
+use crate::target::K8sDeployment;
 
-/// Options of [`K8sDeployment::restart`].
-#[derive(Debug, Clone, Default)]
+/// Options of [`K8sDeployment::restart`]: `RestartOptions::new(at)`, then
+/// the setters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RestartOptions {
-    /// Validate only (server or client side, per the builder's [`DryRun`]).
-    /// `kubectl rollout restart` has no dry run; this one works as
-    /// `rollout undo --dry-run` does.
-    pub dry_run: bool,
+    /// The time written into `kubectl.kubernetes.io/restartedAt`, by the
+    /// caller's clock (the engine's time of the rollback a restart follows),
+    /// never read from the system here.
+    pub at: Timestamp,
+    /// Check instead of restarting. `kubectl rollout restart` has no dry
+    /// run; this one works as `rollout undo --dry-run=client|server` does.
+    /// [`DryRun::None`] (default) takes the handle's
+    /// [`crate::K8sDeploymentBuilder::dry_run`].
+    pub dry_run: DryRun,
+}
+
+impl RestartOptions {
+    /// A restart stamped `at`, not a dry run.
+    pub fn new(at: Timestamp) -> Self {
+        RestartOptions {
+            at,
+            dry_run: DryRun::None,
+        }
+    }
+
+    /// Check instead of restarting.
+    #[must_use]
+    pub fn dry_run(mut self, dry_run: DryRun) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
 }
 
 /// What [`K8sDeployment::restart`] did.
@@ -43,22 +65,26 @@ impl K8sDeployment {
     ///   would not roll out until it is resumed); `resume_paused` of the
     ///   builder applies to [`K8sDeployment::undo`] only;
     /// - otherwise one strategic merge patch sets the pod template's
-    ///   `kubectl.kubernetes.io/restartedAt` annotation to the current time
-    ///   (RFC 3339, UTC, to the second) and touches nothing else, so the
-    ///   controller rolls out a new ReplicaSet with the same containers;
+    ///   `kubectl.kubernetes.io/restartedAt` annotation to
+    ///   [`RestartOptions::at`] (RFC 3339, UTC, to the second) and touches
+    ///   nothing else, so the controller rolls out a new ReplicaSet with the
+    ///   same containers; that patch is one step of the handle's
+    ///   [`rollback_core::steps::Steps`];
     /// - like kubectl, it sends no resourceVersion precondition: the patch
     ///   sets one key and cannot overwrite a concurrent change;
     /// - where kubectl fails because a restart already happened within the
-    ///   same second (the template would not change), this waits for the
-    ///   next second, so every call restarts;
-    /// - beyond kubectl, a dry run (server or client side, per the
-    ///   builder's [`DryRun`]) reports what would be patched.
+    ///   same second (the template would not change), this waits until the
+    ///   second after `at` and stamps that one, so every call restarts
+    ///   (a restart asked again with the same `at` restarts again);
+    /// - beyond kubectl, a dry run ([`DryRun::Server`]: the API server
+    ///   validates the patch; [`DryRun::Client`]: read only) reports what
+    ///   would be patched.
     ///
     /// 409, 429 and 5xx answers are retried per the handle's
-    /// [`rollback_core::RetryPolicy`]. Follow it with
+    /// [`rollback_core::policy::RetryPolicy`]. Follow it with
     /// [`K8sDeployment::wait_rollout`] to wait until the new pods serve.
     pub async fn restart(&self, options: &RestartOptions) -> Result<RestartOutcome> {
-        let span = tracing::info_span!("k8s_restart", target = %self.id, dry_run = options.dry_run);
+        let span = tracing::info_span!("k8s_restart", target = %self.id, at = %options.at, dry_run = %options.dry_run);
         async {
             self.retry
                 .run(
@@ -93,14 +119,19 @@ impl K8sDeployment {
             .pointer("/spec/template/metadata/annotations")
             .and_then(|a| a.get(RESTARTED_AT_ANNOTATION))
             .and_then(Value::as_str);
+        let mut time = options.at;
         let at = loop {
-            match restarted_at(previous, SystemTime::now()) {
+            match restarted_at(previous, time) {
                 Ok(at) => break at,
-                Err(wait) => tokio::time::sleep(wait).await,
+                Err(wait) => {
+                    tokio::time::sleep(wait).await;
+                    time = time.plus(wait);
+                }
             }
         };
         let what = format!("Deployment {ns}/{name} ({RESTARTED_AT_ANNOTATION}={at})");
-        if options.dry_run && self.dry_run == DryRun::Client {
+        let dry_run = self.dry_run_of(options.dry_run);
+        if dry_run == DryRun::Client {
             return Ok(RestartOutcome {
                 restarted_at: at,
                 dry_run: true,
@@ -108,11 +139,16 @@ impl K8sDeployment {
                 detail: format!("client dry run: would restart {what}"),
             });
         }
+        if dry_run == DryRun::None {
+            self.steps
+                .step_paced("patch the Deployment's restartedAt")
+                .await?;
+        }
         let patched = self
             .api
-            .strategic_patch_deployment(restart_patch(&at), options.dry_run)
+            .strategic_patch_deployment(restart_patch(&at), dry_run.is_dry())
             .await?;
-        let detail = if options.dry_run {
+        let detail = if dry_run.is_dry() {
             format!("server dry run: the API server accepted restarting {what}")
         } else {
             tracing::info!(restarted_at = %at, "restarted");
@@ -120,7 +156,7 @@ impl K8sDeployment {
         };
         Ok(RestartOutcome {
             restarted_at: at,
-            dry_run: options.dry_run,
+            dry_run: dry_run.is_dry(),
             generation: patched.metadata.generation,
             detail,
         })

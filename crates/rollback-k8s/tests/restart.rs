@@ -10,9 +10,11 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
-use rollback_core::{Convergence, ErrorKind, RetryPolicy, Target};
+use rollback_core::policy::RetryPolicy;
+use rollback_core::steps::Steps;
+use rollback_core::{Convergence, DryRun, ErrorKind, Target, Timestamp};
 use rollback_k8s::patch::{RESTARTED_AT_ANNOTATION, restart_patch};
-use rollback_k8s::{DryRun, K8sDeployment, K8sDeploymentBuilder, RestartOptions};
+use rollback_k8s::{K8sDeployment, K8sDeploymentBuilder, RestartOptions};
 use serde_json::{Value, json};
 use support::{KubeServer, Rev, Seed};
 
@@ -29,6 +31,11 @@ fn builder(server: &KubeServer, ns: &str, name: &str) -> K8sDeploymentBuilder {
             max_backoff: Duration::from_millis(10),
         })
         .poll_interval(Duration::from_millis(50))
+}
+
+/// A restart at the caller's time now.
+fn now() -> RestartOptions {
+    RestartOptions::new(Timestamp::from(SystemTime::now()))
 }
 
 fn two_revisions() -> Seed {
@@ -91,7 +98,7 @@ async fn restart_sets_restarted_at_and_the_controller_rolls_out_a_new_replica_se
     let web = builder(&server, NS, "web").build().unwrap();
     server.clear_requests().await;
 
-    let out = web.restart(&RestartOptions::default()).await.unwrap();
+    let out = web.restart(&now()).await.unwrap();
     assert_recent_stamp(&out.restarted_at);
     assert!(!out.dry_run);
     assert_eq!(out.generation, Some(2));
@@ -165,8 +172,8 @@ async fn restarting_twice_within_a_second_still_changes_the_template() {
     let server = KubeServer::start();
     seeded(&server, NS, &two_revisions()).await;
     let web = builder(&server, NS, "web").build().unwrap();
-    let first = web.restart(&RestartOptions::default()).await.unwrap();
-    let second = web.restart(&RestartOptions::default()).await.unwrap();
+    let first = web.restart(&now()).await.unwrap();
+    let second = web.restart(&now()).await.unwrap();
     assert_recent_stamp(&second.restarted_at);
     let t1 = humantime::parse_rfc3339(&first.restarted_at).unwrap();
     let t2 = humantime::parse_rfc3339(&second.restarted_at).unwrap();
@@ -194,7 +201,7 @@ async fn a_paused_deployment_is_refused_with_kubectls_message_and_left_alone() {
         .build()
         .unwrap();
     server.clear_requests().await;
-    let err = web.restart(&RestartOptions::default()).await.unwrap_err();
+    let err = web.restart(&now()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert_eq!(
         err.message(),
@@ -214,11 +221,12 @@ async fn restart_dry_runs_store_nothing() {
     seeded(&server, NS, &two_revisions()).await;
     let client = server.client();
     let before = support::deployment_json(&client, NS, "web").await;
-    let dry = RestartOptions { dry_run: true };
-
     let server_side = builder(&server, NS, "web").build().unwrap();
     server.clear_requests().await;
-    let out = server_side.restart(&dry).await.unwrap();
+    let out = server_side
+        .restart(&now().dry_run(DryRun::Server))
+        .await
+        .unwrap();
     assert!(out.dry_run);
     assert_recent_stamp(&out.restarted_at);
     assert_eq!(out.generation, Some(2), "what the server would store");
@@ -238,7 +246,8 @@ async fn restart_dry_runs_store_nothing() {
         .build()
         .unwrap();
     server.clear_requests().await;
-    let out = client_side.restart(&dry).await.unwrap();
+    // The handle's default dry run applies to a restart asked without one.
+    let out = client_side.restart(&now()).await.unwrap();
     assert!(out.dry_run);
     assert_eq!(out.generation, Some(1));
     assert_eq!(
@@ -259,10 +268,7 @@ async fn restart_failures_are_clear_and_transient_ones_are_retried() {
     let client = server.client();
 
     let missing = builder(&server, NS, "nope").build().unwrap();
-    let err = missing
-        .restart(&RestartOptions::default())
-        .await
-        .unwrap_err();
+    let err = missing.restart(&now()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(
         err.message()
@@ -276,7 +282,7 @@ async fn restart_failures_are_clear_and_transient_ones_are_retried() {
         .fault(json!({"verb": "patch", "resource": "deployments", "status": 503, "reason": "ServiceUnavailable", "count": 2}))
         .await;
     server.clear_requests().await;
-    let out = web.restart(&RestartOptions::default()).await.unwrap();
+    let out = web.restart(&now()).await.unwrap();
     assert_eq!(
         deployment_patches(&server).await.len(),
         3,
@@ -289,7 +295,7 @@ async fn restart_failures_are_clear_and_transient_ones_are_retried() {
     server
         .fault(json!({"verb": "patch", "resource": "deployments", "status": 403}))
         .await;
-    let err = web.restart(&RestartOptions::default()).await.unwrap_err();
+    let err = web.restart(&now()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthorized);
     assert!(
         err.message()
@@ -298,6 +304,68 @@ async fn restart_failures_are_clear_and_transient_ones_are_retried() {
         err.message()
     );
     assert_eq!(support::deployment_json(&client, NS, "web").await, before);
+}
+
+#[tokio::test]
+async fn restart_stamps_the_callers_time_and_moves_a_repeated_one_to_the_next_second() {
+    let server = KubeServer::start();
+    seeded(&server, NS, &two_revisions()).await;
+    let web = builder(&server, NS, "web").build().unwrap();
+    let at = Timestamp::parse("2026-11-18T11:06:40.250Z").unwrap();
+    let first = web.restart(&RestartOptions::new(at)).await.unwrap();
+    assert_eq!(first.restarted_at, "2026-11-18T11:06:40Z");
+    // The same time again (a retried hook): the template would not change,
+    // so the stamp is the next second, and the pods restart again.
+    let again = web.restart(&RestartOptions::new(at)).await.unwrap();
+    assert_eq!(again.restarted_at, "2026-11-18T11:06:41Z");
+    assert_eq!(again.generation, Some(3));
+    let d = support::deployment_json(&server.client(), NS, "web").await;
+    assert_eq!(restarted_at_of(&d).as_deref(), Some("2026-11-18T11:06:41Z"));
+    // A dry run on the request wins over the handle's default.
+    let client_side = builder(&server, NS, "web")
+        .dry_run(DryRun::Client)
+        .build()
+        .unwrap();
+    server.clear_requests().await;
+    let out = client_side
+        .restart(&RestartOptions::new(at).dry_run(DryRun::Server))
+        .await
+        .unwrap();
+    assert!(out.detail.starts_with("server dry run"), "{}", out.detail);
+    assert_eq!(deployment_patches(&server).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_restart_is_one_step_and_a_stop_before_it_changes_nothing() {
+    let server = KubeServer::start();
+    seeded(&server, NS, &two_revisions()).await;
+    let before = support::deployment_json(&server.client(), NS, "web").await;
+    let steps = Steps::stop_after(0);
+    let web = builder(&server, NS, "web")
+        .retry(RetryPolicy::NEVER)
+        .steps(steps.clone())
+        .build()
+        .unwrap();
+    server.clear_requests().await;
+    let err = web.restart(&now()).await.unwrap_err();
+    assert!(
+        err.message()
+            .contains("interrupted before step 1 (patch the Deployment's restartedAt)"),
+        "{err}"
+    );
+    assert!(deployment_patches(&server).await.is_empty());
+    assert_eq!(
+        support::deployment_json(&server.client(), NS, "web").await,
+        before
+    );
+    let steps = Steps::new();
+    let web = builder(&server, NS, "web")
+        .steps(steps.clone())
+        .build()
+        .unwrap();
+    web.restart(&now().dry_run(DryRun::Server)).await.unwrap();
+    web.restart(&now()).await.unwrap();
+    assert_eq!(steps.taken(), ["patch the Deployment's restartedAt"]);
 }
 
 // --- parity with kubectl rollout restart ------------------------------------
@@ -366,7 +434,7 @@ async fn parity(seed: &Seed, template_annotations: Option<Value>, name: &str) ->
         .retry(RetryPolicy::NEVER)
         .build()
         .unwrap()
-        .restart(&RestartOptions::default())
+        .restart(&now())
         .await;
 
     // The same strategic merge patch on both sides, apart from the time.
