@@ -18,7 +18,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use rollback_core::{Convergence, Rollbacker, Target};
-use rollback_k8s::{K8sDeployment, UndoOptions, UndoTo};
+use rollback_k8s::{K8sConfig, K8sDeployment, UndoOptions, UndoTo};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -80,12 +80,11 @@ async fn scenario(client: kube::Client, ns: String) {
     api.create(&PostParams::default(), &d)
         .await
         .expect("creating the Deployment");
-    let target = K8sDeployment::builder(client)
-        .namespace(&ns)
-        .name("web")
-        .poll_interval(Duration::from_secs(1))
-        .build()
-        .unwrap();
+    // The handle finds the cluster as kubectl does, through the kubeconfig.
+    let config = K8sConfig::new(&ns, "web").poll_interval(Duration::from_secs(1));
+    let target = K8sDeployment::connect(&config, None)
+        .await
+        .expect("connecting through the kubeconfig");
     let done = target
         .wait_rollout(None, TIMEOUT, |s| eprintln!("  {}", s.message))
         .await
@@ -102,7 +101,7 @@ async fn scenario(client: kube::Client, ns: String) {
     assert_eq!(labels, ["revision 3", "revision 2", "revision 1"]);
     let v2 = history[1].revision.id().clone();
 
-    rollback_core::conformance::check_rollbacker(&target, &target)
+    rollback_core::conformance::check_rollbacker(&target, &target.rollbacker())
         .await
         .expect("the conformance suite");
     let current = target.current().await.unwrap();

@@ -1,90 +1,20 @@
-//! The Deployment target, rollbacker, rollout status and probe against the
-//! test API server (kmock plus tests/support/kube_apiserver.py).
+//! The Deployment target, rollbacker, dry runs, rollout status and probe
+//! against the test API server (kmock plus tests/support/kube_apiserver.py).
 
+mod helpers;
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rollback_core::{
-    Actor, Convergence, ErrorKind, HealthProbe, ProbeContext, RetryPolicy, RevisionId,
-    RevisionRecord, RevisionRef, RollbackOutcome, RollbackRequest, Rollbacker, Target, Timestamp,
+    Convergence, DryRun, ErrorKind, HealthProbe, ProbeContext, RollbackOutcome, Rollbacker, Target,
+    Timestamp,
 };
-use rollback_k8s::{
-    DryRun, K8sDeployment, K8sDeploymentBuilder, KubernetesProbe, Problem, UndoOptions, UndoTo,
-};
+use rollback_k8s::{KubernetesProbe, Problem, UndoOptions, UndoTo};
 use serde_json::{Value, json};
+
+use helpers::{NS, builder, image, patches, request, resource_version, three_revisions};
 use support::{KubeServer, Rev, Seed};
-
-const NS: &str = "shop";
-
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(20),
-    }
-}
-
-fn builder(server: &KubeServer, name: &str) -> K8sDeploymentBuilder {
-    K8sDeployment::builder(server.client())
-        .namespace(NS)
-        .name(name)
-        .retry(fast_retry())
-        .poll_interval(Duration::from_millis(50))
-}
-
-/// web: revisions 1 (web:1, hash aaa), 2 (web:2, hash bbb), 3 (web:3, hash ccc, current).
-async fn three_revisions(server: &KubeServer) -> Seed {
-    let client = server.client();
-    support::create_namespace(&client, NS).await;
-    let seed = Seed::new(
-        "web",
-        vec![
-            Rev::new(1, "aaa", "web:1"),
-            Rev::new(2, "bbb", "web:2"),
-            Rev::new(3, "ccc", "web:3"),
-        ],
-    );
-    support::seed(&client, NS, &seed).await;
-    seed
-}
-
-fn request(target: &K8sDeployment, from: Option<&str>, to: &str, dry_run: bool) -> RollbackRequest {
-    RollbackRequest {
-        target: target.id().clone(),
-        from: from.map(RevisionId::from),
-        to: Arc::new(RevisionRecord::new(to)) as RevisionRef,
-        reason: "test".into(),
-        actor: Actor::new("test"),
-        dry_run,
-    }
-}
-
-async fn image(server: &KubeServer, name: &str) -> String {
-    let d = support::deployment_json(&server.client(), NS, name).await;
-    d.pointer("/spec/template/spec/containers/0/image")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn resource_version(server: &KubeServer, name: &str) -> String {
-    let d = support::deployment_json(&server.client(), NS, name).await;
-    d.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn patches(server: &KubeServer) -> Vec<String> {
-    server
-        .requests()
-        .await
-        .into_iter()
-        .filter(|r| r.starts_with("PATCH"))
-        .collect()
-}
 
 #[tokio::test]
 async fn history_is_newest_first_with_template_hash_ids_and_attributes() {
@@ -178,7 +108,7 @@ async fn rollback_to_an_id_is_idempotent_and_the_patch_has_a_precondition() {
     let rv = resource_version(&server, "web").await;
     server.clear_requests().await;
     let out = target
-        .rollback(&request(&target, Some("ccc"), "aaa", false))
+        .rollback(&request(Some("ccc"), "aaa", DryRun::None))
         .await
         .unwrap();
     assert!(matches!(out, RollbackOutcome::RolledBack { .. }), "{out:?}");
@@ -221,7 +151,7 @@ async fn rollback_to_an_id_is_idempotent_and_the_patch_has_a_precondition() {
     assert_eq!(ops[0]["value"], json!(rv));
     assert_eq!(image(&server, "web").await, "web:1");
     let again = target
-        .rollback(&request(&target, Some("ccc"), "aaa", false))
+        .rollback(&request(Some("ccc"), "aaa", DryRun::None))
         .await
         .unwrap();
     assert!(
@@ -250,7 +180,7 @@ async fn dry_runs_change_nothing() {
     let target = builder(&server, "web").build().unwrap();
     server.clear_requests().await;
     let out = target
-        .rollback(&request(&target, None, "aaa", true))
+        .rollback(&request(None, "aaa", DryRun::Server))
         .await
         .unwrap();
     assert!(matches!(out, RollbackOutcome::DryRun { .. }), "{out:?}");
@@ -270,7 +200,7 @@ async fn dry_runs_change_nothing() {
         .unwrap();
     server.clear_requests().await;
     let out = client_side
-        .rollback(&request(&client_side, None, "aaa", true))
+        .rollback(&request(None, "aaa", DryRun::Client))
         .await
         .unwrap();
     assert!(
@@ -282,8 +212,69 @@ async fn dry_runs_change_nothing() {
     );
     assert!(patches(&server).await.is_empty());
     assert_eq!(resource_version(&server, "web").await, rv);
-    assert!(!Target::capabilities(&client_side).server_dry_run);
+    // Every API server takes a server dry run, whatever the handle's default.
+    assert!(Target::capabilities(&client_side).server_dry_run);
     assert!(Target::capabilities(&target).server_dry_run);
+}
+
+#[tokio::test]
+async fn a_handles_dry_run_applies_to_changes_asked_without_one() {
+    let server = KubeServer::start();
+    three_revisions(&server).await;
+    let rv = resource_version(&server, "web").await;
+    let server_side = builder(&server, "web")
+        .dry_run(DryRun::Server)
+        .build()
+        .unwrap();
+    server.clear_requests().await;
+    let out = server_side
+        .rollback(&request(None, "aaa", DryRun::None))
+        .await
+        .unwrap();
+    assert!(
+        out.detail().starts_with("server dry run"),
+        "{}",
+        out.detail()
+    );
+    let p = patches(&server).await;
+    assert!(p.len() == 1 && p[0].contains("dryRun=All"), "{p:?}");
+    let out = server_side
+        .undo(&UndoTo::Previous, &UndoOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(out, RollbackOutcome::DryRun { .. }), "{out:?}");
+
+    // A request's own dry run wins: a server dry run through a client-side handle.
+    let client_side = builder(&server, "web")
+        .dry_run(DryRun::Client)
+        .build()
+        .unwrap();
+    server.clear_requests().await;
+    let out = client_side
+        .rollback(&request(None, "aaa", DryRun::Server))
+        .await
+        .unwrap();
+    assert!(
+        out.detail().starts_with("server dry run"),
+        "{}",
+        out.detail()
+    );
+    assert_eq!(patches(&server).await.len(), 1);
+    let out = client_side
+        .rollback(&request(None, "aaa", DryRun::None))
+        .await
+        .unwrap();
+    assert!(
+        out.detail().starts_with("client dry run"),
+        "{}",
+        out.detail()
+    );
+    assert_eq!(
+        patches(&server).await.len(),
+        1,
+        "a client dry run sends nothing"
+    );
+    assert_eq!(resource_version(&server, "web").await, rv);
 }
 
 #[tokio::test]
@@ -320,304 +311,6 @@ async fn paused_deployments_are_refused_unless_resuming_is_asked_for() {
     let d = support::deployment_json(&client, NS, "web").await;
     assert_eq!(d["spec"]["paused"], json!(false));
     assert_eq!(image(&server, "web").await, "web:1");
-}
-
-#[tokio::test]
-async fn unknown_namespace_deployment_and_revisions_are_clear_not_found_errors() {
-    let server = KubeServer::start();
-    three_revisions(&server).await;
-    let rv = resource_version(&server, "web").await;
-
-    let nowhere = K8sDeployment::builder(server.client())
-        .namespace("nowhere")
-        .name("web")
-        .build()
-        .unwrap();
-    let err = nowhere.history().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(
-        err.message()
-            .starts_with("namespace nowhere does not exist"),
-        "{}",
-        err.message()
-    );
-
-    // Without the right to read namespaces, the message cannot tell the two apart.
-    server
-        .fault(json!({"verb": "get", "resource": "namespaces", "status": 403, "count": 1}))
-        .await;
-    let err = nowhere.current().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(
-        err.message()
-            .starts_with("Deployment web not found in namespace nowhere"),
-        "{}",
-        err.message()
-    );
-
-    let missing = builder(&server, "api").build().unwrap();
-    let err = missing.current().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(
-        err.message()
-            .starts_with("Deployment api not found in namespace shop"),
-        "{}",
-        err.message()
-    );
-
-    let target = builder(&server, "web").build().unwrap();
-    let err = target
-        .undo(&UndoTo::Number(7), &UndoOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(
-        err.message()
-            .starts_with("unable to find specified revision 7 in history"),
-        "{}",
-        err.message()
-    );
-    assert!(
-        err.message()
-            .contains("kubectl rollout history deployment/web -n shop"),
-        "{}",
-        err.message()
-    );
-    let err = target
-        .undo(&UndoTo::Number(-1), &UndoOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-
-    let err = target
-        .rollback(&request(&target, None, "nope", false))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(
-        err.message()
-            .contains("ccc (revision 3), bbb (revision 2), aaa (revision 1)"),
-        "{}",
-        err.message()
-    );
-    assert_eq!(resource_version(&server, "web").await, rv);
-
-    let err = K8sDeployment::builder(server.client())
-        .namespace("Shop")
-        .name("web")
-        .build()
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    let err = K8sDeployment::builder(server.client())
-        .name("web")
-        .build()
-        .unwrap_err();
-    assert!(
-        err.message().contains("namespace is required"),
-        "{}",
-        err.message()
-    );
-}
-
-#[tokio::test]
-async fn no_history_and_unparsable_revision_annotations_are_clear_errors() {
-    let server = KubeServer::start();
-    let client = server.client();
-    support::create_namespace(&client, NS).await;
-    support::seed(
-        &client,
-        NS,
-        &Seed::new("solo", vec![Rev::new(1, "aaa", "solo:1")]),
-    )
-    .await;
-    let solo = builder(&server, "solo").build().unwrap();
-    let err = solo
-        .undo(&UndoTo::Previous, &UndoOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(
-        err.message()
-            .starts_with("no rollout history found for deployment \"solo\""),
-        "{}",
-        err.message()
-    );
-
-    let mut bad = Rev::new(2, "bbb", "odd:2");
-    bad.number = "two".into();
-    support::seed(
-        &client,
-        NS,
-        &Seed::new(
-            "odd",
-            vec![
-                Rev::new(1, "aaa", "odd:1"),
-                bad,
-                Rev::new(3, "ccc", "odd:3"),
-            ],
-        ),
-    )
-    .await;
-    let rv = resource_version(&server, "odd").await;
-    let odd = builder(&server, "odd").build().unwrap();
-    let err = odd
-        .undo(&UndoTo::Previous, &UndoOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert!(
-        err.message().starts_with("ReplicaSet shop/odd-bbb of Deployment shop/odd has an unparsable deployment.kubernetes.io/revision annotation \"two\""),
-        "{}",
-        err.message()
-    );
-    assert!(
-        err.message()
-            .contains("kubectl annotate rs odd-bbb -n shop --overwrite"),
-        "{}",
-        err.message()
-    );
-    assert_eq!(
-        odd.history().await.unwrap_err().kind(),
-        ErrorKind::InvalidInput
-    );
-    assert_eq!(resource_version(&server, "odd").await, rv);
-}
-
-#[tokio::test]
-async fn rbac_denial_is_unauthorized_with_what_to_grant_and_leaves_the_deployment_alone() {
-    let server = KubeServer::start();
-    three_revisions(&server).await;
-    let rv = resource_version(&server, "web").await;
-    server
-        .fault(json!({"verb": "patch", "resource": "deployments", "status": 403}))
-        .await;
-    server.clear_requests().await;
-    let target = builder(&server, "web").build().unwrap();
-    let err = target
-        .undo(&UndoTo::Previous, &UndoOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unauthorized);
-    assert!(!err.is_retryable());
-    assert!(
-        err.message().contains("deployments.apps \"web\" is forbidden: User \"system:anonymous\" cannot patch resource \"deployments\""),
-        "{}",
-        err.message()
-    );
-    assert!(
-        err.message()
-            .contains("kubectl auth can-i patch deployments -n shop"),
-        "{}",
-        err.message()
-    );
-    assert_eq!(patches(&server).await.len(), 1, "403 is not retried");
-    assert_eq!(resource_version(&server, "web").await, rv);
-
-    server
-        .fault(json!({"verb": "list", "resource": "replicasets", "status": 403}))
-        .await;
-    let err = target.history().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unauthorized);
-    assert!(
-        err.message().contains("grant `list` on `replicasets`"),
-        "{}",
-        err.message()
-    );
-}
-
-#[tokio::test]
-async fn conflicts_throttling_and_server_errors_are_retried_per_policy() {
-    let server = KubeServer::start();
-    three_revisions(&server).await;
-    let target = builder(&server, "web").build().unwrap();
-    for (status, reason) in [
-        (409, "Conflict"),
-        (429, "TooManyRequests"),
-        (503, "ServiceUnavailable"),
-    ] {
-        server.fault(json!({"verb": "patch", "resource": "deployments", "status": status, "reason": reason, "count": 1})).await;
-    }
-    server.clear_requests().await;
-    // Three failures in a row need four tries.
-    let four = builder(&server, "web")
-        .retry(RetryPolicy {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(5),
-        })
-        .build()
-        .unwrap();
-    let out = four
-        .undo(&UndoTo::Previous, &UndoOptions::default())
-        .await
-        .unwrap();
-    assert!(matches!(out, RollbackOutcome::RolledBack { .. }));
-    assert_eq!(patches(&server).await.len(), 4);
-    assert_eq!(image(&server, "web").await, "web:2");
-
-    server
-        .fault(json!({"verb": "patch", "resource": "deployments", "status": 500}))
-        .await;
-    let rv = resource_version(&server, "web").await;
-    let err = target
-        .undo(&UndoTo::Number(1), &UndoOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Transient);
-    assert!(err.message().contains("retry later"), "{}", err.message());
-    assert_eq!(resource_version(&server, "web").await, rv);
-}
-
-#[tokio::test]
-async fn a_concurrent_change_is_not_overwritten() {
-    let server = KubeServer::start();
-    three_revisions(&server).await;
-    let target = builder(&server, "web").build().unwrap();
-
-    // A writer adds an annotation between our read and our patch: 409, then a fresh try succeeds.
-    server
-        .fault(
-            json!({"verb": "patch", "resource": "deployments", "count": 1,
-                      "mutate": {"metadata": {"labels": {"touched": "yes"}}}}),
-        )
-        .await;
-    server.clear_requests().await;
-    let out = target
-        .rollback(&request(&target, Some("ccc"), "bbb", false))
-        .await
-        .unwrap();
-    assert!(matches!(out, RollbackOutcome::RolledBack { .. }));
-    assert_eq!(
-        patches(&server).await.len(),
-        2,
-        "the stale patch was refused, the fresh one applied"
-    );
-    let d = support::deployment_json(&server.client(), NS, "web").await;
-    assert_eq!(d["metadata"]["labels"]["touched"], json!("yes"));
-    assert_eq!(image(&server, "web").await, "web:2");
-
-    // A writer ships a new template meanwhile: the rollback does not overwrite it.
-    server
-        .fault(json!({"verb": "patch", "resource": "deployments", "count": 1,
-                      "mutate": {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "web:4"}]}}}}}))
-        .await;
-    let err = target
-        .rollback(&request(&target, Some("bbb"), "aaa", false))
-        .await
-        .unwrap_err();
-    assert_eq!(image(&server, "web").await, "web:4", "{err}");
-    support::controller_step(&server.client(), NS, "web").await;
-    let err = target
-        .rollback(&request(&target, Some("bbb"), "aaa", false))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Permanent);
-    assert!(
-        err.message().contains("changed concurrently"),
-        "{}",
-        err.message()
-    );
-    assert_eq!(image(&server, "web").await, "web:4");
 }
 
 #[tokio::test]
@@ -737,11 +430,7 @@ async fn kubernetes_probe_counts_problems_of_the_judged_revision() {
     let client = server.client();
     let target = builder(&server, "web").build().unwrap();
     let probe = KubernetesProbe::new("k8s", target.clone()).max_restarts(1);
-    let context = |rev: &str| ProbeContext {
-        target: target.id().clone(),
-        revision: rev.into(),
-        at: Timestamp::EPOCH,
-    };
+    let context = |rev: &str| ProbeContext::new(target.id().clone(), rev.into(), Timestamp::EPOCH);
     assert_eq!(
         probe.measure(&context("ccc")).await.unwrap().value,
         Some(0.0)
@@ -803,58 +492,4 @@ async fn kubernetes_probe_counts_problems_of_the_judged_revision() {
         Some(1.0)
     );
     assert_eq!(probe.name(), "k8s");
-}
-
-#[tokio::test]
-async fn rollback_core_conformance_suite_passes() {
-    let server = KubeServer::start();
-    three_revisions(&server).await;
-    let target = builder(&server, "web").build().unwrap();
-    let controller = support::spawn_controller(server.client(), NS, "web");
-    rollback_core::conformance::check_target(&target)
-        .await
-        .unwrap();
-    let result = rollback_core::conformance::check_rollbacker(&target, &target).await;
-    controller.abort();
-    result.unwrap();
-    assert_eq!(image(&server, "web").await, "web:2");
-}
-
-#[tokio::test]
-async fn the_engine_rolls_a_crash_looping_revision_back_and_verifies() {
-    use rollback_core::{Engine, MemoryAuditSink, Phase, Policy, WatchSpec};
-    let server = KubeServer::start();
-    three_revisions(&server).await;
-    let client = server.client();
-    let crashing = json!({"name": "app", "image": "web:3", "imageID": "", "ready": false, "restartCount": 5,
-                          "state": {"waiting": {"reason": "CrashLoopBackOff"}}});
-    support::create_pod(&client, NS, "web", "ccc", "web-ccc-1", crashing).await;
-    let deployment = Arc::new(builder(&server, "web").build().unwrap());
-    let probe = KubernetesProbe::new("k8s_problems", (*deployment).clone());
-    let policy = Policy::from_yaml(
-        "interval: 100ms\nbake_time: 1m\nverify: 500ms\nconsecutive_failure_limit: 1\n\
-         probes: [{name: k8s_problems, success: '== 0', failure: '> 0'}]",
-    )
-    .unwrap();
-    let audit = MemoryAuditSink::new();
-    let engine = Engine::builder().audit(Arc::new(audit.clone())).build();
-    let controller = support::spawn_controller(client, NS, "web");
-    let spec = WatchSpec::new(
-        policy,
-        deployment.clone(),
-        deployment.clone(),
-        vec![Arc::new(probe)],
-    );
-    let mut handle = engine.watch(spec).await.unwrap();
-    let end = tokio::time::timeout(Duration::from_secs(30), handle.finished())
-        .await
-        .expect("the watch ends");
-    controller.abort();
-    assert!(
-        matches!(end, Phase::RolledBack { .. }),
-        "{end:?}; audit: {:#?}",
-        audit.records()
-    );
-    assert_eq!(deployment.current().await.unwrap().id().as_str(), "bbb");
-    assert_eq!(image(&server, "web").await, "web:2");
 }

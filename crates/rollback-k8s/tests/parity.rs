@@ -6,10 +6,13 @@
 //! both patch, the JSON patches must be kubectl's operations exactly, the
 //! crate's only preceded by its resourceVersion precondition.
 
+mod helpers;
 mod support;
 
-use rollback_core::{ErrorKind, RetryPolicy, RollbackOutcome};
-use rollback_k8s::{DryRun, K8sDeployment, UndoOptions, UndoTo};
+use helpers::three;
+use rollback_core::policy::RetryPolicy;
+use rollback_core::{DryRun, ErrorKind, RollbackOutcome};
+use rollback_k8s::{K8sDeployment, UndoOptions, UndoTo};
 use serde_json::Value;
 use support::{KubeServer, Rev, Seed};
 
@@ -80,7 +83,7 @@ async fn run_with(seed: &Seed, to_revision: Option<i64>, dry_run: Option<DryRun>
     match dry_run {
         Some(DryRun::Server) => args.push("--dry-run=server"),
         Some(DryRun::Client) => args.push("--dry-run=client"),
-        None => {}
+        Some(DryRun::None) | None => {}
     }
     let (ok, stdout, stderr) = server.kubectl(&args);
     let kubectl = if ok {
@@ -93,7 +96,6 @@ async fn run_with(seed: &Seed, to_revision: Option<i64>, dry_run: Option<DryRun>
         .namespace("crate")
         .name(&seed.name)
         .retry(RetryPolicy::NEVER)
-        .dry_run(dry_run.unwrap_or_default())
         .build()
         .unwrap();
     let to = to_revision.map_or(UndoTo::Previous, UndoTo::Number);
@@ -101,7 +103,7 @@ async fn run_with(seed: &Seed, to_revision: Option<i64>, dry_run: Option<DryRun>
         .undo(
             &to,
             &UndoOptions {
-                dry_run: dry_run.is_some(),
+                dry_run: dry_run.unwrap_or_default(),
                 expect_current: None,
             },
         )
@@ -179,17 +181,6 @@ fn refused(run: &Run, kubectl_error: &str, kind: ErrorKind) {
     );
     assert_eq!(run.kubectl_after, run.before, "kubectl left it untouched");
     assert_eq!(run.ours_after, run.before, "the crate left it untouched");
-}
-
-fn three() -> Seed {
-    Seed::new(
-        "web",
-        vec![
-            Rev::new(1, "aaa", "web:1"),
-            Rev::new(2, "bbb", "web:2"),
-            Rev::new(3, "ccc", "web:3"),
-        ],
-    )
 }
 
 #[tokio::test]
@@ -371,6 +362,85 @@ async fn parity_client_dry_run() {
     match &run.ours {
         Ok(RollbackOutcome::DryRun { detail }) => assert!(
             detail.contains("revision 2") && detail.contains("app=web:2"),
+            "{detail}"
+        ),
+        other => panic!("expected DryRun, got {other:?}"),
+    }
+    assert_eq!(run.ours_after, run.before);
+}
+
+/// kubectl answers a client dry run before it looks at `spec.paused`, and
+/// a server dry run after: the crate in the same order.
+#[tokio::test]
+async fn parity_dry_runs_of_a_paused_deployment() {
+    let mut seed = three();
+    seed.paused = true;
+    let run = run_with(&seed, None, Some(DryRun::Client)).await;
+    let stdout = run.kubectl.as_ref().expect("kubectl prints the template");
+    assert!(
+        stdout.contains("web:2") && stdout.ends_with("(dry run)"),
+        "{stdout}"
+    );
+    match &run.ours {
+        Ok(RollbackOutcome::DryRun { detail }) => assert_eq!(
+            detail,
+            "client dry run: would roll back Deployment crate/web to revision 2 (pod-template-hash bbb, app=web:2), \
+             but it is paused: a rollback is refused until it is resumed"
+        ),
+        other => panic!("expected DryRun, got {other:?}"),
+    }
+    assert_eq!(run.ours_after, run.before);
+
+    let run = run_with(&seed, None, Some(DryRun::Server)).await;
+    let stderr = run.kubectl.as_ref().expect_err("kubectl refuses");
+    assert!(
+        stderr.starts_with("error: you cannot rollback a paused deployment"),
+        "{stderr}"
+    );
+    let err = run.ours.as_ref().expect_err("the crate refuses");
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert!(
+        err.message()
+            .starts_with("you cannot rollback a paused deployment"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(run.ours_after, run.before);
+}
+
+/// A dry run where the template already matches sends no patch on either
+/// side; the crate answers it as a dry run.
+#[tokio::test]
+async fn parity_dry_runs_when_the_template_already_matches() {
+    let run = run_with(&three(), Some(3), Some(DryRun::Server)).await;
+    assert_eq!(
+        run.kubectl.as_deref(),
+        Ok(
+            "deployment.apps/web skipped rollback (current template already matches revision 3) (server dry run)"
+        )
+    );
+    match &run.ours {
+        Ok(RollbackOutcome::DryRun { detail }) => assert!(
+            detail.starts_with(
+                "server dry run: skipped rollback (current template already matches revision 3)"
+            ),
+            "{detail}"
+        ),
+        other => panic!("expected DryRun, got {other:?}"),
+    }
+    assert_eq!(run.ours_after, run.before);
+
+    let run = run_with(&three(), Some(3), Some(DryRun::Client)).await;
+    let stdout = run.kubectl.as_ref().expect("kubectl prints the template");
+    assert!(
+        stdout.contains("web:3") && stdout.ends_with("(dry run)"),
+        "{stdout}"
+    );
+    match &run.ours {
+        Ok(RollbackOutcome::DryRun { detail }) => assert!(
+            detail.starts_with(
+                "client dry run: skipped rollback (current template already matches revision 3)"
+            ),
             "{detail}"
         ),
         other => panic!("expected DryRun, got {other:?}"),
