@@ -8,7 +8,8 @@
 //! with CodeDeploy's rollback deployment and `rollbackInfo`, paging of
 //! `ListDeployments` newest first, the 25-id limit of `BatchGetDeployments`,
 //! one active deployment per group, and a control endpoint to set a
-//! deployment's status, inject AWS errors and count calls. An [`Agent`]
+//! deployment's status, inject AWS errors (before a call, or after it took
+//! effect, as a lost answer) and count calls. An [`Agent`]
 //! plays the CodeDeploy agent: it takes new deployments through
 //! `InProgress` to `Succeeded` (or `Failed`).
 //!

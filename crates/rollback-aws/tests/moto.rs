@@ -59,9 +59,21 @@ async fn conformance_suite_passes_against_moto() {
     conformance::check_target(&t)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", g.moto.stderr_tail()));
-    conformance::check_rollbacker(&t, &r)
+    let report = conformance::check_rollbacker(&t, &r)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", g.moto.stderr_tail()));
+    for check in [
+        "server_dry_run",
+        "client_dry_run_changes_nothing",
+        "wait_converged_reports_convergence",
+        "repeated_rollback_is_already_at",
+    ] {
+        assert!(report.passed.contains(&check), "{report:?}");
+    }
+    assert_eq!(
+        report.skipped,
+        [("marks_read_back", "the target keeps no health marks")]
+    );
 
     // The suite rolled v3 back to v2 with a new deployment whose description
     // names v3's deployment; that marks v3 bad from now on.
