@@ -251,6 +251,39 @@ mod tests {
     }
 
     #[test]
+    fn read_as_the_watch_file_reads_options_errors_name_the_field() {
+        let read = |json: serde_json::Value| {
+            rollback_core::registry::options::<K8sConfig>(json.as_object().unwrap())
+        };
+        let c = read(
+            serde_json::json!({"namespace": "shop", "deployment": "web", "rollout_timeout": "5m"}),
+        )
+        .unwrap();
+        assert_eq!(c.rollout_timeout, Some(Duration::from_secs(300)));
+        for (json, says) in [
+            (
+                serde_json::json!({"namespace": "shop", "deployment": "web", "poll_interval": "often"}),
+                "`poll_interval`: invalid duration \"often\"",
+            ),
+            (
+                serde_json::json!({"namespace": "shop", "deployment": "web", "dry_run": "yes"}),
+                "`dry_run`: unknown variant `yes`",
+            ),
+            (
+                serde_json::json!({"namespace": "shop", "deployment": "web", "retry": {"max_attempts": "x"}}),
+                "`retry.max_attempts`:",
+            ),
+            (
+                serde_json::json!({"namespace": "shop", "deployment": "web", "contxt": "prod"}),
+                "unknown field `contxt`",
+            ),
+        ] {
+            let e = read(json.clone()).unwrap_err().to_string();
+            assert!(e.contains(says), "{json}: {e}");
+        }
+    }
+
+    #[test]
     fn every_field_reads_as_written() {
         let c: K8sConfig = serde_json::from_str(
             r#"{"namespace": "shop", "deployment": "web", "context": "prod", "kubeconfig": "/k",

@@ -24,18 +24,18 @@ pub enum Problem {
     },
     /// A container of a pod of the judged revision restarted more often than tolerated.
     Restarts {
-        /// The pod.
+        /// The pod's name.
         pod: String,
-        /// The container.
+        /// The container's name in the pod spec.
         container: String,
-        /// Its restart count.
+        /// The container status's `restartCount`.
         count: i32,
     },
     /// A container of a pod of the judged revision is in `CrashLoopBackOff`.
     CrashLoopBackOff {
-        /// The pod.
+        /// The pod's name.
         pod: String,
-        /// The container.
+        /// The container's name in the pod spec.
         container: String,
     },
 }
