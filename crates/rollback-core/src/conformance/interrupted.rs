@@ -33,9 +33,9 @@ pub trait InterruptionFixture: Send + Sync {
 
 const CHECK: &str = "interrupted_rollback_completes";
 
-/// For each step `k` a complete rollback takes: set the target up, run the
-/// rollback stopped before step `k + 1`, then run the same request with a
-/// new rollbacker. The end state must be the restored revision, and the
+/// For each step `k` a complete rollback takes, and once after the last:
+/// set the target up, run the rollback stopped before step `k + 1`, then
+/// run the same request with a new rollbacker. The end state must be the restored revision, and the
 /// backend's records the same as those of an uninterrupted run: complete,
 /// each written once.
 pub async fn check_interrupted_rollback(
@@ -84,7 +84,13 @@ pub async fn check_interrupted_rollback(
             "a complete rollback left no record in the backend",
         ));
     }
-    for (k, step) in taken.iter().enumerate() {
+    // k = n: every step taken and the process killed before it could
+    // record that: asked again, the rollback must find it done.
+    let names = taken
+        .iter()
+        .map(String::as_str)
+        .chain(["(after the last step)"]);
+    for (k, step) in names.enumerate() {
         let target = setup().await?;
         let (from_k, to_k) = choose(&*target, CHECK).await?;
         if from_k != from || to_k.id() != to.id() {
