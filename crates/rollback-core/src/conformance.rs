@@ -2,7 +2,7 @@
 //!
 //! One check per behaviour, each a public function named for it, so a
 //! failure says which promise of the trait's `# Contract` was broken. Checks
-//! a backend cannot pass by design are skipped by its [`Capabilities`], not
+//! a backend cannot pass by design are skipped by its [`crate::Capabilities`], not
 //! faked; [`Report`] lists what ran and what was skipped, and why.
 //!
 //! - [`check_target`]: the read side (changes nothing);

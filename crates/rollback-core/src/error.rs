@@ -12,7 +12,7 @@ pub enum ErrorKind {
     NotFound,
     /// Someone else changed the resource concurrently (optimistic concurrency).
     Conflict,
-    /// The caller is not allowed to do this (401/403, or an [`crate::Authorizer`] denial).
+    /// The caller is not allowed to do this (401/403, or an [`crate::auth::Authorizer`] denial).
     Unauthorized,
     /// The backend cannot do this at all (see `capabilities()`).
     Unsupported,

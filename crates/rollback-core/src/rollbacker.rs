@@ -188,10 +188,10 @@ pub enum Convergence {
 ///   the same on every try, so records keyed by it are written once.
 /// - Errors that may pass (network, throttling, 5xx, conflicts) are
 ///   retryable ([`crate::Error::is_retryable`]); the engine retries the whole
-///   rollback with the policy's [`crate::RetryPolicy`]. Every other error is
+///   rollback with the policy's [`crate::policy::RetryPolicy`]. Every other error is
 ///   final. A backend may also retry single API calls internally (re-reading
 ///   after a 409, say); then the attempts multiply, so give such a backend
-///   [`crate::RetryPolicy::NEVER`] where the policy alone should decide.
+///   [`crate::policy::RetryPolicy::NEVER`] where the policy alone should decide.
 /// - `wait_converged` returns once the target runs `revision` everywhere, or
 ///   `TimedOut` at `timeout`, or `Failed` when it cannot converge. Backends
 ///   without a notion of convergence return `Converged` at once.

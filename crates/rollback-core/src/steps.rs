@@ -41,8 +41,8 @@ impl Steps {
         Self::default()
     }
 
-    /// Take `k` steps, then fail every further one with a transient error
-    /// (as a killed process would stop there).
+    /// Take `k` steps, then fail every further one with an error nothing
+    /// retries (as a killed process would stop there).
     pub fn stop_after(k: usize) -> Self {
         let s = Self::default();
         s.lock().stop_after = Some(k);
@@ -64,13 +64,15 @@ impl Steps {
     pub fn step(&self, name: &str) -> Result<()> {
         let mut s = self.lock();
         if s.stop_after.is_some_and(|k| s.taken.len() >= k) {
+            // As a kill would: nothing in this process tries again.
             return Err(Error::new(
                 ErrorKind::Transient,
                 format!(
                     "interrupted before step {} ({name}) for a test",
                     s.taken.len() + 1
                 ),
-            ));
+            )
+            .with_retryable(false));
         }
         s.taken.push(name.to_owned());
         Ok(())

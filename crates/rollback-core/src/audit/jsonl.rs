@@ -154,7 +154,7 @@ struct Writer {
 }
 
 /// Appends records to a file, one JSON object per line, chained by SHA-256
-/// and flushed after each (see the [module docs](self) for the format).
+/// and flushed after each (the format is in the [`crate::audit`] module docs).
 /// One writer per file: two sinks appending to one file break its chain.
 #[derive(Debug)]
 pub struct JsonLinesAuditSink {

@@ -4,6 +4,23 @@
 //! [`TextAuditSink`] for a human timeline, [`JsonLinesAuditSink`] for a file
 //! that survives a crash, reads back ([`JsonLinesAuditSink::read`]) and is a
 //! hash chain ([`verify`]).
+//!
+//! ## The JSON-lines file
+//!
+//! The file's first line is a header, `{"rollback_audit":1,"created":…}`.
+//! Every record line carries `"prev"`: the SHA-256 (lowercase hex) of the
+//! bytes of the line before it, without its newline, so the header anchors
+//! the chain. A process killed mid-write leaves a last line without a
+//! newline (torn); the next [`JsonLinesAuditSink::open`] ends it with a
+//! newline and writes a repair line, `{"repaired":"torn line","prev":…}`,
+//! chained to the fragment, before any new record.
+//!
+//! [`verify`] walks the chain and reports the first line that does not
+//! follow the one before: an edited, deleted, inserted or reordered line.
+//! The chain has no secret: it shows edits made with a text editor, not a
+//! rewrite of the whole file by someone who recomputes every hash. Keep the
+//! head ([`ChainReport::head`]) elsewhere to detect that, or the loss of the
+//! last lines.
 
 mod float;
 mod jsonl;
