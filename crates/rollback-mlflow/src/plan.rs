@@ -357,6 +357,7 @@ impl RollbackPlan {
                 .set_model_version_tag(&m.name, version, &self.key, &value)
                 .await
             {
+                // The message holds the cause and its chain.
                 let e = m.context(e);
                 return Err(Error::new(
                     e.kind(),
@@ -364,15 +365,14 @@ impl RollbackPlan {
                         "{}, but writing its record {} on version {version} failed: {}; the same rollback asked again completes the record{}",
                         self.moved(),
                         self.key,
-                        e.message(),
+                        e.full_message(),
                         if self.hooks.is_empty() {
                             ""
                         } else {
                             " and runs the post-rollback hooks"
                         }
                     ),
-                )
-                .with_source(e));
+                ));
             }
         }
         Ok(())

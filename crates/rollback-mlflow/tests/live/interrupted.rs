@@ -42,6 +42,9 @@ struct Fixture {
     mode: Mode,
     reload: Arc<Reload>,
     targets: Mutex<BTreeMap<TargetId, MlflowTarget>>,
+    /// The steps of every rollbacker built, in order (the first is the
+    /// check's uninterrupted reference run).
+    steps: Mutex<Vec<Steps>>,
 }
 
 impl Fixture {
@@ -50,7 +53,17 @@ impl Fixture {
             mode,
             reload: Arc::default(),
             targets: Mutex::default(),
+            steps: Mutex::default(),
         }
+    }
+
+    /// The steps the uninterrupted reference run took.
+    fn reference_steps(&self) -> Vec<String> {
+        self.steps.lock().unwrap()[0].taken()
+    }
+
+    fn setups(&self) -> usize {
+        self.targets.lock().unwrap().len()
     }
 
     fn mlflow(&self, target: &Arc<dyn Target>) -> MlflowTarget {
@@ -86,6 +99,7 @@ impl InterruptionFixture for Fixture {
     }
 
     fn rollbacker(&self, target: &Arc<dyn Target>, steps: Steps) -> Arc<dyn Rollbacker> {
+        self.steps.lock().unwrap().push(steps.clone());
         let r = self.mlflow(target).rollbacker().steps(steps);
         match self.mode {
             Mode::AliasWithHook => Arc::new(r.hook(self.reload.clone())),
@@ -124,25 +138,41 @@ async fn check(mode: Mode) -> Fixture {
     fixture
 }
 
+const ALIAS_STEPS: [&str; 6] = [
+    "tag version 2 bad: rollback.health.reason",
+    "tag version 2 bad: rollback.health.at",
+    "tag version 2 bad: rollback.health",
+    "move alias champion to version 1",
+    "record the move on version 1",
+    "record the move on version 2",
+];
+
 #[tokio::test]
 async fn an_interrupted_alias_move_completes_with_its_records_written_once() {
     let f = check(Mode::Alias).await;
-    // The reference run took the 3 health tags, the move, and 2 records.
-    assert_eq!(f.targets.lock().unwrap().len(), 7);
+    assert_eq!(f.reference_steps(), ALIAS_STEPS);
 }
 
 #[tokio::test]
 async fn an_interrupted_rollback_runs_its_hooks_until_the_record_says_done() {
     let f = check(Mode::AliasWithHook).await;
-    // ... plus the hook and the 2 records marked done.
-    assert_eq!(f.targets.lock().unwrap().len(), 10);
+    let mut want = ALIAS_STEPS.to_vec();
+    want.extend([
+        "run the post-rollback hook serving reload",
+        "mark the hooks done in the record on version 1",
+        "mark the hooks done in the record on version 2",
+    ]);
+    assert_eq!(f.reference_steps(), want);
     // Serving reloaded once per setup, and once more in the one trial cut
     // after the hook but before the first record said done (hooks run at
     // least once; a record that says done is not run again).
-    assert_eq!(f.reload.0.load(Ordering::SeqCst), 11);
+    assert_eq!(f.reload.0.load(Ordering::SeqCst), f.setups() + 1);
 }
 
 #[tokio::test]
 async fn an_interrupted_stage_transition_completes_with_its_records_written_once() {
-    check(Mode::Stage).await;
+    let f = check(Mode::Stage).await;
+    let mut want = ALIAS_STEPS.to_vec();
+    want[3] = "move stage Production to version 1";
+    assert_eq!(f.reference_steps(), want);
 }
