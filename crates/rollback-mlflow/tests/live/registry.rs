@@ -429,12 +429,13 @@ async fn mlflows_python_client_sees_the_restored_version() {
 
     // MLflow's own client, as serving would resolve models:/<name>@champion.
     let venv = rollback_mlflow::local_server::find_venv().unwrap();
-    let script = "import sys\n\
+    let script = "import json, sys\n\
 from mlflow import MlflowClient\n\
 c = MlflowClient(sys.argv[1])\n\
 v = c.get_model_version_by_alias(sys.argv[2], 'champion')\n\
 bad = c.get_model_version(sys.argv[2], '3')\n\
-print(v.version, v.source, bad.tags.get('rollback.health'))";
+print(v.version, v.source, bad.tags.get('rollback.health'))\n\
+for r in [json.loads(x.tags['rollback.move.champion.1795780800000']) for x in (v, bad)]: print(r['from'], r['to'], r['at'], r['hooks'])";
     let url = support::server_url().await;
     let out = std::process::Command::new(venv.join("bin/python"))
         .args(["-c", script, url, &name])
@@ -445,10 +446,15 @@ print(v.version, v.source, bad.tags.get('rollback.health'))";
         "python failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        lines.next().unwrap_or_default(),
         format!("1 s3://models/{name}/1 bad")
     );
+    // MLflow's client reads the same move record on both versions.
+    let record = "3 1 2026-11-27T12:00:00.000Z done";
+    assert_eq!(lines.collect::<Vec<_>>(), [record, record]);
 }
 
 #[tokio::test]
