@@ -239,11 +239,14 @@ impl WatchRun {
                     actor,
                 } => {
                     let reason = reason.to_string();
-                    self.mark(&from, RevisionHealth::Bad, &reason).await;
                     let since = match self.machine.phase() {
                         Phase::RollingBack { since, .. } => *since,
                         _ => self.now(),
                     };
+                    // Marked at the decision's time, as the rollback's own
+                    // records are, so a backend writes the mark once.
+                    self.mark_at(&from, RevisionHealth::Bad, &reason, since)
+                        .await;
                     self.execute_rollback(to, from, reason, actor, since, false)
                         .await;
                     None
@@ -295,12 +298,23 @@ impl WatchRun {
         }
     }
 
-    /// Write a health mark to the backend, where it keeps them.
+    /// Write a health mark to the backend, where it keeps them, now.
     async fn mark(&self, revision: &RevisionId, health: RevisionHealth, reason: &str) {
+        self.mark_at(revision, health, reason, self.now()).await;
+    }
+
+    /// Write a health mark of the engine's time `at` to the backend.
+    async fn mark_at(
+        &self,
+        revision: &RevisionId,
+        health: RevisionHealth,
+        reason: &str,
+        at: Timestamp,
+    ) {
         if !self.spec.target.capabilities().mark {
             return;
         }
-        let mark = Mark::new(revision.clone(), health, reason, self.now());
+        let mark = Mark::new(revision.clone(), health, reason, at);
         let entry = match self.spec.target.mark(&mark).await {
             Ok(()) => AuditEntry::Marked {
                 subject: revision.clone(),
