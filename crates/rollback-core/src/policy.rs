@@ -1,59 +1,13 @@
 //! The rollback policy: when a change is judged, how, and what happens on a breach.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::{Condition, NoData, RetryPolicy};
-
-/// Human durations (`"30s"`, `"5m"`, `"1h 30m"`) for serde, as policies write
-/// them. Backends use it for their own configuration:
-/// `#[serde(with = "rollback_core::duration")]`, or
-/// `#[serde(default, with = "rollback_core::duration::option")]`.
-pub mod duration {
-    use std::time::Duration;
-
-    /// Serialize as `1h 30m`.
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    /// Parse `30s`, `5m`, `1h 30m`; errors quote the text and show the form.
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = <String as serde::Deserialize>::deserialize(d)?;
-        humantime::parse_duration(s.trim()).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {s:?} ({e}); write it like \"30s\", \"5m\" or \"1h 30m\""
-            ))
-        })
-    }
-
-    /// The same for `Option<Duration>`.
-    pub mod option {
-        use std::time::Duration;
-
-        /// Serialize `Some` as `1h 30m`, `None` as none.
-        pub fn serialize<S: serde::Serializer>(
-            d: &Option<Duration>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match d {
-                Some(d) => super::serialize(d, s),
-                None => s.serialize_none(),
-            }
-        }
-
-        /// Parse an optional duration.
-        pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<Duration>, D::Error> {
-            #[derive(serde::Deserialize)]
-            struct Wrapped(#[serde(with = "super")] Duration);
-            let v: Option<Wrapped> = serde::Deserialize::deserialize(d)?;
-            Ok(v.map(|Wrapped(d)| d))
-        }
-    }
-}
+use crate::condition::{Condition, NoData};
+pub use crate::retry::RetryPolicy;
+use crate::time::duration;
 
 /// What an approval of an automatic rollback takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -434,12 +388,13 @@ impl Policy {
         if self.probes.is_empty() {
             return Err(PolicyError::new("probes", "at least one probe is required"));
         }
+        let mut first_of: HashMap<&str, usize> = HashMap::with_capacity(self.probes.len());
         for (i, p) in self.probes.iter().enumerate() {
             let at = |f: &str| format!("probes[{i}].{f}");
             if p.name.trim().is_empty() {
                 return Err(PolicyError::new(at("name"), "must not be empty"));
             }
-            if let Some(j) = self.probes[..i].iter().position(|q| q.name == p.name) {
+            if let Some(&j) = first_of.get(p.name.as_str()) {
                 return Err(PolicyError::new(
                     at("name"),
                     format!(
@@ -448,6 +403,7 @@ impl Policy {
                     ),
                 ));
             }
+            first_of.insert(&p.name, i);
             if p.success.is_none() && p.failure.is_none() {
                 return Err(PolicyError::new(
                     format!("probes[{i}]"),
@@ -664,5 +620,36 @@ probes:
         assert_eq!(e.field, "probes[0].success");
         let e = Policy::from_file(dir.path().join("canary.ini")).unwrap_err();
         assert!(e.reason.contains("unknown policy format"), "{e}");
+    }
+
+    fn probes(n: usize) -> Vec<ProbePolicy> {
+        (0..n)
+            .map(|i| ProbePolicy::new(format!("p{i}")).success("< 1".parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn forty_thousand_probes_validate_and_a_late_duplicate_names_both_indices() {
+        let mut policy = Policy::with_probes(probes(40_000));
+        policy.validate().unwrap();
+        policy
+            .probes
+            .push(ProbePolicy::new("p39998").failure("> 2".parse().unwrap()));
+        let e = policy.validate().unwrap_err();
+        assert_eq!(e.field, "probes[40000].name");
+        assert_eq!(
+            e.reason,
+            "\"p39998\" is already the name of probes[39998]; probe names must be unique"
+        );
+        policy.probes[40_000].name = "p0".into();
+        policy
+            .probes
+            .push(ProbePolicy::new("p0").failure("> 2".parse().unwrap()));
+        let e = policy.validate().unwrap_err();
+        assert_eq!(
+            e.field, "probes[40000].name",
+            "the first duplicate is reported"
+        );
+        assert!(e.reason.contains("already the name of probes[0];"), "{e}");
     }
 }
