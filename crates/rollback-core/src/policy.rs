@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
@@ -255,6 +256,16 @@ fn path_error<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> PolicyError 
     PolicyError::new(field, e.inner().to_string())
 }
 
+fn too_long(size: &str) -> PolicyError {
+    PolicyError::new(
+        "(document)",
+        format!(
+            "the policy is {size}, more than the limit of 1 MiB ({} bytes); a policy is a few KiB: is this the policy file?",
+            Policy::MAX_BYTES
+        ),
+    )
+}
+
 impl Policy {
     /// A policy with every default and these probes.
     pub fn with_probes(probes: Vec<ProbePolicy>) -> Self {
@@ -281,8 +292,44 @@ impl Policy {
         }
     }
 
-    /// Parse and validate a policy in `format`.
+    /// The longest policy text [`Policy::parse`] and [`Policy::from_file`]
+    /// read: 1 MiB. A policy is a few KiB; a longer text is the wrong file.
+    pub const MAX_BYTES: usize = 1 << 20;
+
+    /// How deeply a policy text may nest: 64 levels. A policy nests 3 deep
+    /// (`probes`, its list, a probe). The depth is counted in one linear pass
+    /// before parsing, because the YAML parser slows down quadratically with
+    /// nesting (40 KB of `[` took seconds). What is counted:
+    /// - JSON and TOML: each open `[` and `{` outside strings and comments
+    ///   (a TOML `[[table]]` header counts 2 on its own line; dotted keys,
+    ///   which TOML's parser bounds itself, do not count);
+    /// - YAML: each open collection as the YAML parser reads it: flow `[`
+    ///   and `{` (and the one-pair mapping of a `[key: value]` entry), block
+    ///   mappings and sequences, a collection used as a key one level under
+    ///   its mapping. Brackets in quoted, plain (`name: p[99]`) and block
+    ///   (`|`, `>`) scalars and in comments are text, as they are to YAML.
+    ///
+    /// The YAML count agrees with `serde_yaml_ng`'s nesting on the texts the
+    /// fuzz tests make (`tests/fuzz.rs`); anchors and aliases count where
+    /// they are written, not where they are used.
+    pub const MAX_DEPTH: usize = 64;
+
+    /// Parse and validate a policy in `format`. Texts longer than
+    /// [`Policy::MAX_BYTES`] or nested deeper than [`Policy::MAX_DEPTH`] are
+    /// refused before parsing.
     pub fn parse(text: &str, format: PolicyFormat) -> Result<Self, PolicyError> {
+        if text.len() > Self::MAX_BYTES {
+            return Err(too_long(&format!("{} bytes", text.len())));
+        }
+        if let Some(line) = nesting::too_deep(text, format, Self::MAX_DEPTH) {
+            return Err(PolicyError::new(
+                "(document)",
+                format!(
+                    "the {format} text nests more than {} levels deep at line {line}, the most a policy may; a policy nests 3 deep (probes, their list, a probe)",
+                    Self::MAX_DEPTH
+                ),
+            ));
+        }
         let policy: Policy = match format {
             PolicyFormat::Yaml => {
                 let de = serde_yaml_ng::Deserializer::from_str(text);
@@ -337,8 +384,22 @@ impl Policy {
                 )));
             }
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| with_name(PolicyError::new("(file)", format!("cannot read it: {e}"))))?;
+        let cannot_read = |e: std::io::Error| {
+            with_name(PolicyError::new("(file)", format!("cannot read it: {e}")))
+        };
+        let file = std::fs::File::open(path).map_err(cannot_read)?;
+        let mut bytes = Vec::new();
+        file.take(Self::MAX_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(cannot_read)?;
+        if bytes.len() > Self::MAX_BYTES {
+            let size = std::fs::metadata(path)
+                .map(|m| format!("{} bytes", m.len()))
+                .unwrap_or_else(|_| "longer".into());
+            return Err(with_name(too_long(&size)));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| cannot_read(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         Self::parse(&text, format).map_err(with_name)
     }
 
@@ -478,6 +539,541 @@ impl ProbeRules {
             (Some(s), None) => format!("success {s}"),
             (None, Some(f)) => format!("failure {f}"),
             (None, None) => "no condition".into(),
+        }
+    }
+}
+
+/// How deeply a policy text nests, measured in one linear pass before it
+/// reaches a parser. [`Policy::MAX_DEPTH`] says what is counted. The YAML
+/// count follows the rules of libyaml's scanner (the parser under
+/// `serde_yaml_ng`) for where a token starts, so that a bracket it reads as
+/// text (in a quoted, plain or block scalar, or a comment) is not counted,
+/// and one it reads as nesting is.
+mod nesting {
+    use super::PolicyFormat;
+
+    /// The line (from 1) at which `text` first nests deeper than `limit`.
+    pub(super) fn too_deep(text: &str, format: PolicyFormat, limit: usize) -> Option<usize> {
+        let b = text.as_bytes();
+        match format {
+            PolicyFormat::Json => brackets(b, limit, false),
+            PolicyFormat::Toml => brackets(b, limit, true),
+            PolicyFormat::Yaml => Yaml::new(b, limit).run(),
+        }
+    }
+
+    /// JSON, and TOML with its comments and four kinds of strings: every
+    /// `[` and `{` outside strings and comments opens a level.
+    fn brackets(b: &[u8], limit: usize, toml: bool) -> Option<usize> {
+        let (mut depth, mut line, mut i) = (0usize, 1usize, 0usize);
+        while let Some(&c) = b.get(i) {
+            i += 1;
+            match c {
+                b'\n' => line += 1,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return Some(line);
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                b'"' if !toml => i = string_end(b, i, b'"', true, true, &mut line),
+                b'#' if toml => {
+                    while b.get(i).is_some_and(|&c| c != b'\n') {
+                        i += 1;
+                    }
+                }
+                b'"' | b'\'' if toml => {
+                    let escapes = c == b'"';
+                    if b[i..].starts_with(&[c, c]) {
+                        // """…""" or '''…''': to three quotes, and up to two
+                        // more that belong to the string.
+                        i += 2;
+                        loop {
+                            i = string_end(b, i, c, escapes, true, &mut line);
+                            if i >= b.len() || b[i..].starts_with(&[c, c]) {
+                                break;
+                            }
+                        }
+                        i = (i + 2).min(b.len());
+                        for _ in 0..2 {
+                            if b.get(i) == Some(&c) {
+                                i += 1;
+                            }
+                        }
+                    } else {
+                        i = string_end(b, i, c, escapes, false, &mut line);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The index after the quote closing a string whose content starts at
+    /// `i`. A string that cannot span lines ends at the line break (left for
+    /// the caller to count).
+    fn string_end(
+        b: &[u8],
+        mut i: usize,
+        quote: u8,
+        escapes: bool,
+        multiline: bool,
+        line: &mut usize,
+    ) -> usize {
+        while let Some(&c) = b.get(i) {
+            if c == b'\n' {
+                if !multiline {
+                    return i;
+                }
+                *line += 1;
+            }
+            i += 1;
+            if c == quote {
+                return i;
+            }
+            if escapes && c == b'\\' && b.get(i).is_some_and(|&e| e != b'\n' || multiline) {
+                if b[i] == b'\n' {
+                    *line += 1;
+                }
+                i += 1;
+            }
+        }
+        i
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Block {
+        Mapping,
+        Sequence,
+        /// A sequence at the column of its mapping (`key:` then `- a`).
+        IndentlessSequence,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Flow {
+        Sequence,
+        Mapping,
+        /// The one-pair mapping of a `key: value` entry in a flow sequence.
+        Pair,
+    }
+
+    /// A reading of YAML that keeps just enough of libyaml's scanner state to
+    /// know where tokens start: its flow collections, its stack of block
+    /// indentations, and whether it is inside a plain scalar.
+    struct Yaml<'a> {
+        b: &'a [u8],
+        limit: usize,
+        i: usize,
+        line: usize,
+        line_start: usize,
+        /// The next byte begins a line in block context.
+        fresh_line: bool,
+        /// Open flow collections, innermost last, each with the deepest
+        /// nesting reached inside it; in flow context when any.
+        flow: Vec<(Flow, usize)>,
+        /// How many levels the last flow collection to close nested.
+        closed_depth: usize,
+        /// The last token closed a flow collection: a `:` now makes that
+        /// collection a key, under a mapping that opens only then.
+        after_close: bool,
+        /// A key reached deeper than the limit, counted once its mapping opened.
+        too_deep: bool,
+        /// Open block collections, innermost last: their column and kind.
+        blocks: Vec<(usize, Block)>,
+        /// Inside a plain (unquoted) scalar, where quotes and, in block
+        /// context, brackets are text.
+        plain: bool,
+        /// The column of the first token of the current block node: the key,
+        /// if a `:` follows.
+        key: Option<usize>,
+    }
+
+    impl<'a> Yaml<'a> {
+        fn new(b: &'a [u8], limit: usize) -> Self {
+            let bom = if b.starts_with("\u{feff}".as_bytes()) {
+                3
+            } else {
+                0
+            };
+            Yaml {
+                b,
+                limit,
+                i: bom,
+                line: 1,
+                line_start: bom,
+                fresh_line: true,
+                flow: Vec::new(),
+                closed_depth: 0,
+                after_close: false,
+                too_deep: false,
+                blocks: Vec::new(),
+                plain: false,
+                key: None,
+            }
+        }
+
+        /// The length of the line break at `i`, 0 if none: YAML 1.1 breaks
+        /// lines at CR, LF, CR LF, NEL, LS and PS.
+        fn line_break(&self, i: usize) -> usize {
+            match &self.b[i.min(self.b.len())..] {
+                [b'\r', b'\n', ..] => 2,
+                [b'\r' | b'\n', ..] => 1,
+                [0xC2, 0x85, ..] => 2,
+                [0xE2, 0x80, 0xA8 | 0xA9, ..] => 3,
+                _ => 0,
+            }
+        }
+
+        fn blank(&self, i: usize) -> bool {
+            matches!(self.b.get(i), Some(b' ' | b'\t'))
+        }
+
+        /// A blank, a line break or the end.
+        fn blankz(&self, i: usize) -> bool {
+            i >= self.b.len() || self.blank(i) || self.line_break(i) > 0
+        }
+
+        fn new_line(&mut self, len: usize) {
+            self.i += len;
+            self.line += 1;
+            self.line_start = self.i;
+        }
+
+        fn skip_to_line_break(&mut self) {
+            while self.i < self.b.len() && self.line_break(self.i) == 0 {
+                self.i += 1;
+            }
+        }
+
+        fn height(&self) -> usize {
+            self.flow.len() + self.blocks.len()
+        }
+
+        fn open_flow(&mut self, kind: Flow) {
+            let height = self.height() + 1;
+            self.flow.push((kind, height));
+        }
+
+        fn close_flow(&mut self) -> Option<Flow> {
+            let (kind, deepest) = self.flow.pop()?;
+            let height = self.height();
+            if let Some((_, parent)) = self.flow.last_mut() {
+                *parent = (*parent).max(deepest);
+            }
+            self.closed_depth = deepest.saturating_sub(height);
+            Some(kind)
+        }
+
+        /// A mapping just opened at the current height around the key before
+        /// it: when that key is a flow collection (the token before closed
+        /// one), its levels lie one deeper than they were counted.
+        fn key_under_new_mapping(&mut self, key_is_collection: bool) {
+            if key_is_collection {
+                let deepest = self.height() + self.closed_depth;
+                self.too_deep |= deepest > self.limit;
+                if let Some((_, d)) = self.flow.last_mut() {
+                    *d = (*d).max(deepest);
+                }
+            }
+        }
+
+        fn top(&self) -> Option<(usize, Block)> {
+            self.blocks.last().copied()
+        }
+
+        /// libyaml's `roll_indent`: a block collection opens at `col` if it
+        /// is right of the innermost one.
+        fn open_block(&mut self, col: usize, kind: Block) {
+            match self.top() {
+                Some((c, _)) if c >= col => {
+                    if c == col
+                        && kind == Block::Sequence
+                        && self.top().unwrap().1 == Block::Mapping
+                    {
+                        self.blocks.push((col, Block::IndentlessSequence));
+                    }
+                }
+                _ => self.blocks.push((col, kind)),
+            }
+        }
+
+        /// libyaml's `unroll_indent` before a block token at `col`.
+        fn close_blocks(&mut self, col: usize, entry: bool) {
+            while let Some((c, kind)) = self.top() {
+                if c > col || (c == col && kind == Block::IndentlessSequence && !entry) {
+                    self.blocks.pop();
+                } else {
+                    break;
+                }
+            }
+        }
+
+        fn run(mut self) -> Option<usize> {
+            while self.i < self.b.len() {
+                if std::mem::take(&mut self.fresh_line) && self.flow.is_empty() {
+                    self.block_line();
+                    continue;
+                }
+                let n = self.line_break(self.i);
+                if n > 0 {
+                    self.new_line(n);
+                    self.fresh_line = true;
+                } else if self.blank(self.i) {
+                    self.i += 1;
+                } else if self.plain {
+                    self.plain_char();
+                } else {
+                    self.token();
+                }
+                if self.too_deep || self.height() > self.limit {
+                    return Some(self.line);
+                }
+            }
+            None
+        }
+
+        /// The start of a line in block context: a blank or comment line, a
+        /// document marker, a directive, the continuation of a plain scalar,
+        /// or a new token.
+        fn block_line(&mut self) {
+            let mut k = self.i;
+            while self.blank(k) {
+                k += 1;
+            }
+            if k >= self.b.len() || self.line_break(k) > 0 {
+                self.i = k;
+                return;
+            }
+            let rest = &self.b[k..];
+            let col = k - self.line_start;
+            if rest[0] == b'#' {
+                self.plain = false;
+                self.i = k;
+                self.skip_to_line_break();
+                return;
+            }
+            if col == 0
+                && (rest.starts_with(b"---") || rest.starts_with(b"..."))
+                && self.blankz(k + 3)
+            {
+                self.blocks.clear();
+                self.plain = false;
+                self.key = None;
+                self.i = k + 3;
+                return;
+            }
+            if col == 0 && rest[0] == b'%' {
+                self.plain = false;
+                self.i = k;
+                self.skip_to_line_break();
+                return;
+            }
+            self.i = k;
+            if self.plain && self.top().is_none_or(|(c, _)| col > c) {
+                return;
+            }
+            self.plain = false;
+            self.key = None;
+        }
+
+        /// Inside a plain scalar: what ends it, else text.
+        fn plain_char(&mut self) {
+            let c = self.b[self.i];
+            let after_blank = self.i == self.line_start || self.blank(self.i - 1);
+            let ends = match c {
+                b'#' => after_blank,
+                b':' => {
+                    self.blankz(self.i + 1)
+                        || (!self.flow.is_empty()
+                            && matches!(
+                                self.b.get(self.i + 1),
+                                Some(b',' | b'?' | b'[' | b']' | b'{' | b'}')
+                            ))
+                }
+                b',' | b'[' | b']' | b'{' | b'}' => !self.flow.is_empty(),
+                _ => false,
+            };
+            if ends {
+                self.plain = false;
+            } else {
+                self.i += 1;
+            }
+        }
+
+        fn mark_key(&mut self, col: usize) {
+            if self.flow.is_empty() && self.key.is_none() {
+                self.key = Some(col);
+            }
+        }
+
+        /// A token starts at `self.i`, as libyaml's `fetch_next_token` sees it.
+        fn token(&mut self) {
+            let i = self.i;
+            let c = self.b[i];
+            let col = i - self.line_start;
+            let block = self.flow.is_empty();
+            let indicator = !block || self.blankz(i + 1);
+            let after_close = std::mem::take(&mut self.after_close);
+            if block {
+                self.close_blocks(col, c == b'-' && self.blankz(i + 1));
+            }
+            self.i += 1;
+            match c {
+                b'#' => self.skip_to_line_break(),
+                b'[' | b'{' => {
+                    self.mark_key(col);
+                    self.open_flow(if c == b'[' {
+                        Flow::Sequence
+                    } else {
+                        Flow::Mapping
+                    });
+                }
+                b']' | b'}' => {
+                    if self.close_flow() == Some(Flow::Pair) {
+                        self.close_flow();
+                    }
+                    self.after_close = true;
+                }
+                b',' => {
+                    if self.flow.last().is_some_and(|f| f.0 == Flow::Pair) {
+                        self.close_flow();
+                    }
+                }
+                b'-' if self.blankz(i + 1) => {
+                    if block {
+                        self.open_block(col, Block::Sequence);
+                    }
+                    self.key = None;
+                }
+                b'?' | b':' if indicator => {
+                    let height = self.height();
+                    if block {
+                        let at = if c == b'?' {
+                            col
+                        } else {
+                            self.key.unwrap_or(col)
+                        };
+                        self.open_block(at, Block::Mapping);
+                    } else if self.flow.last().is_some_and(|f| f.0 == Flow::Sequence) {
+                        self.open_flow(Flow::Pair);
+                    }
+                    if c == b':' && self.height() > height {
+                        self.key_under_new_mapping(after_close);
+                    }
+                    self.key = None;
+                }
+                b'*' | b'&' | b'!' => {
+                    self.mark_key(col);
+                    while !self.blankz(self.i)
+                        && !matches!(self.b[self.i], b',' | b'[' | b']' | b'{' | b'}')
+                    {
+                        self.i += 1;
+                    }
+                }
+                b'|' | b'>' if block => self.block_scalar(),
+                b'\'' | b'"' => {
+                    self.mark_key(col);
+                    self.quoted(c);
+                }
+                _ => {
+                    self.mark_key(col);
+                    self.plain = true;
+                }
+            }
+        }
+
+        /// A quoted scalar, across lines, to its closing quote.
+        fn quoted(&mut self, quote: u8) {
+            while self.i < self.b.len() {
+                let n = self.line_break(self.i);
+                if n > 0 {
+                    self.new_line(n);
+                    continue;
+                }
+                let c = self.b[self.i];
+                self.i += 1;
+                if c == b'\\' && quote == b'"' {
+                    let n = self.line_break(self.i);
+                    if n > 0 {
+                        self.new_line(n);
+                    } else {
+                        self.i += 1;
+                    }
+                } else if c == quote {
+                    if quote == b'\'' && self.b.get(self.i) == Some(&b'\'') {
+                        self.i += 1;
+                    } else {
+                        return;
+                    }
+                }
+            }
+        }
+
+        /// A literal (`|`) or folded (`>`) block scalar: its header, then its
+        /// lines, indented as libyaml's `scan_block_scalar` decides.
+        fn block_scalar(&mut self) {
+            let mut increment = 0;
+            while let Some(&c) = self.b.get(self.i) {
+                match c {
+                    b'+' | b'-' => {}
+                    b'1'..=b'9' => increment = usize::from(c - b'0'),
+                    _ => break,
+                }
+                self.i += 1;
+            }
+            self.skip_to_line_break();
+            let n = self.line_break(self.i);
+            if n == 0 {
+                return;
+            }
+            self.new_line(n);
+            let parent = self.top().map(|(c, _)| c);
+            let mut indent = match (increment, parent) {
+                (0, _) => 0,
+                (m, Some(p)) => p + m,
+                (m, None) => m,
+            };
+            if indent == 0 {
+                let mut deepest = 0;
+                let mut j = self.i;
+                loop {
+                    let start = j;
+                    while self.b.get(j) == Some(&b' ') {
+                        j += 1;
+                    }
+                    deepest = deepest.max(j - start);
+                    let n = self.line_break(j);
+                    if n == 0 {
+                        break;
+                    }
+                    j += n;
+                }
+                indent = deepest.max(parent.map_or(0, |p| p + 1)).max(1);
+            }
+            loop {
+                let mut k = self.i;
+                while self.b.get(k) == Some(&b' ') {
+                    k += 1;
+                }
+                if k >= self.b.len() {
+                    self.i = k;
+                    return;
+                }
+                let n = self.line_break(k);
+                if n == 0 && k - self.i < indent {
+                    self.fresh_line = true;
+                    return;
+                }
+                self.i = k;
+                self.skip_to_line_break();
+                let n = self.line_break(self.i);
+                if n == 0 {
+                    return;
+                }
+                self.new_line(n);
+            }
         }
     }
 }
@@ -651,5 +1247,193 @@ probes:
             "the first duplicate is reported"
         );
         assert!(e.reason.contains("already the name of probes[0];"), "{e}");
+    }
+
+    fn depth_error(text: &str, format: PolicyFormat) -> PolicyError {
+        let e = Policy::parse(text, format).unwrap_err();
+        assert_eq!(e.field, "(document)", "{e}");
+        assert!(
+            e.reason.contains("nests more than 64 levels deep"),
+            "{format}: {e}"
+        );
+        e
+    }
+
+    fn not_too_deep(text: &str, format: PolicyFormat) {
+        let valid = match format {
+            PolicyFormat::Yaml => serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text).is_ok(),
+            PolicyFormat::Json => serde_json::from_str::<serde_json::Value>(text).is_ok(),
+            PolicyFormat::Toml => toml::from_str::<toml::Table>(text).is_ok(),
+        };
+        assert!(valid, "not valid {format}: {text}");
+        assert_eq!(
+            nesting::too_deep(text, format, Policy::MAX_DEPTH),
+            None,
+            "{format}: {text}"
+        );
+    }
+
+    #[test]
+    fn forty_kilobytes_of_open_brackets_fail_fast_in_every_format() {
+        let brackets = "[".repeat(40 * 1024);
+        for format in [PolicyFormat::Yaml, PolicyFormat::Json, PolicyFormat::Toml] {
+            let e = depth_error(&brackets, format);
+            assert!(e.reason.contains("at line 1"), "{e}");
+        }
+        let e = depth_error(
+            &format!("interval: 10s\nprobes: {brackets}"),
+            PolicyFormat::Yaml,
+        );
+        assert!(e.reason.contains("YAML text"), "{e}");
+        assert!(e.reason.contains("at line 2"), "{e}");
+        depth_error(&format!("{{\"probes\": {brackets}"), PolicyFormat::Json);
+        depth_error(&format!("probes = {brackets}"), PolicyFormat::Toml);
+        depth_error(&"{a: ".repeat(10_000), PolicyFormat::Yaml);
+        depth_error(&"- ".repeat(10_000), PolicyFormat::Yaml);
+        let indented: String = (0..100).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        depth_error(&indented, PolicyFormat::Yaml);
+    }
+
+    #[test]
+    fn sixty_four_levels_pass_and_sixty_five_do_not() {
+        for (format, key) in [
+            (PolicyFormat::Yaml, ""),
+            (PolicyFormat::Json, ""),
+            (PolicyFormat::Toml, "a = "),
+        ] {
+            let ok = format!("{key}{}{}", "[".repeat(64), "]".repeat(64));
+            not_too_deep(&ok, format);
+            let deep = format!("{key}{}{}", "[".repeat(65), "]".repeat(65));
+            assert_eq!(nesting::too_deep(&deep, format, 64), Some(1), "{format}");
+        }
+        let block: String = (0..64).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        not_too_deep(&block, PolicyFormat::Yaml);
+        let block: String = (0..65).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        assert_eq!(nesting::too_deep(&block, PolicyFormat::Yaml, 64), Some(65));
+        // `[k: v]` is a sequence of a one-pair mapping: two levels.
+        let pairs = format!("{}v{}", "[k: ".repeat(32), "]".repeat(32));
+        not_too_deep(&pairs, PolicyFormat::Yaml);
+        let pairs = format!("[{}v{}]", "[k: ".repeat(32), "]".repeat(32));
+        assert_eq!(nesting::too_deep(&pairs, PolicyFormat::Yaml, 64), Some(1));
+        not_too_deep(
+            &format!("[{}v{}]", "{k: ".repeat(63), "}".repeat(63)),
+            PolicyFormat::Yaml,
+        );
+        // A collection as a key lies under the mapping that opens at its `:`.
+        let key = format!("{}{}", "[".repeat(63), "]".repeat(63));
+        not_too_deep(&format!("{key}: v"), PolicyFormat::Yaml);
+        not_too_deep(&format!("[{key}]"), PolicyFormat::Yaml);
+        let key = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert_eq!(
+            nesting::too_deep(&format!("{key}: v"), PolicyFormat::Yaml, 64),
+            Some(1)
+        );
+        assert_eq!(
+            nesting::too_deep(&format!("[{key}: v]"), PolicyFormat::Yaml, 65),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn brackets_in_strings_comments_and_text_do_not_count() {
+        let many = "[{".repeat(100);
+        for yaml in [
+            format!("probes: [{{name: \"{many}\", success: '< 1'}}]"),
+            format!("probes: [{{name: '{many}''{many}', success: '< 1'}}]"),
+            format!("# {many}\nprobes: [{{name: e, success: '< 1'}}] # {many}"),
+            format!("probes:\n  - name: p{many}\n    success: < 1"),
+            format!("probes:\n  - name: >\n      {many}\n\n      {many}\n    success: < 1"),
+            format!("probes:\n  - name: |2-\n      {many}\n    success: < 1"),
+            format!("probes:\n  - name: a\n     \"{many}\n    success: < 1"),
+            format!("probes: [{{name: \"a\n  {many}\", success: '< 1'}}]"),
+            format!("probes: [{{name: \"a\\\"{many}\", success: '< 1'}}]"),
+        ] {
+            not_too_deep(&yaml, PolicyFormat::Yaml);
+        }
+        for json in [
+            format!("{{\"probes\": [{{\"name\": \"{many}\", \"success\": \"< 1\"}}]}}"),
+            format!("{{\"probes\": [{{\"name\": \"\\\"{many}\", \"success\": \"< 1\"}}]}}"),
+        ] {
+            not_too_deep(&json, PolicyFormat::Json);
+        }
+        for toml in [
+            format!("# {many}\n[[probes]]\nname = \"{many}\" # {many}\nsuccess = '{many}'"),
+            format!("[[probes]]\nname = \"\"\"\n{many}\"\"\"\"\nsuccess = '''{many}\n{many}'''"),
+            format!("[[probes]]\nname = \"\\\"{many}\"\nsuccess = \"< 1\""),
+        ] {
+            not_too_deep(&toml, PolicyFormat::Toml);
+        }
+    }
+
+    #[test]
+    fn what_yaml_reads_as_nesting_counts_whatever_precedes_it() {
+        let deep = "[".repeat(100);
+        for yaml in [
+            // A quote inside unquoted text opens no string.
+            format!("interval: 30s \"\nprobes: {deep}"),
+            format!("interval: it's\nprobes: {deep}"),
+            format!("probes: [a \"b, {deep}"),
+            format!("probes: [a'b, {deep}"),
+            // A comment ends at any YAML line break, CR included.
+            format!("# comment\rprobes: {deep}"),
+            format!("# comment\u{2028}probes: {deep}"),
+            // A block scalar ends at its first less indented line.
+            format!("a: |\n  \"\nprobes: {deep}"),
+            format!("- a: |\n  b: {deep}"),
+            // Unquoted text continues on more indented lines only.
+            format!("a:\n  b\n  \"c\nprobes: {deep}"),
+            // Brackets open after an anchor, a tag or a document start.
+            format!("probes: &a {deep}"),
+            format!("probes: !!seq {deep}"),
+            format!("--- {deep}"),
+        ] {
+            depth_error(&yaml, PolicyFormat::Yaml);
+        }
+    }
+
+    #[test]
+    fn texts_over_one_mebibyte_are_refused_before_parsing() {
+        let head = "probes: [{name: e, success: '< 1'}]\n";
+        let big = format!("{head}{}", "#".repeat(2 << 20));
+        let e = Policy::from_yaml(&big).unwrap_err();
+        assert_eq!(e.field, "(document)");
+        let size = big.len();
+        assert!(
+            e.reason.contains(&format!(
+                "the policy is {size} bytes, more than the limit of 1 MiB (1048576 bytes)"
+            )),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.yaml");
+        std::fs::write(&path, &big).unwrap();
+        let e = Policy::from_file(&path).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "invalid policy in {}: field `(document)`: the policy is {size} bytes",
+                path.display()
+            )),
+            "{e}"
+        );
+        let at_limit = format!("{head}{}", "#".repeat(Policy::MAX_BYTES - head.len()));
+        std::fs::write(&path, &at_limit).unwrap();
+        Policy::from_file(&path).unwrap();
+    }
+
+    #[test]
+    fn policies_in_every_style_pass_the_limits() {
+        let p = Policy::from_yaml(YAML).unwrap();
+        Policy::from_json(&serde_json::to_string_pretty(&p).unwrap()).unwrap();
+        Policy::from_toml(&toml::to_string(&p).unwrap()).unwrap();
+        Policy::from_yaml(&serde_yaml_ng::to_string(&p).unwrap()).unwrap();
+        Policy::from_yaml(
+            "{interval: 10s, retry: {max_attempts: 2}, probes: [{name: e, success: '< 1'}, {name: \"f\", failure: \"> 2\"}]}",
+        )
+        .unwrap();
+        Policy::from_yaml(
+            "%YAML 1.2\n---\nprobes:\n- &probe\n  name: e # the error rate\n  success: < 0.01\n- name: f\n  failure: |-\n    > 2\n...\n",
+        )
+        .unwrap();
+        Policy::from_yaml("interval: 10s\r\nprobes:\r\n  - {name: e, success: '< 1'}\r\n").unwrap();
     }
 }
