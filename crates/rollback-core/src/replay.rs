@@ -4,10 +4,13 @@
 //! Series come as CSV (`timestamp,probe,value[,baseline]`, one sample a row)
 //! or JSON (`{"probes": {"error_rate": [[t, v], …]}}`, where `t` is RFC 3339 or
 //! Unix seconds and `v` a number, a numeric string as Prometheus writes them,
-//! or `null` for no data). A probe without a sample within one interval
-//! before a measurement has no data at that measurement.
+//! or `null` for no data). Rows may
+//! come in any order (a newest-first export is fine): each probe's samples
+//! are sorted by time once, samples of the same time kept in their order. A
+//! probe without a sample within one interval before a measurement has no
+//! data at that measurement.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -106,14 +109,44 @@ impl Series {
         Self::default()
     }
 
-    /// Add a sample (kept sorted by time).
+    /// Add a sample, after the probe's samples of the same time or earlier.
+    /// A sample older than the probe's last one moves every later one: add
+    /// many samples out of order with [`Extend`] or [`FromIterator`], which
+    /// sort once.
     pub fn push(&mut self, probe: &str, sample: Sample) {
-        let v = self.probes.entry(probe.to_owned()).or_default();
+        let v = self.samples_mut(probe);
         if v.last().is_some_and(|l| l.at > sample.at) {
             let i = v.partition_point(|s| s.at <= sample.at);
             v.insert(i, sample);
         } else {
             v.push(sample);
+        }
+    }
+
+    fn samples_mut(&mut self, probe: &str) -> &mut Vec<Sample> {
+        if !self.probes.contains_key(probe) {
+            self.probes.insert(probe.to_owned(), Vec::new());
+        }
+        self.probes.get_mut(probe).expect("inserted above")
+    }
+
+    /// Append a sample without keeping the order; remember the probes whose
+    /// order it broke, for [`Series::sort_by_time`].
+    fn append(&mut self, probe: &str, sample: Sample, unsorted: &mut BTreeSet<String>) {
+        let v = self.samples_mut(probe);
+        if v.last().is_some_and(|l| l.at > sample.at) && !unsorted.contains(probe) {
+            unsorted.insert(probe.to_owned());
+        }
+        v.push(sample);
+    }
+
+    /// Sort these probes' samples by time, once; samples of the same time
+    /// keep their order, as if each had been pushed in turn.
+    fn sort_by_time(&mut self, unsorted: BTreeSet<String>) {
+        for probe in unsorted {
+            if let Some(v) = self.probes.get_mut(&probe) {
+                v.sort_by_key(|s| s.at);
+            }
         }
     }
 
@@ -163,6 +196,7 @@ impl Series {
         };
         let b = col("baseline");
         let mut series = Series::new();
+        let mut unsorted = BTreeSet::new();
         for (i, row) in rdr.records().enumerate() {
             let line = i + 2;
             let row = row.map_err(|e| Error::invalid(format!("CSV series line {line}: {e}")))?;
@@ -185,15 +219,17 @@ impl Series {
                 Some(b) => parse_value(field(b)).map_err(|e| bad("baseline", e))?,
                 None => None,
             };
-            series.push(
+            series.append(
                 probe,
                 Sample {
                     at,
                     value,
                     baseline,
                 },
+                &mut unsorted,
             );
         }
+        series.sort_by_time(unsorted);
         Ok(series)
     }
 
@@ -202,6 +238,7 @@ impl Series {
         let parsed: JsonSeries =
             serde_json::from_str(text).map_err(|e| Error::invalid(format!("JSON series: {e}")))?;
         let mut series = Series::new();
+        let mut unsorted = BTreeSet::new();
         for (probe, samples) in parsed.probes {
             for (i, s) in samples.iter().enumerate() {
                 let bad = |why: String| {
@@ -219,16 +256,18 @@ impl Series {
                 let at = t.get().map_err(bad)?;
                 let value = v.get().map_err(bad)?;
                 let baseline = b.map(JsonValue::get).transpose().map_err(bad)?.flatten();
-                series.push(
+                series.append(
                     &probe,
                     Sample {
                         at,
                         value,
                         baseline,
                     },
+                    &mut unsorted,
                 );
             }
         }
+        series.sort_by_time(unsorted);
         Ok(series)
     }
 
@@ -271,6 +310,27 @@ impl Series {
             }
         };
         parsed.map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.message())))
+    }
+}
+
+impl<P: AsRef<str>> Extend<(P, Sample)> for Series {
+    /// Add samples in any order; each probe touched out of order is sorted
+    /// once at the end.
+    fn extend<I: IntoIterator<Item = (P, Sample)>>(&mut self, samples: I) {
+        let mut unsorted = BTreeSet::new();
+        for (probe, sample) in samples {
+            self.append(probe.as_ref(), sample, &mut unsorted);
+        }
+        self.sort_by_time(unsorted);
+    }
+}
+
+impl<P: AsRef<str>> FromIterator<(P, Sample)> for Series {
+    /// A series of samples in any order.
+    fn from_iter<I: IntoIterator<Item = (P, Sample)>>(samples: I) -> Self {
+        let mut series = Series::new();
+        series.extend(samples);
+        series
     }
 }
 
@@ -565,5 +625,97 @@ mod tests {
                 .contains("no samples for the policy's probe \"error_rate\""),
             "{e}"
         );
+    }
+
+    fn sample(at: Timestamp, value: Option<f64>, baseline: Option<f64>) -> Sample {
+        Sample {
+            at,
+            value,
+            baseline,
+        }
+    }
+
+    fn rows(n: i64, newest_first: bool) -> Vec<i64> {
+        let mut v: Vec<i64> = (0..n).collect();
+        if newest_first {
+            v.reverse();
+        }
+        v
+    }
+
+    #[test]
+    fn a_newest_first_csv_reads_as_the_oldest_first_one() {
+        let csv = |newest_first| {
+            let mut text = String::from("timestamp,probe,value,baseline\n");
+            for i in rows(100_000, newest_first) {
+                let probe = ["error_rate", "latency"][(i % 2) as usize];
+                text.push_str(&format!("{},{probe},{},0.5\n", 1_795_780_800 + i * 10, i));
+            }
+            Series::from_csv(text.as_bytes()).unwrap()
+        };
+        let oldest_first = csv(false);
+        assert_eq!(oldest_first.samples("error_rate").len(), 50_000);
+        assert!(oldest_first.samples("latency").is_sorted_by_key(|s| s.at));
+        assert_eq!(csv(true), oldest_first);
+    }
+
+    #[test]
+    fn a_newest_first_json_reads_as_the_oldest_first_one() {
+        let json = |newest_first| {
+            let rows: Vec<String> = rows(100_000, newest_first)
+                .into_iter()
+                .map(|i| format!("[{}, {i}]", 1_795_780_800 + i * 10))
+                .collect();
+            Series::from_json(&format!(r#"{{"probes": {{"e": [{}]}}}}"#, rows.join(","))).unwrap()
+        };
+        let oldest_first = json(false);
+        assert_eq!(oldest_first.samples("e").len(), 100_000);
+        assert_eq!(json(true), oldest_first);
+    }
+
+    #[test]
+    fn samples_collected_in_any_order_equal_samples_pushed_in_order() {
+        let mut pushed = Series::new();
+        for i in 0..100_000 {
+            pushed.push("e", sample(t(i), Some(i as f64), None));
+        }
+        let collected: Series = (0..100_000)
+            .rev()
+            .map(|i| ("e", sample(t(i), Some(i as f64), None)))
+            .collect();
+        assert_eq!(collected, pushed);
+        let mut extended = Series::new();
+        extended.push("e", sample(t(99_999), Some(99_999.0), None));
+        extended.extend(
+            (0..99_999)
+                .rev()
+                .map(|i| ("e", sample(t(i), Some(i as f64), None))),
+        );
+        assert_eq!(extended, pushed);
+    }
+
+    #[test]
+    fn samples_of_the_same_time_keep_their_order() {
+        let same_time = [(5, 1.0), (3, 2.0), (5, 3.0), (3, 4.0), (5, 5.0)];
+        let mut pushed = Series::new();
+        for (s, v) in same_time {
+            pushed.push("e", sample(t(s), Some(v), None));
+        }
+        let collected: Series = same_time
+            .into_iter()
+            .map(|(s, v)| ("e", sample(t(s), Some(v), None)))
+            .collect();
+        assert_eq!(collected, pushed);
+        let values: Vec<_> = pushed
+            .samples("e")
+            .iter()
+            .map(|s| s.value.unwrap())
+            .collect();
+        assert_eq!(values, [2.0, 4.0, 1.0, 3.0, 5.0]);
+        let mut csv = String::from("timestamp,probe,value\n");
+        for (s, v) in same_time {
+            csv.push_str(&format!("{},e,{v}\n", t(s).as_millis() / 1000));
+        }
+        assert_eq!(Series::from_csv(csv.as_bytes()).unwrap(), pushed);
     }
 }
