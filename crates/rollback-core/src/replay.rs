@@ -3,8 +3,8 @@
 //!
 //! Series come as CSV (`timestamp,probe,value[,baseline]`, one sample a row)
 //! or JSON (`{"probes": {"error_rate": [[t, v], …]}}`, where `t` is RFC 3339 or
-//! Unix seconds and `v` a number, a numeric string as Prometheus writes them,
-//! or `null` for no data). Rows may
+//! Unix seconds and `v` a number, a numeric string as Prometheus writes them
+//! (`"0.5"`, `"NaN"`, `"+Inf"`, `"-Inf"`), or `null` for no data). Rows may
 //! come in any order (a newest-first export is fine): each probe's samples
 //! are sorted by time once, samples of the same time kept in their order. A
 //! probe without a sample within one interval before a measurement has no
@@ -71,6 +71,8 @@ struct JsonSeries {
     probes: BTreeMap<String, Vec<JsonSample>>,
 }
 
+/// A value as CSV and JSON series write it: a number, `NaN`, `+Inf`, `-Inf`
+/// or `Inf` (as Prometheus writes them, in any case), or nothing.
 fn parse_value(s: &str) -> std::result::Result<Option<f64>, String> {
     match s.trim() {
         "" | "null" => Ok(None),
@@ -78,6 +80,18 @@ fn parse_value(s: &str) -> std::result::Result<Option<f64>, String> {
             .parse::<f64>()
             .map(Some)
             .map_err(|_| format!("{t:?} is not a number")),
+    }
+}
+
+/// A value for JSON: a number, or the string Prometheus writes for NaN and
+/// the infinities (JSON has no number for them; `null` means no data).
+fn json_value(v: Option<f64>) -> serde_json::Value {
+    match v {
+        None => serde_json::Value::Null,
+        Some(v) if v.is_nan() => "NaN".into(),
+        Some(v) if v == f64::INFINITY => "+Inf".into(),
+        Some(v) if v == f64::NEG_INFINITY => "-Inf".into(),
+        Some(v) => v.into(),
     }
 }
 
@@ -271,7 +285,10 @@ impl Series {
         Ok(series)
     }
 
-    /// Write JSON in the format [`Series::from_json`] reads.
+    /// Write JSON in the format [`Series::from_json`] reads: times in Unix
+    /// seconds, NaN and the infinities as Prometheus writes them (`"NaN"`,
+    /// `"+Inf"`, `"-Inf"`), no data as `null`. Reading it back gives the same
+    /// series, to the millisecond for times within 100,000 years of 1970.
     pub fn to_json(&self) -> String {
         let probes: BTreeMap<&str, Vec<serde_json::Value>> = self
             .probes
@@ -282,8 +299,10 @@ impl Series {
                     .map(|s| {
                         let t = serde_json::json!(s.at.as_millis() as f64 / 1000.0);
                         match s.baseline {
-                            Some(b) => serde_json::json!([t, s.value, b]),
-                            None => serde_json::json!([t, s.value]),
+                            Some(_) => {
+                                serde_json::json!([t, json_value(s.value), json_value(s.baseline)])
+                            }
+                            None => serde_json::json!([t, json_value(s.value)]),
                         }
                     })
                     .collect();
@@ -717,5 +736,101 @@ mod tests {
             csv.push_str(&format!("{},e,{v}\n", t(s).as_millis() / 1000));
         }
         assert_eq!(Series::from_csv(csv.as_bytes()).unwrap(), pushed);
+    }
+
+    #[test]
+    fn nan_and_infinities_read_as_prometheus_writes_them() {
+        let csv =
+            "timestamp,probe,value,baseline\n1,e,NaN,+Inf\n2,e,-Inf,Inf\n3,e,,null\n4,e,inf,nan\n";
+        let json = r#"{"probes": {"e": [[1, "NaN", "+Inf"], [2, "-Inf", "Inf"], [3, null, null], [4, "inf", "nan"]]}}"#;
+        for series in [
+            Series::from_csv(csv.as_bytes()).unwrap(),
+            Series::from_json(json).unwrap(),
+        ] {
+            let s = series.samples("e");
+            assert!(s[0].value.unwrap().is_nan());
+            assert_eq!(s[0].baseline, Some(f64::INFINITY));
+            assert_eq!(s[1].value, Some(f64::NEG_INFINITY));
+            assert_eq!(s[1].baseline, Some(f64::INFINITY));
+            assert_eq!((s[2].value, s[2].baseline), (None, None), "null is no data");
+            assert_eq!(s[3].value, Some(f64::INFINITY));
+            assert!(s[3].baseline.unwrap().is_nan());
+        }
+    }
+
+    #[test]
+    fn to_json_writes_nan_and_infinities_as_prometheus_does() {
+        let series: Series = [
+            ("e", sample(t(0), Some(f64::NAN), Some(f64::INFINITY))),
+            ("e", sample(t(1), Some(f64::NEG_INFINITY), None)),
+            ("e", sample(t(2), None, Some(0.5))),
+        ]
+        .into_iter()
+        .collect();
+        let json: serde_json::Value = serde_json::from_str(&series.to_json()).unwrap();
+        assert_eq!(
+            json["probes"]["e"],
+            serde_json::json!([
+                [1_795_780_800.0, "NaN", "+Inf"],
+                [1_795_780_801.0, "-Inf"],
+                [1_795_780_802.0, null, 0.5]
+            ])
+        );
+    }
+
+    /// A sample as comparable data: its time, and the bits of its values.
+    type Row = (i64, Option<u64>, Option<u64>);
+
+    /// A series as comparable data, NaN compared by being NaN.
+    fn comparable(series: &Series) -> Vec<(String, Vec<Row>)> {
+        let bits = |v: Option<f64>| v.map(|v| if v.is_nan() { u64::MAX } else { v.to_bits() });
+        series
+            .probes()
+            .map(|p| {
+                let samples = series.samples(p);
+                let samples = samples
+                    .iter()
+                    .map(|s| (s.at.as_millis(), bits(s.value), bits(s.baseline)))
+                    .collect();
+                (p.to_owned(), samples)
+            })
+            .collect()
+    }
+
+    mod round_trip {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn value() -> impl Strategy<Value = Option<f64>> {
+            prop_oneof![
+                Just(None),
+                Just(Some(f64::NAN)),
+                Just(Some(f64::INFINITY)),
+                Just(Some(f64::NEG_INFINITY)),
+                Just(Some(-0.0)),
+                any::<f64>().prop_map(Some),
+                (-1e3..1e3f64).prop_map(Some),
+            ]
+        }
+
+        fn series() -> impl Strategy<Value = Series> {
+            let millis = -3_000_000_000_000_000i64..3_000_000_000_000_000;
+            let sample = (millis, value(), value()).prop_map(|(at, value, baseline)| Sample {
+                at: Timestamp::from_millis(at),
+                value,
+                baseline,
+            });
+            proptest::collection::vec(("[a-z_]{1,8}|é|a \"quoted\" name", sample), 0..40)
+                .prop_map(|samples| samples.into_iter().collect())
+        }
+
+        proptest! {
+            #[test]
+            fn any_series_survives_json(series in series()) {
+                let again = Series::from_json(&series.to_json()).unwrap();
+                prop_assert_eq!(comparable(&again), comparable(&series));
+            }
+        }
     }
 }
