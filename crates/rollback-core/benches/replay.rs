@@ -1,11 +1,12 @@
 //! Replay of 30 days of 10-second samples (259,200 per probe) through a
-//! three-probe policy.
+//! three-probe policy, and reading 100,000 CSV rows oldest and newest first.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rollback_core::{Policy, ReplayOptions, Sample, Series, Timestamp, replay};
+use rollback_core::replay::{ReplayOptions, Sample, Series, replay};
+use rollback_core::{Policy, Timestamp};
 
 const SAMPLES: i64 = 30 * 24 * 3600 / 10;
 
@@ -68,5 +69,37 @@ fn replay_30_days(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, replay_30_days);
+const ROWS: i64 = 100_000;
+
+/// 100,000 rows of one probe, 10 s apart.
+fn csv(newest_first: bool) -> String {
+    let mut text = String::from("timestamp,probe,value\n");
+    let mut rows: Vec<i64> = (0..ROWS).collect();
+    if newest_first {
+        rows.reverse();
+    }
+    for i in rows {
+        text.push_str(&format!(
+            "{},error_rate,{}\n",
+            1_795_780_800 + i * 10,
+            i % 97
+        ));
+    }
+    text
+}
+
+fn read_csv(c: &mut Criterion) {
+    let mut g = c.benchmark_group("series_from_csv");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    g.sample_size(10);
+    for (name, newest_first) in [("100k_oldest_first", false), ("100k_newest_first", true)] {
+        let text = csv(newest_first);
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(Series::from_csv(text.as_bytes()).expect("series")))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, replay_30_days, read_csv);
 criterion_main!(benches);
