@@ -10,6 +10,7 @@ mod interrupted;
 #[cfg(feature = "k8s")]
 #[path = "../../../rollback-k8s/tests/support/mod.rs"]
 mod k8s_support;
+mod kill;
 mod local_server;
 mod registry;
 mod restart_hook;
