@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rollback_core::replay::{ReplayOptions, Sample, Series, replay};
+use rollback_core::replay::{self, ReplayOptions, Sample, Series};
 use rollback_core::{Policy, Timestamp};
 
 const SAMPLES: i64 = 30 * 24 * 3600 / 10;
@@ -58,13 +58,13 @@ fn series() -> Series {
 fn replay_30_days(c: &mut Criterion) {
     let policy = Policy::from_yaml(POLICY).expect("policy");
     let series = series();
-    let report = replay(&policy, &series, &ReplayOptions::default()).expect("replay");
+    let report = replay::run(&policy, &series, &ReplayOptions::default()).expect("replay");
     assert_eq!(report.rounds, SAMPLES as u64, "every sample was replayed");
     let mut g = c.benchmark_group("replay");
     g.throughput(Throughput::Elements(SAMPLES as u64 * 3));
     g.sample_size(20);
     g.bench_function("30_days_10s_3_probes", |b| {
-        b.iter(|| black_box(replay(&policy, &series, &ReplayOptions::default())))
+        b.iter(|| black_box(replay::run(&policy, &series, &ReplayOptions::default())))
     });
     g.finish();
 }

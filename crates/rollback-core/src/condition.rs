@@ -55,6 +55,7 @@ impl Comparison {
 /// | `outside 0.9..1.1` | not in the inclusive range |
 /// | `<= +10%`, `>= -5%` | relative to the measurement's baseline: `value <= baseline × 1.10` |
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Condition {
     /// `value OP threshold`
     Threshold(Comparison, f64),
@@ -265,6 +266,7 @@ pub enum NoData {
 /// Why a verdict is what it is (for the timeline and the audit log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum VerdictCause {
     /// The failure condition matched.
     FailureMatched,
@@ -291,7 +293,7 @@ pub enum VerdictCause {
 /// `Inconclusive` when both are. With only a failure condition, not matching
 /// is `Pass`. No data goes by `no_data`; NaN and infinities are always
 /// `Inconclusive`, never `Pass`.
-pub fn judge(
+pub(crate) fn judge(
     m: &Measurement,
     success: Option<&Condition>,
     failure: Option<&Condition>,

@@ -20,6 +20,7 @@
 //! | [`time`] | timestamps, clocks, human durations |
 //! | [`memory`] | in-memory backends to try a policy with |
 //! | [`replay`] | run a policy over recorded series |
+//! | [`watchfile`] | the watch file: targets by URL, probes, policy, audit, state |
 //! | [`registry`] | target URLs and probe kinds, resolved to backends |
 //! | [`http`] | network-free HTTP helpers every backend shares |
 //! | [`steps`] | counting and interrupting a backend's steps, for crash tests |
@@ -86,6 +87,7 @@ pub mod store;
 mod target;
 pub mod time;
 mod trigger;
+pub mod watchfile;
 
 // The root: the traits, their data, the policy, the engine.
 pub use auth::{Actor, Command};

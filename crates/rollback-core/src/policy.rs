@@ -318,18 +318,8 @@ impl Policy {
     /// [`Policy::MAX_BYTES`] or nested deeper than [`Policy::MAX_DEPTH`] are
     /// refused before parsing.
     pub fn parse(text: &str, format: PolicyFormat) -> Result<Self, PolicyError> {
-        if text.len() > Self::MAX_BYTES {
-            return Err(too_long(&format!("{} bytes", text.len())));
-        }
-        if let Some(line) = nesting::too_deep(text, format, Self::MAX_DEPTH) {
-            return Err(PolicyError::new(
-                "(document)",
-                format!(
-                    "the {format} text nests more than {} levels deep at line {line}, the most a policy may; a policy nests 3 deep (probes, their list, a probe)",
-                    Self::MAX_DEPTH
-                ),
-            ));
-        }
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        check_document(text, format)?;
         let policy: Policy = match format {
             PolicyFormat::Yaml => {
                 let de = serde_yaml_ng::Deserializer::from_str(text);
@@ -479,7 +469,7 @@ impl Policy {
     }
 
     /// The effective rules of each probe, in policy order.
-    pub fn rules(&self) -> Vec<ProbeRules> {
+    pub(crate) fn rules(&self) -> Vec<ProbeRules> {
         self.probes
             .iter()
             .map(|p| {
@@ -514,7 +504,7 @@ impl Policy {
 
 /// The effective judging rules of one probe, with policy-wide defaults applied.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ProbeRules {
+pub(crate) struct ProbeRules {
     /// When a measurement passes.
     pub success: Option<Condition>,
     /// When a measurement fails.
@@ -541,6 +531,25 @@ impl ProbeRules {
             (None, None) => "no condition".into(),
         }
     }
+}
+
+/// Refuse a document longer than [`Policy::MAX_BYTES`] or nested deeper
+/// than [`Policy::MAX_DEPTH`], before any parser sees it (the watch file
+/// reads its text through the same gate).
+pub(crate) fn check_document(text: &str, format: PolicyFormat) -> Result<(), PolicyError> {
+    if text.len() > Policy::MAX_BYTES {
+        return Err(too_long(&format!("{} bytes", text.len())));
+    }
+    if let Some(line) = nesting::too_deep(text, format, Policy::MAX_DEPTH) {
+        return Err(PolicyError::new(
+            "(document)",
+            format!(
+                "the {format} text nests more than {} levels deep at line {line}, the most a policy may; a policy nests 3 deep (probes, their list, a probe)",
+                Policy::MAX_DEPTH
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// How deeply a policy text nests, measured in one linear pass before it

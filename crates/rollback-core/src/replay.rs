@@ -398,7 +398,7 @@ pub const REPLAY_PREVIOUS: &str = "previous";
 /// first decision that ends observation (a rollback, a promotion, an
 /// escalation, …) or at the end of the data. The same inputs always give the
 /// same report.
-pub fn replay(policy: &Policy, series: &Series, options: &ReplayOptions) -> Result<ReplayReport> {
+pub fn run(policy: &Policy, series: &Series, options: &ReplayOptions) -> Result<ReplayReport> {
     policy.validate()?;
     for p in &policy.probes {
         if series.samples(&p.name).is_empty() {
@@ -535,7 +535,7 @@ mod tests {
             ));
         }
         let series = Series::from_csv(csv.as_bytes()).unwrap();
-        let report = replay(
+        let report = run(
             &Policy::from_yaml(POLICY).unwrap(),
             &series,
             &ReplayOptions::default(),
@@ -566,7 +566,7 @@ mod tests {
         let again = Series::from_json(&series.to_json()).unwrap();
         assert_eq!(series.samples("latency"), again.samples("latency"));
         let policy = Policy::from_yaml("interval: 10s\nbake_time: 10m\ninconclusive_limit: 1\nprobes: [{name: error_rate, success: '< 0.01'}, {name: latency, success: '<= 0.1'}]").unwrap();
-        let report = replay(&policy, &series, &ReplayOptions::default()).unwrap();
+        let report = run(&policy, &series, &ReplayOptions::default()).unwrap();
         let Phase::Escalated { reason, .. } = &report.phase else {
             panic!("{:?}", report.phase)
         };
@@ -600,8 +600,8 @@ mod tests {
             );
         }
         let policy = Policy::from_yaml("interval: 10s\nbake_time: 3h\nconsecutive_failure_limit: 1\nprobes: [{name: error_rate, success: '< 0.01'}, {name: latency, success: '<= 0.1'}]").unwrap();
-        let a = replay(&policy, &series, &ReplayOptions::default()).unwrap();
-        let b = replay(&policy, &series, &ReplayOptions::default()).unwrap();
+        let a = run(&policy, &series, &ReplayOptions::default()).unwrap();
+        let b = run(&policy, &series, &ReplayOptions::default()).unwrap();
         assert_eq!(a, b);
         assert!(
             matches!(a.phase, Phase::Observing { .. }),
@@ -638,7 +638,7 @@ mod tests {
                 baseline: None,
             },
         );
-        let e = replay(&policy, &only_latency, &ReplayOptions::default()).unwrap_err();
+        let e = run(&policy, &only_latency, &ReplayOptions::default()).unwrap_err();
         assert!(
             e.to_string()
                 .contains("no samples for the policy's probe \"error_rate\""),

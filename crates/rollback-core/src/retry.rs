@@ -67,7 +67,9 @@ impl RetryPolicy {
             .map(|d| d.mul_f64(1.0 - 0.25 * unit.clamp(0.0, 1.0)))
     }
 
-    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Check the policy: at least one try, and a longest wait no shorter
+    /// than the first. An error names the field and says why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.max_attempts == 0 {
             return Err(("max_attempts", "must be at least 1 (the first try)".into()));
         }

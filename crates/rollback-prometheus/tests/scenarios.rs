@@ -496,7 +496,7 @@ async fn f_replay_of_backfilled_history_decides_as_the_live_run() {
         "{:?}",
         samples[15]
     );
-    let report = rollback_core::replay::replay(
+    let report = rollback_core::replay::run(
         &policy,
         &series,
         &ReplayOptions {

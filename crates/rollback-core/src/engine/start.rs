@@ -2,6 +2,7 @@
 //! current revision afresh. Pure functions of what was read, so the choice
 //! has its own tests.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::machine::{Candidate, MachineState, Phase, Watch};
@@ -82,25 +83,26 @@ pub(super) fn order_probes(
     probes: &[Arc<dyn HealthProbe>],
     target: &TargetId,
 ) -> Result<Vec<Arc<dyn HealthProbe>>> {
-    for p in probes {
-        if policy.probe_index(p.name()).is_none() {
-            return Err(Error::invalid(format!(
-                "probe {:?} given for target {target} is not in the policy (the policy has: {})",
-                p.name(),
-                policy
-                    .probes
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+    let judged: HashSet<&str> = policy.probes.iter().map(|p| p.name.as_str()).collect();
+    if let Some(p) = probes.iter().find(|p| !judged.contains(p.name())) {
+        return Err(Error::invalid(format!(
+            "probe {:?} given for target {target} is not in the policy (the policy has: {})",
+            p.name(),
+            policy
+                .probes
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
+    let by_name: HashMap<&str, &Arc<dyn HealthProbe>> =
+        probes.iter().map(|p| (p.name(), p)).collect();
     policy
         .probes
         .iter()
         .map(|pp| {
-            probes.iter().find(|p| p.name() == pp.name).cloned().ok_or_else(|| {
+            by_name.get(pp.name.as_str()).map(|p| Arc::clone(p)).ok_or_else(|| {
                 Error::invalid(format!(
                     "the policy's probe {:?} has no HealthProbe of that name for target {target}",
                     pp.name
