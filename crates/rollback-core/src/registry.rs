@@ -88,6 +88,16 @@ impl TargetUrl {
         &self.raw
     }
 
+    /// The two parts of [`TargetUrl::rest`] around `sep` (`shop/checkout`
+    /// around `/`), both non-empty; `form` (`k8s://NAMESPACE/DEPLOYMENT`)
+    /// says what was expected.
+    pub fn two_parts(&self, sep: char, form: &str) -> Result<(&str, &str)> {
+        match self.rest().split_once(sep) {
+            Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(sep) => Ok((a, b)),
+            _ => Err(self.error(format!("write it like {form}"))),
+        }
+    }
+
     /// An error about this URL: its message names the URL.
     pub fn error(&self, why: impl fmt::Display) -> Error {
         Error::invalid(format!("target {}: {why}", self.raw))
@@ -111,6 +121,29 @@ pub fn options<T: DeserializeOwned>(options: &Options) -> Result<T> {
             Error::invalid(format!("`{path}`: {}", e.inner()))
         }
     })
+}
+
+/// Read `options` into a backend's config type with the fields the URL
+/// gives (`namespace` and `deployment` of `k8s://shop/checkout`); the
+/// options may not give them again.
+pub fn config_from<T: DeserializeOwned>(
+    url: &TargetUrl,
+    from_url: &[(&str, &str)],
+    options: &Options,
+) -> Result<T> {
+    let mut all = options.clone();
+    for (key, value) in from_url {
+        if all.contains_key(*key) {
+            return Err(Error::invalid(format!(
+                "`{key}` comes from the URL {url}; remove it from the options"
+            )));
+        }
+        all.insert(
+            (*key).to_owned(),
+            serde_json::Value::String((*value).to_owned()),
+        );
+    }
+    self::options(&all)
 }
 
 /// A target and its rollbacker, as a backend builds them from a URL.
@@ -380,6 +413,55 @@ mod tests {
 
     fn opts(v: serde_json::Value) -> Options {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn urls_give_fields_the_options_may_not_repeat() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        struct C {
+            namespace: String,
+            deployment: String,
+            #[serde(default)]
+            context: Option<String>,
+        }
+        let url = TargetUrl::parse("k8s://shop/checkout").unwrap();
+        let (ns, d) = url.two_parts('/', "k8s://NAMESPACE/DEPLOYMENT").unwrap();
+        let c: C = config_from(
+            &url,
+            &[("namespace", ns), ("deployment", d)],
+            &opts(serde_json::json!({"context": "kind"})),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.namespace.as_str(), c.deployment.as_str()),
+            ("shop", "checkout")
+        );
+        assert_eq!(c.context.as_deref(), Some("kind"));
+        let e = config_from::<C>(
+            &url,
+            &[("namespace", ns)],
+            &opts(serde_json::json!({"namespace": "x"})),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`namespace` comes from the URL k8s://shop/checkout"),
+            "{e}"
+        );
+        for bad in [
+            "k8s://shop",
+            "k8s://shop/",
+            "k8s:///checkout",
+            "k8s://a/b/c",
+        ] {
+            let u = TargetUrl::parse(bad).unwrap();
+            let e = u
+                .two_parts('/', "k8s://NAMESPACE/DEPLOYMENT")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(bad) && e.contains("NAMESPACE/DEPLOYMENT"), "{e}");
+        }
     }
 
     #[test]
