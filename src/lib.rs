@@ -19,3 +19,27 @@ pub use rollback_k8s as k8s;
 pub use rollback_mlflow as mlflow;
 #[cfg(feature = "prometheus")]
 pub use rollback_prometheus as prometheus;
+
+/// The registry of this build: `memory://` targets and `scripted` probes
+/// always; `k8s://` targets and `kubernetes` probes (feature `k8s`),
+/// `codedeploy://` (feature `aws`), `mlflow://` (feature `mlflow`) and
+/// `prometheus` probes (feature `prometheus`).
+///
+/// ```
+/// let registry = rollback::registry();
+/// assert!(registry.schemes().contains(&"memory"));
+/// ```
+pub fn registry() -> rollback_core::registry::Registry {
+    let registry = rollback_core::registry::Registry::with_memory();
+    #[cfg(feature = "k8s")]
+    let registry = registry
+        .scheme(rollback_k8s::K8sScheme)
+        .probe(rollback_k8s::KubernetesProbeKind);
+    #[cfg(feature = "aws")]
+    let registry = registry.scheme(rollback_aws::CodeDeployScheme);
+    #[cfg(feature = "mlflow")]
+    let registry = registry.scheme(rollback_mlflow::MlflowScheme);
+    #[cfg(feature = "prometheus")]
+    let registry = registry.probe(rollback_prometheus::PrometheusProbeKind);
+    registry
+}

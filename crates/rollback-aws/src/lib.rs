@@ -61,6 +61,7 @@ mod history;
 pub mod local;
 mod plan;
 mod progress;
+mod registry;
 mod revision;
 mod rollbacker;
 mod target;
@@ -71,6 +72,7 @@ pub use aws_config;
 pub use aws_sdk_codedeploy;
 pub use config::CodeDeployConfig;
 pub use progress::DeploymentProgress;
+pub use registry::CodeDeployScheme;
 pub use revision::{CodeDeployRevision, attributes};
 pub use rollbacker::CodeDeployRollbacker;
 pub use target::{

@@ -41,6 +41,7 @@ mod error;
 pub mod patch;
 mod plan;
 mod probe;
+mod registry;
 mod restart;
 mod revision;
 mod rollbacker;
@@ -49,6 +50,7 @@ mod target;
 
 pub use config::K8sConfig;
 pub use probe::{KubernetesProbe, Problem};
+pub use registry::{K8sScheme, KubernetesProbeKind};
 pub use restart::{RestartOptions, RestartOutcome};
 pub use revision::K8sRevision;
 pub use rollbacker::{UndoOptions, UndoTo};

@@ -65,6 +65,7 @@ mod error;
 mod hook;
 pub mod local_server;
 mod plan;
+mod registry;
 mod resources;
 #[cfg(feature = "k8s")]
 mod restart_hook;
@@ -82,6 +83,7 @@ pub use config::{
 pub use error::{MlflowError, codes};
 pub use hook::{HttpHook, PostRollbackHook};
 pub use plan::RollbackPlan;
+pub use registry::MlflowScheme;
 pub use resources::{AliasEntry, ModelVersion, ModelVersionPage, RegisteredModel, Tag};
 #[cfg(feature = "k8s")]
 #[cfg_attr(docsrs, doc(cfg(feature = "k8s")))]

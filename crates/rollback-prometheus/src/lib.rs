@@ -60,6 +60,7 @@ mod config;
 mod error;
 mod probe;
 mod receiver;
+mod registry;
 
 pub use client::{
     InstantSeries, MAX_POINTS_PER_QUERY, PrometheusClient, PrometheusClientBuilder, QueryResult,
@@ -72,3 +73,4 @@ pub use receiver::{
     AlertOutcome, AlertRecord, AlertStatus, AlertmanagerReceiver, AlertmanagerReceiverBuilder,
     Matcher, PAYLOAD_VERSION, ReceiverServer, ReceiverStats, Route, WEBHOOK_PATH,
 };
+pub use registry::PrometheusProbeKind;

@@ -1,0 +1,65 @@
+//! `mlflow://MODEL@ALIAS` targets, for the watch file and the `rollback`
+//! command.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rollback_core::Result;
+use rollback_core::registry::{Backend, Options, TargetScheme, TargetUrl, config_from};
+
+use crate::{MlflowConfig, MlflowTarget};
+
+/// `mlflow://MODEL@ALIAS`, with the options of [`MlflowConfig`]
+/// (`tracking_uri`, else `MLFLOW_TRACKING_URI`; `auth`, else MLflow's
+/// credential variables; `timeout`, `connect_timeout`, `page_size`,
+/// `retry`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MlflowScheme;
+
+fn config(url: &TargetUrl, options: &Options) -> Result<MlflowConfig> {
+    let (model, alias) = url.two_parts('@', "mlflow://MODEL@ALIAS")?;
+    config_from(url, &[("model", model), ("alias", alias)], options)
+}
+
+#[async_trait]
+impl TargetScheme for MlflowScheme {
+    fn scheme(&self) -> &'static str {
+        "mlflow"
+    }
+
+    fn form(&self) -> &'static str {
+        "mlflow://MODEL@ALIAS"
+    }
+
+    fn check(&self, url: &TargetUrl, options: &Options) -> Result<()> {
+        config(url, options).map(drop)
+    }
+
+    async fn connect(&self, url: &TargetUrl, options: &Options) -> Result<Backend> {
+        let model = MlflowTarget::connect(&config(url, options)?, None).await?;
+        Ok(Backend {
+            rollbacker: Arc::new(model.rollbacker()),
+            target: Arc::new(model),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_names_model_and_alias() {
+        let url = TargetUrl::parse("mlflow://recommender@champion").unwrap();
+        let o = serde_json::json!({"tracking_uri": "http://127.0.0.1:5000"});
+        let c = config(&url, o.as_object().unwrap()).unwrap();
+        assert_eq!(c.model, "recommender");
+        assert_eq!(c.alias.as_deref(), Some("champion"));
+        for bad in ["mlflow://recommender", "mlflow://@champion"] {
+            let e = MlflowScheme
+                .check(&TargetUrl::parse(bad).unwrap(), &Options::new())
+                .unwrap_err();
+            assert!(e.to_string().contains("MODEL@ALIAS"), "{e}");
+        }
+    }
+}
