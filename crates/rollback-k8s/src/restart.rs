@@ -23,6 +23,12 @@ pub struct RestartOptions {
     /// [`DryRun::None`] (default) takes the handle's
     /// [`crate::K8sDeploymentBuilder::dry_run`].
     pub dry_run: DryRun,
+    /// A template already stamped with `at` (to the second) was restarted by
+    /// this same request: patch nothing. For callers that repeat a restart
+    /// after an interruption (a post-rollback hook run again), so it
+    /// happens once. Off by default, as in kubectl, where every call
+    /// restarts.
+    pub once: bool,
 }
 
 impl RestartOptions {
@@ -31,7 +37,15 @@ impl RestartOptions {
         RestartOptions {
             at,
             dry_run: DryRun::None,
+            once: false,
         }
+    }
+
+    /// Restart once per `at`: see [`RestartOptions::once`].
+    #[must_use]
+    pub fn once(mut self, yes: bool) -> Self {
+        self.once = yes;
+        self
     }
 
     /// Check instead of restarting.
@@ -56,6 +70,9 @@ pub struct RestartOutcome {
     pub generation: Option<i64>,
     /// A sentence for logs and audit records.
     pub detail: String,
+    /// With [`RestartOptions::once`]: the template already held this stamp,
+    /// nothing was patched.
+    pub already: bool,
 }
 
 impl K8sDeployment {
@@ -119,6 +136,18 @@ impl K8sDeployment {
             .pointer("/spec/template/metadata/annotations")
             .and_then(|a| a.get(RESTARTED_AT_ANNOTATION))
             .and_then(Value::as_str);
+        let stamp = humantime::format_rfc3339_seconds(options.at.to_system_time()).to_string();
+        if options.once && previous == Some(stamp.as_str()) {
+            return Ok(RestartOutcome {
+                detail: format!(
+                    "Deployment {ns}/{name} was already restarted at {stamp} ({RESTARTED_AT_ANNOTATION}): nothing patched"
+                ),
+                restarted_at: stamp,
+                dry_run: options.dry_run.is_dry(),
+                generation: deployment.metadata.generation,
+                already: true,
+            });
+        }
         let mut time = options.at;
         let at = loop {
             match restarted_at(previous, time) {
@@ -137,6 +166,7 @@ impl K8sDeployment {
                 dry_run: true,
                 generation: deployment.metadata.generation,
                 detail: format!("client dry run: would restart {what}"),
+                already: false,
             });
         }
         if dry_run == DryRun::None {
@@ -159,6 +189,7 @@ impl K8sDeployment {
             dry_run: dry_run.is_dry(),
             generation: patched.metadata.generation,
             detail,
+            already: false,
         })
     }
 }

@@ -368,6 +368,34 @@ async fn a_restart_is_one_step_and_a_stop_before_it_changes_nothing() {
     assert_eq!(steps.taken(), ["patch the Deployment's restartedAt"]);
 }
 
+#[tokio::test]
+async fn a_restart_asked_again_with_the_same_time_happens_once() {
+    let server = KubeServer::start();
+    seeded(&server, NS, &two_revisions()).await;
+    let web = builder(&server, NS, "web").build().unwrap();
+    let at = now().at;
+    let first = web
+        .restart(&RestartOptions::new(at).once(true))
+        .await
+        .unwrap();
+    assert!(!first.already);
+    server.clear_requests().await;
+    let again = web
+        .restart(&RestartOptions::new(at).once(true))
+        .await
+        .unwrap();
+    assert!(again.already, "{again:?}");
+    assert_eq!(again.restarted_at, first.restarted_at);
+    assert!(
+        deployment_patches(&server).await.is_empty(),
+        "the repeat patched"
+    );
+    // Without `once`, as kubectl: every call restarts.
+    let third = web.restart(&RestartOptions::new(at)).await.unwrap();
+    assert!(!third.already);
+    assert_ne!(third.restarted_at, first.restarted_at);
+}
+
 // --- parity with kubectl rollout restart ------------------------------------
 
 struct Parity {

@@ -128,7 +128,7 @@ impl PostRollbackHook for RolloutRestartHook {
         let at = Timestamp::from_millis(event.at_ms);
         let restarted = self
             .deployment
-            .restart(&RestartOptions::new(at))
+            .restart(&RestartOptions::new(at).once(true))
             .await
             .map_err(|e| {
                 Error::new(
