@@ -1,0 +1,219 @@
+//! The command line: subcommands, flags and the help text (clap derive).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The exit codes, as `--help` prints them.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  promoted: every watched revision stayed healthy (or the command succeeded)
+  1  any other error (bad file, URL, option, unreachable server, ...)
+  2  usage error
+  3  rolled back (and verified, where the policy verifies)
+  4  humans must look: escalated, frozen, or breached in a dry run
+  5  timed out (--timeout): the watch is left resumable
+  130, 143  stopped by SIGINT, SIGTERM: state saved, the watch resumes next time
+With several targets the worst wins, in the order 1 > 4 > 5 > 3 > 0.";
+
+/// Watch a change after it ships, judge it against SLOs, roll it back to
+/// the last known good revision, verify, and record every step.
+#[derive(Debug, Parser)]
+#[command(name = "rollback", version, after_long_help = EXIT_CODES, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a watch file: its fields, policy, URLs, options, and that every
+    /// probe the policy judges is defined. Connects to nothing.
+    Check(CheckArgs),
+    /// Roll a target back, as `kubectl rollout undo` does: to the previous
+    /// revision, a revision number, a revision id, or the last known good one.
+    Undo(UndoArgs),
+    /// List a target's revisions, newest first, with their health marks, as
+    /// `kubectl rollout history` does.
+    History(HistoryArgs),
+    /// Judge the current revision of each target of a watch file until every
+    /// watch ends: the CI gate (see the exit codes).
+    Watch(WatchArgs),
+    /// Each target's saved phase and last decision.
+    Status(StatusArgs),
+    /// When and why the file's policy would have rolled back, over recorded
+    /// series (CSV or JSON).
+    Replay(ReplayArgs),
+    /// Read an audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+/// `rollback check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The watch file (YAML, JSON or TOML).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// Where a command's target options come from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TargetOptions {
+    /// Take the target's options from this watch file's entry of the URL.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// A backend option, KEY=VALUE (repeatable; overrides the file's). The
+    /// value reads as YAML: `--option revisions=[v1,v2]`,
+    /// `--option endpoint_url=http://127.0.0.1:5000`, `--option context=kind-kind`.
+    #[arg(long = "option", short = 'O', value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+}
+
+/// How a dry run checks (`--dry-run=none|client|server`, kubectl's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DryRunArg {
+    /// Change the target.
+    #[default]
+    None,
+    /// Read only: say what would be done.
+    Client,
+    /// Ask the server to validate the change without persisting it.
+    Server,
+}
+
+/// `rollback undo`.
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The target: k8s://NAMESPACE/DEPLOYMENT, codedeploy://APPLICATION/GROUP,
+    /// mlflow://MODEL@ALIAS, memory://NAME.
+    pub url: String,
+    /// The revision number to roll back to (`rollback history` lists them;
+    /// 0: the previous one).
+    #[arg(long, value_name = "N", conflicts_with = "to")]
+    pub to_revision: Option<i64>,
+    /// The revision to roll back to: its id, or `last-good` for the newest
+    /// revision marked good. Default: the previous revision.
+    #[arg(long, value_name = "ID|last-good")]
+    pub to: Option<String>,
+    /// Check instead of changing.
+    #[arg(long, value_enum, default_value_t = DryRunArg::None, value_name = "none|client|server")]
+    pub dry_run: DryRunArg,
+    /// The target's options.
+    #[command(flatten)]
+    pub target: TargetOptions,
+}
+
+/// Output formats of `history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryFormat {
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// `rollback history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The target URL.
+    pub url: String,
+    /// Print JSON or YAML instead of a table.
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<HistoryFormat>,
+    /// The target's options.
+    #[command(flatten)]
+    pub target: TargetOptions,
+}
+
+/// Output formats of `watch` and `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JsonFormat {
+    /// One JSON object per line.
+    Json,
+}
+
+/// `rollback watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The watch file.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Watch only these of the file's targets (their URLs); default: all.
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// End the watch after this long (`90s`, `2m`, `1h`) with exit 5,
+    /// leaving it resumable.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Print one JSON object per audit record on stdout, then a summary.
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<JsonFormat>,
+}
+
+/// `rollback status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The watch file: its state directory and audit log.
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        conflicts_with = "state",
+        required_unless_present = "state"
+    )]
+    pub file: Option<PathBuf>,
+    /// A state directory.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<JsonFormat>,
+}
+
+/// `rollback replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The watch file whose policy is replayed.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub file: PathBuf,
+    /// The recorded series: CSV (`timestamp,probe,value[,baseline]`) or
+    /// JSON (`{"probes": {"error_rate": [[t, v], ...]}}`).
+    #[arg(long, value_name = "FILE")]
+    pub series: PathBuf,
+    /// Print JSON.
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<JsonFormat>,
+}
+
+/// `rollback audit`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print a JSON-lines audit log as the text timeline.
+    Show {
+        /// The audit log (JSON lines).
+        file: PathBuf,
+    },
+    /// Check a JSON-lines audit log's hash chain (exit 1 when broken).
+    Verify {
+        /// The audit log (JSON lines).
+        file: PathBuf,
+    },
+}
+
+/// `rollback completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// A human duration: `90s`, `2m`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write it like 90s, 2m or 1h 30m"))
+}

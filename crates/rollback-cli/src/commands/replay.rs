@@ -1,0 +1,47 @@
+//! `rollback replay -c FILE --series FILE`: when and why the watch file's
+//! policy would have rolled back, on the recorded series, on virtual time.
+
+use rollback::registry::Registry;
+use rollback::replay::{self, ReplayOptions, Series};
+use rollback::watchfile::WatchFile;
+use rollback::{Error, Result};
+
+use crate::cli::ReplayArgs;
+use crate::exit::Outcome;
+
+/// Run `rollback replay`: the timeline, then the verdict. Exit 0 whatever
+/// the policy would have done; 1 when the file or the series does not read.
+pub async fn run(args: &ReplayArgs, registry: &Registry) -> Result<Outcome> {
+    let file = WatchFile::load(&args.file, registry).map_err(Error::from)?;
+    let series = Series::from_file(&args.series)?;
+    let report = replay::run(&file.policy, &series, &ReplayOptions::default())?;
+    if args.output.is_some() {
+        let json = serde_json::json!({
+            "phase": report.phase,
+            "rollback_at": report.rollback_at.map(|t| t.to_string()),
+            "reason": report.reason,
+            "rounds": report.rounds,
+            "verdicts": report.verdicts.iter().map(|(k, [p, f, i])| {
+                (k.clone(), serde_json::json!({"pass": p, "fail": f, "inconclusive": i}))
+            }).collect::<serde_json::Map<_, _>>(),
+            "timeline": report.timeline.iter().map(|e| {
+                serde_json::json!({"at": e.at.to_string(), "decision": e.decision.kind(), "detail": e.decision.to_string()})
+            }).collect::<Vec<_>>(),
+        });
+        println!("{json}");
+        return Ok(Outcome::Healthy);
+    }
+    for e in &report.timeline {
+        println!("{}  {}", e.at, e.decision);
+    }
+    match (report.rollback_at, &report.reason) {
+        (Some(at), Some(reason)) => println!("would roll back at {at}: {reason}"),
+        (_, Some(reason)) => println!("would end {} ({reason})", report.phase.kind()),
+        _ => println!("would not roll back: ended {}", report.phase.kind()),
+    }
+    for (probe, [pass, fail, inconclusive]) in &report.verdicts {
+        println!("  {probe}: {pass} pass, {fail} fail, {inconclusive} inconclusive");
+    }
+    println!("  {} measurement rounds replayed", report.rounds);
+    Ok(Outcome::Healthy)
+}
