@@ -33,12 +33,12 @@ pub fn registry() -> rollback_core::registry::Registry {
     let registry = rollback_core::registry::Registry::with_memory();
     #[cfg(feature = "k8s")]
     let registry = registry
-        .scheme(rollback_k8s::K8sScheme)
+        .scheme(rollback_k8s::k8s_scheme())
         .probe(rollback_k8s::KubernetesProbeKind);
     #[cfg(feature = "aws")]
-    let registry = registry.scheme(rollback_aws::CodeDeployScheme);
+    let registry = registry.scheme(rollback_aws::codedeploy_scheme());
     #[cfg(feature = "mlflow")]
-    let registry = registry.scheme(rollback_mlflow::MlflowScheme);
+    let registry = registry.scheme(rollback_mlflow::mlflow_scheme());
     #[cfg(feature = "prometheus")]
     let registry = registry.probe(rollback_prometheus::PrometheusProbeKind);
     registry

@@ -72,7 +72,7 @@ pub use aws_config;
 pub use aws_sdk_codedeploy;
 pub use config::CodeDeployConfig;
 pub use progress::DeploymentProgress;
-pub use registry::CodeDeployScheme;
+pub use registry::codedeploy_scheme;
 pub use revision::{CodeDeployRevision, attributes};
 pub use rollbacker::CodeDeployRollbacker;
 pub use target::{

@@ -1,49 +1,30 @@
 //! `codedeploy://APPLICATION/GROUP` targets, for the watch file and the
 //! `rollback` command.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use rollback_core::Result;
-use rollback_core::registry::{Backend, Options, TargetScheme, TargetUrl, config_from};
+use rollback_core::registry::{Backend, Options, TargetScheme, TargetUrl, config_from, scheme};
 
 use crate::{CodeDeployConfig, CodeDeployTarget};
+
+const FORM: &str = "codedeploy://APPLICATION/GROUP";
 
 /// `codedeploy://APPLICATION/GROUP`, with the options of
 /// [`CodeDeployConfig`] (`region`, `profile`, `endpoint_url` for a local
 /// server, `poll_interval`, `stop_timeout`, `call_timeout`,
 /// `history_window`, `retry`); credentials from the AWS default chain.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CodeDeployScheme;
-
-fn config(url: &TargetUrl, options: &Options) -> Result<CodeDeployConfig> {
-    let (application, group) = url.two_parts('/', "codedeploy://APPLICATION/GROUP")?;
-    let pairs = [("application", application), ("deployment_group", group)];
-    config_from(url, &pairs, options)
+pub fn codedeploy_scheme() -> impl TargetScheme {
+    scheme("codedeploy", FORM, config, |c| {
+        Box::pin(async move {
+            let group = CodeDeployTarget::connect(&c, None).await?;
+            Ok(Backend::new(group.clone(), group.rollbacker()))
+        })
+    })
 }
 
-#[async_trait]
-impl TargetScheme for CodeDeployScheme {
-    fn scheme(&self) -> &'static str {
-        "codedeploy"
-    }
-
-    fn form(&self) -> &'static str {
-        "codedeploy://APPLICATION/GROUP"
-    }
-
-    fn check(&self, url: &TargetUrl, options: &Options) -> Result<()> {
-        config(url, options).map(drop)
-    }
-
-    async fn connect(&self, url: &TargetUrl, options: &Options) -> Result<Backend> {
-        let group = CodeDeployTarget::connect(&config(url, options)?, None).await?;
-        let rollbacker = group.rollbacker();
-        Ok(Backend {
-            target: Arc::new(group),
-            rollbacker: Arc::new(rollbacker),
-        })
-    }
+fn config(url: &TargetUrl, options: &Options) -> Result<CodeDeployConfig> {
+    let (application, group) = url.two_parts('/', FORM)?;
+    let pairs = [("application", application), ("deployment_group", group)];
+    config_from(url, &pairs, options)
 }
 
 #[cfg(test)]
@@ -59,7 +40,7 @@ mod tests {
         assert_eq!(c.deployment_group, "payments");
         assert_eq!(c.region.as_deref(), Some("eu-west-1"));
         let o = serde_json::json!({"application": "other"});
-        let e = CodeDeployScheme
+        let e = codedeploy_scheme()
             .check(&url, o.as_object().unwrap())
             .unwrap_err();
         assert!(

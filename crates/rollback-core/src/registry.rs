@@ -155,6 +155,82 @@ pub struct Backend {
     pub rollbacker: Arc<dyn Rollbacker>,
 }
 
+impl Backend {
+    /// A target and its rollbacker.
+    pub fn new(target: impl Target, rollbacker: impl Rollbacker) -> Self {
+        Backend {
+            target: Arc::new(target),
+            rollbacker: Arc::new(rollbacker),
+        }
+    }
+}
+
+/// The future a [`scheme`]'s connect function returns.
+pub type Connecting = std::pin::Pin<Box<dyn Future<Output = Result<Backend>> + Send>>;
+
+/// A scheme made of two functions: `config` turns a URL and its options
+/// into the backend's config (checked without connecting), `connect` turns
+/// a config into the target and its rollbacker.
+///
+/// ```
+/// use rollback_core::registry::{Backend, scheme};
+/// let demo = scheme("demo", "demo://NAME", |url, _| Ok(url.rest().to_owned()), |name| {
+///     Box::pin(async move {
+///         let t = rollback_core::memory::InMemoryTarget::new(name, [rollback_core::RevisionRecord::new("v1")])?;
+///         Ok(Backend::new(t.clone(), rollback_core::memory::InMemoryRollbacker::new(&t)))
+///     })
+/// });
+/// let registry = rollback_core::registry::Registry::new().scheme(demo);
+/// assert_eq!(registry.schemes(), ["demo"]);
+/// ```
+pub fn scheme<C: Send + 'static>(
+    name: &'static str,
+    form: &'static str,
+    config: fn(&TargetUrl, &Options) -> Result<C>,
+    connect: fn(C) -> Connecting,
+) -> impl TargetScheme {
+    FnScheme {
+        name,
+        form,
+        config,
+        connect,
+    }
+}
+
+struct FnScheme<C> {
+    name: &'static str,
+    form: &'static str,
+    config: fn(&TargetUrl, &Options) -> Result<C>,
+    connect: fn(C) -> Connecting,
+}
+
+impl<C> fmt::Debug for FnScheme<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scheme")
+            .field("scheme", &self.name)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl<C: Send + 'static> TargetScheme for FnScheme<C> {
+    fn scheme(&self) -> &'static str {
+        self.name
+    }
+
+    fn form(&self) -> &'static str {
+        self.form
+    }
+
+    fn check(&self, url: &TargetUrl, options: &Options) -> Result<()> {
+        (self.config)(url, options).map(drop)
+    }
+
+    async fn connect(&self, url: &TargetUrl, options: &Options) -> Result<Backend> {
+        (self.connect)((self.config)(url, options)?).await
+    }
+}
+
 /// A backend's URL scheme.
 #[async_trait]
 pub trait TargetScheme: fmt::Debug + Send + Sync + 'static {

@@ -50,7 +50,7 @@ mod target;
 
 pub use config::K8sConfig;
 pub use probe::{KubernetesProbe, Problem};
-pub use registry::{K8sScheme, KubernetesProbeKind};
+pub use registry::{KubernetesProbeKind, k8s_scheme};
 pub use restart::{RestartOptions, RestartOutcome};
 pub use revision::K8sRevision;
 pub use rollbacker::{UndoOptions, UndoTo};

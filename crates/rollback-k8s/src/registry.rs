@@ -5,19 +5,25 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rollback_core::registry::{
-    Backend, Options, ProbeFor, ProbeKind, TargetScheme, TargetUrl, config_from,
+    Backend, Options, ProbeFor, ProbeKind, TargetScheme, TargetUrl, config_from, scheme,
 };
 use rollback_core::{HealthProbe, Result};
 
 use crate::{K8sConfig, K8sDeployment, KubernetesProbe};
 
+const FORM: &str = "k8s://NAMESPACE/DEPLOYMENT";
+
 /// `k8s://NAMESPACE/DEPLOYMENT`, with the options of [`K8sConfig`]
 /// (`context`, `kubeconfig`, `dry_run`, `poll_interval`, `rollout_timeout`,
 /// `retry`, `resume_paused`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct K8sScheme;
-
-const FORM: &str = "k8s://NAMESPACE/DEPLOYMENT";
+pub fn k8s_scheme() -> impl TargetScheme {
+    scheme("k8s", FORM, config, |c| {
+        Box::pin(async move {
+            let deployment = K8sDeployment::connect(&c, None).await?;
+            Ok(Backend::new(deployment.rollbacker(), deployment))
+        })
+    })
+}
 
 fn config(url: &TargetUrl, options: &Options) -> Result<K8sConfig> {
     let (namespace, deployment) = url.two_parts('/', FORM)?;
@@ -26,29 +32,6 @@ fn config(url: &TargetUrl, options: &Options) -> Result<K8sConfig> {
         &[("namespace", namespace), ("deployment", deployment)],
         options,
     )
-}
-
-#[async_trait]
-impl TargetScheme for K8sScheme {
-    fn scheme(&self) -> &'static str {
-        "k8s"
-    }
-
-    fn form(&self) -> &'static str {
-        FORM
-    }
-
-    fn check(&self, url: &TargetUrl, options: &Options) -> Result<()> {
-        config(url, options).map(drop)
-    }
-
-    async fn connect(&self, url: &TargetUrl, options: &Options) -> Result<Backend> {
-        let deployment = K8sDeployment::connect(&config(url, options)?, None).await?;
-        Ok(Backend {
-            rollbacker: Arc::new(deployment.rollbacker()),
-            target: Arc::new(deployment),
-        })
-    }
 }
 
 /// `kubernetes`: the Deployment's own health ([`KubernetesProbe`]: progress
@@ -109,9 +92,11 @@ mod tests {
         );
         assert_eq!(c.context.as_deref(), Some("kind-kind"));
         let bad = serde_json::json!({"contxt": "kind"});
-        let e = K8sScheme.check(&url, bad.as_object().unwrap()).unwrap_err();
+        let e = k8s_scheme()
+            .check(&url, bad.as_object().unwrap())
+            .unwrap_err();
         assert!(e.to_string().contains("contxt"), "{e}");
-        let e = K8sScheme
+        let e = k8s_scheme()
             .check(
                 &TargetUrl::parse("k8s://checkout").unwrap(),
                 &Options::new(),

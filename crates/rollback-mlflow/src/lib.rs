@@ -83,7 +83,7 @@ pub use config::{
 pub use error::{MlflowError, codes};
 pub use hook::{HttpHook, PostRollbackHook};
 pub use plan::RollbackPlan;
-pub use registry::MlflowScheme;
+pub use registry::mlflow_scheme;
 pub use resources::{AliasEntry, ModelVersion, ModelVersionPage, RegisteredModel, Tag};
 #[cfg(feature = "k8s")]
 #[cfg_attr(docsrs, doc(cfg(feature = "k8s")))]

@@ -1,11 +1,8 @@
 //! `mlflow://MODEL@ALIAS` targets, for the watch file and the `rollback`
 //! command.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use rollback_core::Result;
-use rollback_core::registry::{Backend, Options, TargetScheme, TargetUrl, config_from};
+use rollback_core::registry::{Backend, Options, TargetScheme, TargetUrl, config_from, scheme};
 
 use crate::{MlflowConfig, MlflowTarget};
 
@@ -13,35 +10,19 @@ use crate::{MlflowConfig, MlflowTarget};
 /// (`tracking_uri`, else `MLFLOW_TRACKING_URI`; `auth`, else MLflow's
 /// credential variables; `timeout`, `connect_timeout`, `page_size`,
 /// `retry`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MlflowScheme;
+pub fn mlflow_scheme() -> impl TargetScheme {
+    scheme("mlflow", "mlflow://MODEL@ALIAS", config, |c| {
+        Box::pin(async move {
+            let model = MlflowTarget::connect(&c, None).await?;
+            let rollbacker = model.rollbacker();
+            Ok(Backend::new(model, rollbacker))
+        })
+    })
+}
 
 fn config(url: &TargetUrl, options: &Options) -> Result<MlflowConfig> {
     let (model, alias) = url.two_parts('@', "mlflow://MODEL@ALIAS")?;
     config_from(url, &[("model", model), ("alias", alias)], options)
-}
-
-#[async_trait]
-impl TargetScheme for MlflowScheme {
-    fn scheme(&self) -> &'static str {
-        "mlflow"
-    }
-
-    fn form(&self) -> &'static str {
-        "mlflow://MODEL@ALIAS"
-    }
-
-    fn check(&self, url: &TargetUrl, options: &Options) -> Result<()> {
-        config(url, options).map(drop)
-    }
-
-    async fn connect(&self, url: &TargetUrl, options: &Options) -> Result<Backend> {
-        let model = MlflowTarget::connect(&config(url, options)?, None).await?;
-        Ok(Backend {
-            rollbacker: Arc::new(model.rollbacker()),
-            target: Arc::new(model),
-        })
-    }
 }
 
 #[cfg(test)]
@@ -56,7 +37,7 @@ mod tests {
         assert_eq!(c.model, "recommender");
         assert_eq!(c.alias.as_deref(), Some("champion"));
         for bad in ["mlflow://recommender", "mlflow://@champion"] {
-            let e = MlflowScheme
+            let e = mlflow_scheme()
                 .check(&TargetUrl::parse(bad).unwrap(), &Options::new())
                 .unwrap_err();
             assert!(e.to_string().contains("MODEL@ALIAS"), "{e}");
