@@ -1,0 +1,123 @@
+//! How each probe is judged: its policy as written, and its effective
+//! rules once the policy-wide defaults are applied.
+
+use super::Policy;
+use crate::condition::{Condition, NoData};
+
+/// The judging of one probe. Limits left out take the policy-wide value.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbePolicy {
+    /// The probe's name; a [`crate::HealthProbe`] of this name measures it.
+    pub name: String,
+    /// When a measurement passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<Condition>,
+    /// When a measurement fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Condition>,
+    /// Overrides the policy's `failure_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_limit: Option<u32>,
+    /// Overrides the policy's `consecutive_failure_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failure_limit: Option<u32>,
+    /// Overrides the policy's `inconclusive_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inconclusive_limit: Option<u32>,
+    /// Overrides the policy's `consecutive_error_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_error_limit: Option<u32>,
+    /// Overrides the policy's `no_data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_data: Option<NoData>,
+}
+
+impl ProbePolicy {
+    /// A probe policy with no conditions yet.
+    pub fn new(name: impl Into<String>) -> Self {
+        ProbePolicy {
+            name: name.into(),
+            success: None,
+            failure: None,
+            failure_limit: None,
+            consecutive_failure_limit: None,
+            inconclusive_limit: None,
+            consecutive_error_limit: None,
+            no_data: None,
+        }
+    }
+
+    /// Set the success condition.
+    pub fn success(mut self, c: Condition) -> Self {
+        self.success = Some(c);
+        self
+    }
+
+    /// Set the failure condition.
+    pub fn failure(mut self, c: Condition) -> Self {
+        self.failure = Some(c);
+        self
+    }
+}
+
+impl Policy {
+    /// The effective rules of each probe, in policy order.
+    pub(crate) fn rules(&self) -> Vec<ProbeRules> {
+        self.probes
+            .iter()
+            .map(|p| {
+                let failure_limit = p.failure_limit.or(self.failure_limit);
+                let consecutive_failure_limit = p
+                    .consecutive_failure_limit
+                    .or(self.consecutive_failure_limit);
+                let failure_limit = match (failure_limit, consecutive_failure_limit) {
+                    (None, None) => Some(0),
+                    (f, _) => f,
+                };
+                ProbeRules {
+                    success: p.success,
+                    failure: p.failure,
+                    failure_limit,
+                    consecutive_failure_limit,
+                    inconclusive_limit: p.inconclusive_limit.unwrap_or(self.inconclusive_limit),
+                    consecutive_error_limit: p
+                        .consecutive_error_limit
+                        .unwrap_or(self.consecutive_error_limit),
+                    no_data: p.no_data.unwrap_or(self.no_data),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The effective judging rules of one probe, with policy-wide defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ProbeRules {
+    /// When a measurement passes.
+    pub success: Option<Condition>,
+    /// When a measurement fails.
+    pub failure: Option<Condition>,
+    /// Failed measurements tolerated, if limited.
+    pub failure_limit: Option<u32>,
+    /// Failed measurements in a row tolerated, if limited.
+    pub consecutive_failure_limit: Option<u32>,
+    /// Inconclusive measurements tolerated.
+    pub inconclusive_limit: u32,
+    /// Probe errors in a row tolerated.
+    pub consecutive_error_limit: u32,
+    /// How no data counts.
+    pub no_data: NoData,
+}
+
+impl ProbeRules {
+    /// The conditions as written: `success < 0.01, failure >= 0.05`.
+    pub fn describe(&self) -> String {
+        match (&self.success, &self.failure) {
+            (Some(s), Some(f)) => format!("success {s}, failure {f}"),
+            (Some(s), None) => format!("success {s}"),
+            (None, Some(f)) => format!("failure {f}"),
+            (None, None) => "no condition".into(),
+        }
+    }
+}
