@@ -14,6 +14,7 @@
 //! | [`machine`] | the sans-IO decision machine the engine drives |
 //! | [`audit`] | audit records, the text and hash-chained JSON-lines sinks, [`audit::verify`] |
 //! | [`store`] | where the machine's state is persisted |
+//! | [`supervisor`] | every new revision of every target judged, continuously |
 //! | [`auth`] | who may give operator commands |
 //! | [`condition`] | `< 0.01`, `<= +10%`, verdicts |
 //! | [`policy`] | the parts of a policy |
@@ -84,6 +85,7 @@ mod revision;
 mod rollbacker;
 pub mod steps;
 pub mod store;
+pub mod supervisor;
 mod target;
 pub mod time;
 mod trigger;
