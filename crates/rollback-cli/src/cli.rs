@@ -41,6 +41,7 @@ pub enum Command {
     History(HistoryArgs),
     /// Judge the current revision of each target of a watch file until every
     /// watch ends: the CI gate (see the exit codes).
+    #[command(after_help = EXIT_CODES)]
     Watch(WatchArgs),
     /// Each target's saved phase and last decision.
     Status(StatusArgs),

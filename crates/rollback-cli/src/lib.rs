@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod commands;
 pub mod exit;
+pub mod out;
 pub mod target;
 
 use clap::CommandFactory;

@@ -14,7 +14,7 @@ pub fn show(path: &Path) -> Result<Outcome> {
     let log = JsonLinesAuditSink::read(path)?;
     let text = TextAuditSink::new(std::io::sink());
     for r in &log.records {
-        println!("{}", text.line(r));
+        crate::outln!("{}", text.line(r));
     }
     for n in &log.torn_lines {
         eprintln!(
@@ -30,7 +30,7 @@ pub fn verify(path: &Path) -> Result<Outcome> {
     let report = audit::verify(path)?;
     match &report.broken {
         None => {
-            println!(
+            crate::outln!(
                 "{}: chain intact, {} records in {} lines{}; head {}",
                 path.display(),
                 report.records,

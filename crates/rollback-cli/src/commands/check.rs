@@ -68,7 +68,7 @@ pub fn report(path: &Path, registry: &Registry) -> Report {
 /// Run `rollback check`.
 pub fn run(args: &CheckArgs, registry: &Registry) -> Outcome {
     let r = report(&args.file, registry);
-    print!("{}", r.stdout);
+    crate::out!("{}", r.stdout);
     eprint!("{}", r.stderr);
     if r.ok {
         Outcome::Healthy

@@ -96,6 +96,6 @@ pub async fn run(args: &HistoryArgs, registry: &Registry) -> Result<Outcome> {
         Some(HistoryFormat::Yaml) => serde_yaml_ng::to_string(&rows)
             .map_err(|e| Error::permanent("cannot write YAML").with_source(e))?,
     };
-    print!("{text}");
+    crate::out!("{text}");
     Ok(Outcome::Healthy)
 }

@@ -28,20 +28,20 @@ pub async fn run(args: &ReplayArgs, registry: &Registry) -> Result<Outcome> {
                 serde_json::json!({"at": e.at.to_string(), "decision": e.decision.kind(), "detail": e.decision.to_string()})
             }).collect::<Vec<_>>(),
         });
-        println!("{json}");
+        crate::outln!("{json}");
         return Ok(Outcome::Healthy);
     }
     for e in &report.timeline {
-        println!("{}  {}", e.at, e.decision);
+        crate::outln!("{}  {}", e.at, e.decision);
     }
     match (report.rollback_at, &report.reason) {
-        (Some(at), Some(reason)) => println!("would roll back at {at}: {reason}"),
-        (_, Some(reason)) => println!("would end {} ({reason})", report.phase.kind()),
-        _ => println!("would not roll back: ended {}", report.phase.kind()),
+        (Some(at), Some(reason)) => crate::outln!("would roll back at {at}: {reason}"),
+        (_, Some(reason)) => crate::outln!("would end {} ({reason})", report.phase.kind()),
+        _ => crate::outln!("would not roll back: ended {}", report.phase.kind()),
     }
     for (probe, [pass, fail, inconclusive]) in &report.verdicts {
-        println!("  {probe}: {pass} pass, {fail} fail, {inconclusive} inconclusive");
+        crate::outln!("  {probe}: {pass} pass, {fail} fail, {inconclusive} inconclusive");
     }
-    println!("  {} measurement rounds replayed", report.rounds);
+    crate::outln!("  {} measurement rounds replayed", report.rounds);
     Ok(Outcome::Healthy)
 }

@@ -145,15 +145,15 @@ pub async fn run(args: &StatusArgs, registry: &Registry) -> Result<Outcome> {
         .collect();
     if args.output.is_some() {
         for r in &rows {
-            println!("{}", serde_json::to_string(r).unwrap_or_default());
+            crate::outln!("{}", serde_json::to_string(r).unwrap_or_default());
         }
     } else if rows.is_empty() {
-        println!("no saved watches in {}", dir.display());
+        crate::outln!("no saved watches in {}", dir.display());
     } else {
         for r in &rows {
-            println!("{}  {}  {}", r.target, r.revision, r.detail);
+            crate::outln!("{}  {}  {}", r.target, r.revision, r.detail);
             if let Some(d) = &r.last_decision {
-                println!("    last decision: {d}");
+                crate::outln!("    last decision: {d}");
             }
         }
     }

@@ -39,7 +39,7 @@ pub async fn run(args: &UndoArgs, registry: &Registry) -> Result<Outcome> {
             undo_any(registry, &url, &options, &to, dry).await?,
         )
     };
-    println!("{}", line(&resource, &outcome, dry));
+    crate::outln!("{}", line(&resource, &outcome, dry));
     Ok(Outcome::Healthy)
 }
 

@@ -122,8 +122,8 @@ impl Display {
             );
         }
         match self.mode {
-            Mode::Json => println!("{}", serde_json::to_string(r).unwrap_or_default()),
-            Mode::Lines => println!("{}", self.text.line(r)),
+            Mode::Json => crate::outln!("{}", serde_json::to_string(r).unwrap_or_default()),
+            Mode::Lines => crate::outln!("{}", self.text.line(r)),
             Mode::Live => {
                 if !matches!(r.entry, AuditEntry::Measured { .. }) {
                     let line = self.text.line(r);

@@ -241,10 +241,10 @@ fn summary(phases: &[(TargetId, Phase)], stop: Option<Stop>, json: bool) -> u8 {
             "stopped_by": stop.map(Stop::name),
             "targets": ends,
         }});
-        println!("{summary}");
+        crate::outln!("{summary}");
     } else {
         for e in &ends {
-            println!(
+            crate::outln!(
                 "{}: {} (exit {})",
                 e.target,
                 crate::commands::status::describe(&e.phase),
@@ -252,11 +252,11 @@ fn summary(phases: &[(TargetId, Phase)], stop: Option<Stop>, json: bool) -> u8 {
             );
         }
         match stop {
-            Some(s) => println!(
+            Some(s) => crate::outln!(
                 "result: stopped by {}, exit {code}; the watch resumes on the next `rollback watch`",
                 s.name()
             ),
-            None => println!("result: {}, exit {code}", worst.as_str().replace('_', " ")),
+            None => crate::outln!("result: {}, exit {code}", worst.as_str().replace('_', " ")),
         }
     }
     code
