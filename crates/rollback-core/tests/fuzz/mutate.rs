@@ -14,10 +14,11 @@
 //! - `ROLLBACK_FUZZ_SEED`: the PRNG seed (default: fixed per target, so the
 //!   suite is deterministic; set it to explore further).
 //!
-//! To fuzz the parsers of another crate, copy this file to its
-//! `tests/fuzz/mutate.rs`, declare it in `tests/fuzz.rs` with
-//! `#[path = "fuzz/mutate.rs"] mod mutate;`, and call
-//! [`fuzz`] with seeds, tokens and a target. It needs only `fastrand`.
+//! To fuzz the parsers of another crate, declare this file by its path
+//! rather than copying it (rollback-prometheus's `tests/fuzz.rs` has
+//! `#[path = "../../rollback-core/tests/fuzz/mutate.rs"] mod mutate;`),
+//! add `fastrand` to that crate's dev-dependencies (all this file needs),
+//! and call [`fuzz`] with seeds, tokens and a target.
 #![allow(dead_code)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
