@@ -1,0 +1,118 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::{
+    Actor, DryRun, ErrorKind, HealthProbe, HistoryEntry, Measurement, ProbeContext, RevisionRecord,
+    RollbackOutcome, RollbackRequest, Rollbacker, Target, Timestamp,
+};
+
+fn target() -> InMemoryTarget {
+    InMemoryTarget::new(
+        "shop/checkout",
+        [RevisionRecord::new("v1"), RevisionRecord::new("v2")],
+    )
+    .unwrap()
+}
+
+fn request(t: &InMemoryTarget, to: &str) -> RollbackRequest {
+    RollbackRequest::new(Arc::new(RevisionRecord::new(to)), Timestamp::EPOCH)
+        .from(t.current_id())
+        .reason("test")
+        .actor(Actor::engine())
+}
+
+#[tokio::test]
+async fn history_is_newest_first_and_rollback_moves_to_the_top() {
+    let t = target();
+    let ids = |h: Vec<HistoryEntry>| {
+        h.iter()
+            .map(|e| e.revision.id().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(t.history().await.unwrap()), ["v2", "v1"]);
+    let r = InMemoryRollbacker::new(&t);
+    assert!(matches!(
+        r.rollback(&request(&t, "v1")).await.unwrap(),
+        RollbackOutcome::RolledBack { .. }
+    ));
+    assert_eq!(t.current_id().as_str(), "v1");
+    assert_eq!(ids(t.history().await.unwrap()), ["v1", "v2"]);
+    assert!(matches!(
+        r.rollback(&request(&t, "v1")).await.unwrap(),
+        RollbackOutcome::AlreadyAt { .. }
+    ));
+    assert_eq!(r.performed().len(), 1);
+    assert_eq!(r.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn unknown_revisions_and_injected_failures_change_nothing() {
+    let t = target();
+    let r = InMemoryRollbacker::new(&t);
+    let e = r.rollback(&request(&t, "v9")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        e.to_string(),
+        "revision v9 is not in the history of target shop/checkout"
+    );
+    r.fail_next(1, ErrorKind::Transient);
+    assert!(
+        r.rollback(&request(&t, "v1"))
+            .await
+            .unwrap_err()
+            .is_retryable()
+    );
+    assert_eq!(t.current_id().as_str(), "v2");
+    let mut dry = request(&t, "v1");
+    dry.dry_run = DryRun::Client;
+    assert!(matches!(
+        r.rollback(&dry).await.unwrap(),
+        RollbackOutcome::DryRun { .. }
+    ));
+    assert_eq!(t.current_id().as_str(), "v2");
+    assert!(InMemoryTarget::new("x", []).is_err());
+    assert!(
+        InMemoryTarget::new("x", [RevisionRecord::new("a"), RevisionRecord::new("a")]).is_err()
+    );
+}
+
+#[tokio::test]
+async fn scripted_probe_plays_per_revision_and_repeats_the_last_step() {
+    let p = ScriptedProbe::new("error_rate").script([0.001]).script_for(
+        "v2",
+        [
+            ScriptStep::Value(0.5),
+            ScriptStep::NoData,
+            ScriptStep::Error("timeout".into()),
+        ],
+    );
+    let ctx = |rev: &str| ProbeContext {
+        target: "t".into(),
+        revision: rev.into(),
+        at: Timestamp::EPOCH,
+    };
+    assert_eq!(
+        p.measure(&ctx("v2")).await.unwrap(),
+        Measurement::value(0.5)
+    );
+    assert_eq!(p.measure(&ctx("v2")).await.unwrap(), Measurement::NO_DATA);
+    assert!(p.measure(&ctx("v2")).await.is_err());
+    assert!(
+        p.measure(&ctx("v2")).await.is_err(),
+        "the last step repeats"
+    );
+    assert_eq!(
+        p.measure(&ctx("v1")).await.unwrap(),
+        Measurement::value(0.001)
+    );
+    assert_eq!(p.measured(), 5);
+    let empty = ScriptedProbe::new("x");
+    assert!(
+        empty
+            .measure(&ctx("v1"))
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("no script")
+    );
+}
