@@ -5,9 +5,14 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = rollback_cli::cli::Cli::parse();
-    // The library logs through tracing; errors only, unless RUST_LOG says more.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    // The engine and the backends log through tracing: their errors only
+    // (the clients' own logs repeat what the command's error says), unless
+    // RUST_LOG says more.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "off,rollback_core=error,rollback_k8s=error,rollback_aws=error,rollback_mlflow=error,rollback_prometheus=error",
+        )
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
