@@ -93,7 +93,8 @@ impl RollbackRequest {
         self
     }
 
-    /// Why.
+    /// Why, in words: backends write it into change-cause annotations,
+    /// deployment descriptions and move records.
     #[must_use]
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
         self.reason = reason.into();
@@ -160,7 +161,7 @@ pub enum Convergence {
     },
     /// It cannot converge (a progress deadline exceeded, a failed deployment).
     Failed {
-        /// Why.
+        /// What the backend saw that rules convergence out.
         detail: String,
     },
 }

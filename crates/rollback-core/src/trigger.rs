@@ -28,7 +28,7 @@ pub enum TriggerOutcome {
     /// The target's watch is not judging now (paused, rolling back, finished);
     /// it was recorded and nothing happened.
     Ignored {
-        /// Why.
+        /// The phase that does not judge (`the watch is paused`).
         reason: String,
     },
     /// No watch of that target is running.

@@ -204,14 +204,14 @@ pub enum AuditEntry {
     CommandRejected {
         /// The command.
         command: CommandKind,
-        /// Why.
+        /// What the phase allows instead, or that nobody watches the target.
         reason: String,
     },
     /// The authorizer denied an operator command.
     CommandDenied {
         /// The command.
         command: CommandKind,
-        /// Why.
+        /// The authorizer's reason (no grant for this actor and target).
         reason: String,
     },
     /// An external trigger (an alert) arrived.
