@@ -54,7 +54,7 @@ pub fn table(url: &str, rows: &[HistoryRow]) -> String {
         rows.iter().map(f).max().unwrap_or(0).max(title)
     };
     let wr = width(&|r| r.revision.to_string().len(), 8);
-    let wh = width(&|r| r.health.to_string().len(), 6);
+    let wh = width(&|r| r.health.to_string().len(), 7);
     let wi = width(&|r| r.id.len(), 2);
     let mut out = format!("{url}\n");
     out.push_str(&format!(
