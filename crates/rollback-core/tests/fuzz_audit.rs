@@ -369,24 +369,6 @@ fn appended() -> AuditRecord {
     )
 }
 
-/// Whether `input` verifies but breaks once appended to, for one of the two
-/// faults of `src/audit/jsonl.rs` the regression tests at the end of this
-/// file show. Such inputs skip the append check, so that the fuzzer goes
-/// on looking for other breaks; the run counts them.
-fn known_break(input: &[u8], lines: &[&[u8]]) -> bool {
-    let Some(last) = lines.last() else {
-        return false;
-    };
-    let json = serde_json::from_slice::<serde_json::Value>(last).is_ok();
-    // Not JSON, but ended by a newline: read and verify take it for torn.
-    (!json && input.ends_with(b"\n"))
-        // JSON, but without its newline: open takes it for torn.
-        || (json && !input.ends_with(b"\n"))
-}
-
-/// Inputs that verified but were not appended to, for a known break.
-static KNOWN_BREAKS: AtomicU64 = AtomicU64::new(0);
-
 /// Inputs appended to, and of those the ones the sink had to repair first.
 static APPENDED: AtomicU64 = AtomicU64::new(0);
 static APPENDED_TORN: AtomicU64 = AtomicU64::new(0);
@@ -477,11 +459,7 @@ fn audit_log(input: &[u8], files: &Files) {
     if !report.is_intact() {
         return;
     }
-    if known_break(input, &lines) {
-        KNOWN_BREAKS.fetch_add(1, Ordering::Relaxed);
-    } else {
-        append_holds(&files.rt, &files.appended, input, &report);
-    }
+    append_holds(&files.rt, &files.appended, input, &report);
 }
 
 #[test]
@@ -509,10 +487,9 @@ fn audit_reader() {
         audit_log(input, &files);
     });
     eprintln!(
-        "audit reader: {s}; {} logs that verified appended to, {} of them with a torn tail; {} not, for a known break",
+        "audit reader: {s}; {} logs that verified appended to, {} of them with a torn tail",
         APPENDED.load(Ordering::Relaxed),
         APPENDED_TORN.load(Ordering::Relaxed),
-        KNOWN_BREAKS.load(Ordering::Relaxed),
     );
 }
 
@@ -556,7 +533,6 @@ fn written(records: &[AuditRecord], cut: u64) -> Vec<u8> {
 /// an engine killed between them leaves the header whole and unended. The
 /// next open takes it for torn and writes a second header after it.
 #[test]
-#[ignore = "src/audit/jsonl.rs: a whole last line without its newline is taken for torn"]
 fn a_header_without_its_newline_verifies_once_appended_to() {
     verifies_once_appended_to_if_it_verifies(&written(&[], 1));
 }
@@ -565,7 +541,6 @@ fn a_header_without_its_newline_verifies_once_appended_to() {
 /// repair line after it, which `verify` refuses after a line that is not
 /// torn.
 #[test]
-#[ignore = "src/audit/jsonl.rs: a whole last line without its newline is taken for torn"]
 fn a_record_without_its_newline_verifies_once_appended_to() {
     verifies_once_appended_to_if_it_verifies(&written(&records()[..2], 1));
 }
@@ -573,7 +548,6 @@ fn a_record_without_its_newline_verifies_once_appended_to() {
 /// A repair line is written in three writes (a newline, the line, a
 /// newline): killed before the last, the next open repairs the repair line.
 #[test]
-#[ignore = "src/audit/jsonl.rs: a whole last line without its newline is taken for torn"]
 fn a_repair_line_without_its_newline_verifies_once_appended_to() {
     let mut log = written(&records()[..2], 30);
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -594,7 +568,6 @@ fn a_repair_line_without_its_newline_verifies_once_appended_to() {
 /// and `verify` take it for torn; the next open appends after it without a
 /// repair line, and `verify` then finds it "not repaired".
 #[test]
-#[ignore = "src/audit/jsonl.rs: a last line that is not JSON but has its newline is taken for torn"]
 fn a_last_line_that_is_not_json_verifies_only_if_it_does_once_appended_to() {
     let mut log = written(&records()[..2], 0);
     log.extend_from_slice(b"{\"prev\":\"edited\n");

@@ -59,10 +59,12 @@ struct Repair<'a> {
 }
 
 fn sha_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(bytes);
     let mut out = String::with_capacity(64);
     for b in digest {
-        out.push_str(&format!("{b:02x}"));
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
 }
@@ -115,15 +117,26 @@ fn prepare(path: &Path, now: Timestamp) -> std::io::Result<(std::fs::File, Strin
         })
         .map_err(std::io::Error::other)
     };
+    // Each line goes out with its newline in one write, so a kill leaves
+    // either a whole line or a fragment.
+    let mut out = Vec::new();
     if len == 0 {
         let line = header()?;
-        f.write_all(&line)?;
-        f.write_all(b"\n")?;
+        out.extend_from_slice(&line);
+        out.push(b'\n');
+        f.write_all(&out)?;
         f.flush()?;
         return Ok((f, sha_hex(&line)));
     }
     let (last, ends_with_newline) = last_line(&mut f, len)?;
     if ends_with_newline {
+        return Ok((f, sha_hex(&last)));
+    }
+    // A whole line whose newline did not reach the file: end it and chain
+    // to it.
+    if serde_json::from_slice::<serde_json::Value>(&last).is_ok() {
+        f.write_all(b"\n")?;
+        f.flush()?;
         return Ok((f, sha_hex(&last)));
     }
     // A torn tail. When it is the whole file, the header itself was torn:
@@ -137,9 +150,10 @@ fn prepare(path: &Path, now: Timestamp) -> std::io::Result<(std::fs::File, Strin
         })
         .map_err(std::io::Error::other)?
     };
-    f.write_all(b"\n")?;
-    f.write_all(&line)?;
-    f.write_all(b"\n")?;
+    out.push(b'\n');
+    out.extend_from_slice(&line);
+    out.push(b'\n');
+    f.write_all(&out)?;
     f.flush()?;
     Ok((f, sha_hex(&line)))
 }
@@ -465,6 +479,9 @@ fn classify(bytes: &[u8]) -> (Kind, String) {
 }
 
 fn scan(text: &[u8]) -> Vec<Line> {
+    // Only a last line without its newline can be a write cut short: the
+    // sink writes each line with its newline at once.
+    let ended = text.ends_with(b"\n");
     let body = text.strip_suffix(b"\n").unwrap_or(text);
     if body.is_empty() {
         return Vec::new();
@@ -485,7 +502,7 @@ fn scan(text: &[u8]) -> Vec<Line> {
             hash: sha_hex(bytes),
             prev,
             kind,
-            last: i + 1 == count,
+            last: i + 1 == count && !ended,
             repaired: false,
         });
     }
