@@ -25,7 +25,9 @@ probes:
 
 /// Watch the canary, writing the timeline to `out`; the end, and what the
 /// target runs then.
-pub async fn quickstart(out: impl std::io::Write + Send + 'static) -> Result<(Phase, RevisionId)> {
+pub(crate) async fn quickstart(
+    out: impl std::io::Write + Send + 'static,
+) -> Result<(Phase, RevisionId)> {
     // The target: v1, known good, then v2, the canary, running now.
     let target = InMemoryTarget::new(
         "shop/checkout",

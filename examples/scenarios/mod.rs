@@ -15,17 +15,17 @@ use rollback::core::*;
 
 /// What a scenario ended in, per target.
 #[derive(Debug)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// (target, final phase, current revision)
     pub targets: Vec<(String, Phase, String)>,
 }
 
 /// A writer that can be shared between the audit sink and the caller.
 #[derive(Clone, Default)]
-pub struct SharedOut(pub Arc<Mutex<Vec<u8>>>);
+pub(crate) struct SharedOut(pub Arc<Mutex<Vec<u8>>>);
 
 impl SharedOut {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
@@ -43,7 +43,7 @@ impl Write for SharedOut {
 
 /// Run a scenario on tokio's paused clock (virtual time: minutes pass in
 /// milliseconds) and exit 0 when it ended as it should.
-pub fn run_main<F, Fut>(scenario: F, expect: fn(&Outcome) -> bool) -> ExitCode
+pub(crate) fn run_main<F, Fut>(scenario: F, expect: fn(&Outcome) -> bool) -> ExitCode
 where
     F: FnOnce(SharedOut) -> Fut,
     Fut: std::future::Future<Output = Result<Outcome>>,
@@ -114,7 +114,7 @@ async fn watch_one(
 }
 
 /// E-commerce: a new checkout canary; HTTP 500s rise by 10%.
-pub async fn ecommerce_checkout(out: SharedOut) -> Result<Outcome> {
+pub(crate) async fn ecommerce_checkout(out: SharedOut) -> Result<Outcome> {
     say(
         &out,
         "e-commerce: checkout v42 canary; SLOs: 5xx ratio < 1%, p99 latency <= 300 ms; two failures in a row breach\n",
@@ -147,7 +147,7 @@ probes:
 
 /// Financial services: a new transaction module pushes p99 latency past the
 /// 100 ms SLO; an Alertmanager alert fires as well, repeatedly.
-pub async fn banking_latency(out: SharedOut) -> Result<Outcome> {
+pub(crate) async fn banking_latency(out: SharedOut) -> Result<Outcome> {
     say(
         &out,
         "banking: payments v8; SLO: p99 latency <= 100 ms; the PaymentsLatencyHigh alert also triggers a rollback\n",
@@ -195,7 +195,7 @@ probes:
 
 /// Streaming: a new codec reaches two of three regions; one region sees the
 /// breach first, and every region that got the bad codec is rolled back.
-pub async fn streaming_regions(out: SharedOut) -> Result<Outcome> {
+pub(crate) async fn streaming_regions(out: SharedOut) -> Result<Outcome> {
     say(
         &out,
         "streaming: codec-2 rolled out to eu-west and us-east, ap-south still on codec-1; SLO: playback error ratio < 2%\n",
@@ -257,7 +257,7 @@ pub async fn streaming_regions(out: SharedOut) -> Result<Outcome> {
 }
 
 /// ML: a new recommender model lowers click-through rate against the champion.
-pub async fn recommender_ctr(out: SharedOut) -> Result<Outcome> {
+pub(crate) async fn recommender_ctr(out: SharedOut) -> Result<Outcome> {
     say(
         &out,
         "recommender: model version 7 replaces 6 behind models:/recommender@champion; SLO: CTR no more than 5% below the previous model's\n",
@@ -279,7 +279,7 @@ pub async fn recommender_ctr(out: SharedOut) -> Result<Outcome> {
 }
 
 /// The expected ends.
-pub fn rolled_back_to(o: &Outcome, revisions: &[&str]) -> bool {
+pub(crate) fn rolled_back_to(o: &Outcome, revisions: &[&str]) -> bool {
     o.targets.len() == revisions.len()
         && o.targets
             .iter()

@@ -17,12 +17,12 @@ use aws_smithy_mocks::{MockResponse, Rule, RuleMode, mock, mock_client};
 use rollback_aws::CodeDeployTarget;
 use rollback_core::{Actor, RevisionRef, RollbackRequest, Timestamp};
 
-pub fn client(rules: &[&Rule]) -> Client {
+pub(crate) fn client(rules: &[&Rule]) -> Client {
     mock_client!(aws_sdk_codedeploy, RuleMode::MatchAny, rules, |c| c
         .retry_config(RetryConfig::disabled()))
 }
 
-pub fn target(client: Client) -> CodeDeployTarget {
+pub(crate) fn target(client: Client) -> CodeDeployTarget {
     CodeDeployTarget::builder(client)
         .application("bank")
         .deployment_group("payments")
@@ -33,7 +33,7 @@ pub fn target(client: Client) -> CodeDeployTarget {
 
 /// Deployment `d<i>`, created at second `i`, of commit `c<i % 7>`; the
 /// newest (`d<n-1>`) is in progress, the others succeeded.
-pub fn deployment(i: usize, n: usize) -> DeploymentInfo {
+pub(crate) fn deployment(i: usize, n: usize) -> DeploymentInfo {
     let status = if i + 1 == n {
         DeploymentStatus::InProgress
     } else {
@@ -58,7 +58,7 @@ pub fn deployment(i: usize, n: usize) -> DeploymentInfo {
 }
 
 /// A ListDeployments rule serving `n` ids newest first, `page` a page.
-pub fn list_rule(n: usize, page: usize) -> Rule {
+pub(crate) fn list_rule(n: usize, page: usize) -> Rule {
     mock!(Client::list_deployments).then_compute_output(move |req| {
         let start: usize = req
             .next_token()
@@ -80,7 +80,7 @@ pub fn list_rule(n: usize, page: usize) -> Rule {
 }
 
 /// A BatchGetDeployments rule that refuses more than 25 ids, as CodeDeploy does.
-pub fn batch_rule(n: usize) -> Rule {
+pub(crate) fn batch_rule(n: usize) -> Rule {
     mock!(Client::batch_get_deployments).then_compute_response(move |req| {
         if req.deployment_ids().len() > 25 {
             return MockResponse::Error(BatchGetDeploymentsError::generic(
@@ -104,17 +104,17 @@ pub fn batch_rule(n: usize) -> Rule {
 }
 
 /// The body of an AWS JSON error response.
-pub fn aws_error(code: &str, message: &str) -> String {
+pub(crate) fn aws_error(code: &str, message: &str) -> String {
     serde_json::json!({"__type": code, "message": message}).to_string()
 }
 
-pub fn request(to: RevisionRef) -> RollbackRequest {
+pub(crate) fn request(to: RevisionRef) -> RollbackRequest {
     RollbackRequest::new(to, Timestamp::from_millis(1_795_780_800_000))
         .reason("latency SLO breached")
         .actor(Actor::engine())
 }
 
 /// d2 (c2) in progress, d1 (c1) succeeded, d0 (c0) succeeded.
-pub fn in_flight_rules() -> (Rule, Rule) {
+pub(crate) fn in_flight_rules() -> (Rule, Rule) {
     (list_rule(3, 100), batch_rule(3))
 }

@@ -21,13 +21,13 @@ use rollback_core::{
 };
 
 /// ListDeployments page size of the test server: small, so that tests page.
-pub const PAGE_SIZE: usize = 10;
+pub(crate) const PAGE_SIZE: usize = 10;
 
 static MOTO: OnceLock<Result<Arc<LocalCodeDeploy>, String>> = OnceLock::new();
 
 /// The server of this test process, started on first use. Fails the test
 /// (never skips it) when the server cannot start.
-pub fn moto() -> &'static Arc<LocalCodeDeploy> {
+pub(crate) fn moto() -> &'static Arc<LocalCodeDeploy> {
     let started = MOTO.get_or_init(|| {
         let venv = venv_or(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv"));
         LocalCodeDeploy::start(&venv, Some(PAGE_SIZE))
@@ -46,17 +46,17 @@ pub fn moto() -> &'static Arc<LocalCodeDeploy> {
 }
 
 /// When the tests' rollbacks were decided, by the engine's clock.
-pub const DECIDED: Timestamp = Timestamp::from_millis(1_795_780_800_000);
+pub(crate) const DECIDED: Timestamp = Timestamp::from_millis(1_795_780_800_000);
 
 /// The tests' rollback to `to`: decided at [`DECIDED`], by the engine.
-pub fn request(to: RevisionRef) -> RollbackRequest {
+pub(crate) fn request(to: RevisionRef) -> RollbackRequest {
     RollbackRequest::new(to, DECIDED)
         .reason("p99 latency 180ms breached the 100ms SLO")
         .actor(Actor::engine())
 }
 
 /// The revision of `target`'s history with this id.
-pub async fn revision(target: &dyn Target, id: &str) -> RevisionRef {
+pub(crate) async fn revision(target: &dyn Target, id: &str) -> RevisionRef {
     target
         .find(&RevisionId::new(id))
         .await
@@ -65,7 +65,7 @@ pub async fn revision(target: &dyn Target, id: &str) -> RevisionRef {
 }
 
 /// (revision id, health, status of its newest deployment), newest first.
-pub async fn summary(target: &dyn Target) -> Vec<(String, RevisionHealth, String)> {
+pub(crate) async fn summary(target: &dyn Target) -> Vec<(String, RevisionHealth, String)> {
     target
         .history()
         .await
@@ -84,7 +84,7 @@ pub async fn summary(target: &dyn Target) -> Vec<(String, RevisionHealth, String
 static GROUPS: AtomicUsize = AtomicUsize::new(0);
 
 /// A GitHub revision of the test repository.
-pub fn github(commit: &str) -> RevisionLocation {
+pub(crate) fn github(commit: &str) -> RevisionLocation {
     RevisionLocation::builder()
         .revision_type(RevisionLocationType::GitHub)
         .git_hub_location(
@@ -97,12 +97,12 @@ pub fn github(commit: &str) -> RevisionLocation {
 }
 
 /// The revision id of a GitHub commit of the test repository.
-pub fn github_id(commit: &str) -> String {
+pub(crate) fn github_id(commit: &str) -> String {
     format!("github:bank/payments@{commit}")
 }
 
 /// A fresh application with one deployment group on the shared server.
-pub struct Group {
+pub(crate) struct Group {
     pub moto: &'static Arc<LocalCodeDeploy>,
     pub client: Client,
     pub app: String,
@@ -110,7 +110,7 @@ pub struct Group {
 }
 
 impl Group {
-    pub async fn new(prefix: &str) -> Group {
+    pub(crate) async fn new(prefix: &str) -> Group {
         let moto = moto();
         let client = moto.client();
         let n = GROUPS.fetch_add(1, Ordering::SeqCst);
@@ -139,11 +139,11 @@ impl Group {
     }
 
     /// The target under test: fast polling, short stop timeout.
-    pub fn target(&self) -> CodeDeployTarget {
+    pub(crate) fn target(&self) -> CodeDeployTarget {
         self.target_builder().build().unwrap()
     }
 
-    pub fn target_builder(&self) -> rollback_aws::CodeDeployTargetBuilder {
+    pub(crate) fn target_builder(&self) -> rollback_aws::CodeDeployTargetBuilder {
         CodeDeployTarget::builder(self.client.clone())
             .application(&self.app)
             .deployment_group(&self.name)
@@ -152,7 +152,7 @@ impl Group {
     }
 
     /// Create a deployment of `revision`; it stays `Created`.
-    pub async fn deploy(&self, revision: RevisionLocation) -> String {
+    pub(crate) async fn deploy(&self, revision: RevisionLocation) -> String {
         self.client
             .create_deployment()
             .application_name(&self.app)
@@ -165,20 +165,20 @@ impl Group {
             .unwrap()
     }
 
-    pub async fn set_status(&self, id: &str, status: &str) {
+    pub(crate) async fn set_status(&self, id: &str, status: &str) {
         self.moto
             .set_status(id, status)
             .await
             .unwrap_or_else(|e| panic!("{}\n{}", e.full_message(), self.moto.stderr_tail()));
     }
 
-    pub async fn fail(&self, id: &str, code: &str, message: &str) {
+    pub(crate) async fn fail(&self, id: &str, code: &str, message: &str) {
         self.moto.fail_deployment(id, code, message).await.unwrap();
     }
 
     /// Deploy each revision in turn (oldest first), moving each to its status
     /// through `InProgress`. Returns the deployment ids, oldest first.
-    pub async fn seed(&self, steps: &[(RevisionLocation, &str)]) -> Vec<String> {
+    pub(crate) async fn seed(&self, steps: &[(RevisionLocation, &str)]) -> Vec<String> {
         let mut ids = Vec::new();
         for (revision, status) in steps {
             let id = self.deploy(revision.clone()).await;
@@ -191,7 +191,7 @@ impl Group {
         ids
     }
 
-    pub async fn deployment(&self, id: &str) -> DeploymentInfo {
+    pub(crate) async fn deployment(&self, id: &str) -> DeploymentInfo {
         self.client
             .get_deployment()
             .deployment_id(id)
@@ -203,7 +203,7 @@ impl Group {
     }
 
     /// Every deployment of the group, oldest first (all pages).
-    pub async fn deployments(&self) -> Vec<DeploymentInfo> {
+    pub(crate) async fn deployments(&self) -> Vec<DeploymentInfo> {
         let mut ids = Vec::new();
         let mut token = None;
         loop {
@@ -238,7 +238,7 @@ impl Group {
     }
 
     /// Play the CodeDeploy agent for deployments created from now on.
-    pub async fn agent(&self, failing: &[&str]) -> Agent {
+    pub(crate) async fn agent(&self, failing: &[&str]) -> Agent {
         self.moto
             .agent(&self.app, &self.name, failing, Duration::from_millis(100))
             .await

@@ -112,7 +112,7 @@ pub(crate) struct ProbeRules {
 
 impl ProbeRules {
     /// The conditions as written: `success < 0.01, failure >= 0.05`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (&self.success, &self.failure) {
             (Some(s), Some(f)) => format!("success {s}, failure {f}"),
             (Some(s), None) => format!("success {s}"),

@@ -27,14 +27,14 @@ use std::time::{Duration, Instant};
 /// The longest one input may take. A slower input is run twice more, and
 /// fails the test if the fastest of the three runs is still slower (a busy
 /// machine can pause one run, not three).
-pub const MAX_TIME: Duration = Duration::from_millis(250);
+pub(crate) const MAX_TIME: Duration = Duration::from_millis(250);
 
 /// The longest input the mutator makes.
-pub const MAX_LEN: usize = 128 * 1024;
+pub(crate) const MAX_LEN: usize = 128 * 1024;
 
 /// What a run does: how many inputs, from which PRNG seed.
 #[derive(Debug, Clone, Copy)]
-pub struct Run {
+pub(crate) struct Run {
     /// Mutated inputs, the seeds themselves not counted.
     pub iterations: u64,
     /// The PRNG seed.
@@ -44,7 +44,7 @@ pub struct Run {
 impl Run {
     /// `default_iterations` and a seed derived from `name`, unless the
     /// environment says otherwise.
-    pub fn from_env(name: &str, default_iterations: u64) -> Run {
+    pub(crate) fn from_env(name: &str, default_iterations: u64) -> Run {
         let var = |key: &str| {
             std::env::var(key).ok().map(|v| {
                 v.trim()
@@ -67,7 +67,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// Makes inputs by mutating seeds.
 #[derive(Debug)]
-pub struct Mutator<'a> {
+pub(crate) struct Mutator<'a> {
     rng: fastrand::Rng,
     seeds: &'a [&'a [u8]],
     tokens: &'a [&'a [u8]],
@@ -76,7 +76,7 @@ pub struct Mutator<'a> {
 impl<'a> Mutator<'a> {
     /// A mutator of `seeds` (at least one) that also inserts `tokens`
     /// (syntax of the input language: `"[", "\": \"", "#"`), from `seed`.
-    pub fn new(seed: u64, seeds: &'a [&'a [u8]], tokens: &'a [&'a [u8]]) -> Self {
+    pub(crate) fn new(seed: u64, seeds: &'a [&'a [u8]], tokens: &'a [&'a [u8]]) -> Self {
         assert!(!seeds.is_empty(), "a mutator needs at least one seed");
         Mutator {
             rng: fastrand::Rng::with_seed(seed),
@@ -86,7 +86,7 @@ impl<'a> Mutator<'a> {
     }
 
     /// The next input: a seed, mutated one to eight times (mostly few).
-    pub fn input(&mut self) -> Vec<u8> {
+    pub(crate) fn input(&mut self) -> Vec<u8> {
         let mut data = self.seeds[self.rng.usize(..self.seeds.len())].to_vec();
         let rounds = match self.rng.u8(..8) {
             0..=3 => 1,
@@ -205,7 +205,7 @@ impl<'a> Mutator<'a> {
 
 /// `bytes` as a Rust byte-string literal: printable ASCII as is, the rest
 /// `\xNN`, long inputs elided in the middle.
-pub fn escape(bytes: &[u8]) -> String {
+pub(crate) fn escape(bytes: &[u8]) -> String {
     const SHOWN: usize = 4096;
     let mut out = String::from("b\"");
     let push = |out: &mut String, part: &[u8]| {
@@ -243,7 +243,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// What a finished run did, for the test's output.
 #[derive(Debug, Clone)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Inputs run, seeds included.
     pub inputs: u64,
     /// The whole run.
@@ -277,7 +277,7 @@ impl std::fmt::Display for Summary {
 /// Run `target` on each seed, then on `default_iterations` mutated inputs
 /// (see [`Run::from_env`]). Panics, naming the input and the seed, if the
 /// target panics or takes longer than [`MAX_TIME`] on one input.
-pub fn fuzz(
+pub(crate) fn fuzz(
     name: &str,
     default_iterations: u64,
     seeds: &[&[u8]],

@@ -3,7 +3,7 @@
 /// Policies in YAML: every knob, the styles the examples use, and the YAML
 /// features a pre-scan must read right (comments, anchors, block scalars,
 /// quotes, CRLF, documents).
-pub const POLICY_YAML: &[&[u8]] = &[
+pub(crate) const POLICY_YAML: &[&[u8]] = &[
     br#"
 interval: 10s
 initial_delay: 1m
@@ -51,13 +51,13 @@ probes:
 ];
 
 /// Policies in JSON.
-pub const POLICY_JSON: &[&[u8]] = &[
+pub(crate) const POLICY_JSON: &[&[u8]] = &[
     br#"{"interval":"10s","initial_delay":"1m","bake_time":"15m","failure_limit":1,"consecutive_failure_limit":2,"inconclusive_limit":3,"consecutive_error_limit":5,"no_data":"fail","dry_run":true,"approval":"manual","verify":"2m","rollback_timeout":"10m","max_rollbacks":2,"max_rollbacks_window":"12h","cooldown":"30m","on_irreversible":"rollback","rollback_to":"previous","retry":{"max_attempts":5,"initial_backoff":"100ms","max_backoff":"2s"},"probes":[{"name":"error_rate","success":"< 0.01","failure":">= 0.05"},{"name":"latency_p99","success":"<= +10%","failure_limit":3,"no_data":"inconclusive"}]}"#,
     b"{\n  \"interval\": \"30s\",\n  \"probes\": [\n    { \"name\": \"e\\u00e9\\\"\", \"success\": \"between 0.9 and 1.1\" },\n    { \"name\": \"f\", \"failure\": \"outside -1..1e3\" }\n  ]\n}\n",
 ];
 
 /// Policies in TOML.
-pub const POLICY_TOML: &[&[u8]] = &[
+pub(crate) const POLICY_TOML: &[&[u8]] = &[
     br#"interval = "10s"
 bake_time = "15m"
 failure_limit = 1
@@ -80,7 +80,7 @@ no_data = "inconclusive"
 ];
 
 /// Conditions, each form.
-pub const CONDITIONS: &[&[u8]] = &[
+pub(crate) const CONDITIONS: &[&[u8]] = &[
     b"< 0.01",
     b"<=100",
     b"> 0.9",
@@ -98,14 +98,14 @@ pub const CONDITIONS: &[&[u8]] = &[
 
 /// Series in CSV: with and without baselines, newest first, gaps and
 /// Prometheus' spellings of NaN and the infinities.
-pub const SERIES_CSV: &[&[u8]] = &[
+pub(crate) const SERIES_CSV: &[&[u8]] = &[
     b"timestamp,probe,value\n1795780800,error_rate,0.001\n1795780800,latency,0.05\n1795780810,error_rate,0.05\n1795780810,latency,\n",
     b"timestamp,probe,value,baseline\n2026-11-27T12:00:10Z,ctr,0.04,0.041\n2026-11-27T12:00:00Z,ctr,NaN,+Inf\n1795780790.5,ctr,-Inf,null\n",
     b"probe, value ,timestamp\r\n\"e,1\",1e-3,1795780800\r\n\"e,1\",\"2\",1795780801\r\n",
 ];
 
 /// Series in JSON: pairs, triples, objects, times as text and numbers.
-pub const SERIES_JSON: &[&[u8]] = &[
+pub(crate) const SERIES_JSON: &[&[u8]] = &[
     br#"{"probes": {
         "error_rate": [["2026-11-27T12:00:00Z", "0.001"], [1795780810, 0.001], [1795780820, null], {"t": 1795780830, "v": "NaN"}],
         "latency": [[1795780830, 0.05, 0.04], [1795780800, "+Inf", "-Inf"], {"timestamp": 1795780810.25, "value": 1e300, "baseline": null}]
@@ -115,7 +115,7 @@ pub const SERIES_JSON: &[&[u8]] = &[
 
 /// YAML syntax, and values that stress policy fields.
 #[rustfmt::skip]
-pub const YAML_TOKENS: &[&[u8]] = &[
+pub(crate) const YAML_TOKENS: &[&[u8]] = &[
     b"[", b"]", b"{", b"}", b",", b": ", b":", b"- ", b"? ", b"\n", b"\n  ", b"\r\n", b"\r",
     b"\t", b"#", b" #", b"\"", b"'", b"''", b"\\", b"|", b"|-\n", b">", b">2\n", b"&a ", b"*a",
     b"!!str ", b"!!seq ", b"<<: ", b"---\n", b"...\n", b"%YAML 1.2\n", b"\xc2\x85", b"\xe2\x80\xa8",
@@ -126,7 +126,7 @@ pub const YAML_TOKENS: &[&[u8]] = &[
 
 /// JSON syntax and values.
 #[rustfmt::skip]
-pub const JSON_TOKENS: &[&[u8]] = &[
+pub(crate) const JSON_TOKENS: &[&[u8]] = &[
     b"[", b"]", b"{", b"}", b",", b":", b"\"", b"\\", b"\\u0000", b"\\ud800", b"\\\"", b"null",
     b"true", b"1e309", b"-0", b"18446744073709551616", b"\"probes\"", b"\"name\"", b"\"success\"",
     b"\"0s\"", b"\"1ns\"", b"\"NaN\"", b" ", b"\n",
@@ -134,7 +134,7 @@ pub const JSON_TOKENS: &[&[u8]] = &[
 
 /// TOML syntax and values.
 #[rustfmt::skip]
-pub const TOML_TOKENS: &[&[u8]] = &[
+pub(crate) const TOML_TOKENS: &[&[u8]] = &[
     b"[", b"]", b"[[", b"]]", b"{", b"}", b",", b" = ", b"=", b".", b"\"", b"'", b"\"\"\"", b"'''",
     b"\\", b"#", b"\n", b"\r\n", b"\r", b"[probes]", b"[[probes]]\n", b"a.b.c = ", b"inf", b"nan",
     b"1979-05-27T07:32:00Z", b"0x7f", b"1_000", b"9223372036854775808", b"true",
@@ -142,7 +142,7 @@ pub const TOML_TOKENS: &[&[u8]] = &[
 
 /// Condition syntax and numbers.
 #[rustfmt::skip]
-pub const CONDITION_TOKENS: &[&[u8]] = &[
+pub(crate) const CONDITION_TOKENS: &[&[u8]] = &[
     b"<", b"<=", b">", b">=", b"==", b"!=", b"=", b"between ", b" and ", b"outside ", b"..",
     b"..=", b"%", b"+", b"-", b"-100", b"1e309", b"NaN", b"inf", b"-0", b"0x1", b" ", b"\t",
     b"\xc2\xa0", b"\xe2\x80\x8b",
@@ -150,7 +150,7 @@ pub const CONDITION_TOKENS: &[&[u8]] = &[
 
 /// CSV syntax and values.
 #[rustfmt::skip]
-pub const CSV_TOKENS: &[&[u8]] = &[
+pub(crate) const CSV_TOKENS: &[&[u8]] = &[
     b",", b"\n", b"\r\n", b"\"", b"\"\"", b"timestamp", b"probe", b"value", b"baseline", b"NaN",
     b"+Inf", b"-Inf", b"null", b"1e309", b"9e15", b"-9e12", b"2026-11-27T12:00:00Z",
     b"9999-12-31T23:59:59.999Z", b"0000-01-01T00:00:00Z", b" ",
@@ -158,7 +158,7 @@ pub const CSV_TOKENS: &[&[u8]] = &[
 
 /// JSON series syntax and values.
 #[rustfmt::skip]
-pub const SERIES_JSON_TOKENS: &[&[u8]] = &[
+pub(crate) const SERIES_JSON_TOKENS: &[&[u8]] = &[
     b"[", b"]", b"{", b"}", b",", b":", b"\"", b"null", b"\"NaN\"", b"\"+Inf\"", b"\"-Inf\"",
     b"1e309", b"9e12", b"-9e12", b"\"t\"", b"\"v\"", b"\"baseline\"", b"\"probes\"",
     b"\"2026-11-27T12:00:00Z\"", b"[1, 2, 3, 4]",

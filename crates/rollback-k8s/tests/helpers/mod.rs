@@ -14,12 +14,12 @@ use serde_json::Value;
 
 use crate::support::{self, KubeServer, Rev, Seed};
 
-pub const NS: &str = "shop";
+pub(crate) const NS: &str = "shop";
 
 /// When the tests' rollbacks were decided.
-pub const DECIDED_AT: Timestamp = Timestamp::from_millis(1_795_780_800_000);
+pub(crate) const DECIDED_AT: Timestamp = Timestamp::from_millis(1_795_780_800_000);
 
-pub fn fast_retry() -> RetryPolicy {
+pub(crate) fn fast_retry() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 3,
         initial_backoff: Duration::from_millis(10),
@@ -27,7 +27,7 @@ pub fn fast_retry() -> RetryPolicy {
     }
 }
 
-pub fn builder(server: &KubeServer, name: &str) -> K8sDeploymentBuilder {
+pub(crate) fn builder(server: &KubeServer, name: &str) -> K8sDeploymentBuilder {
     K8sDeployment::builder(server.client())
         .namespace(NS)
         .name(name)
@@ -36,7 +36,7 @@ pub fn builder(server: &KubeServer, name: &str) -> K8sDeploymentBuilder {
 }
 
 /// web: revisions 1 (web:1, hash aaa), 2 (web:2, hash bbb), 3 (web:3, hash ccc, current).
-pub fn three() -> Seed {
+pub(crate) fn three() -> Seed {
     Seed::new(
         "web",
         vec![
@@ -48,7 +48,7 @@ pub fn three() -> Seed {
 }
 
 /// [`three`], seeded in namespace [`NS`].
-pub async fn three_revisions(server: &KubeServer) -> Seed {
+pub(crate) async fn three_revisions(server: &KubeServer) -> Seed {
     let client = server.client();
     support::create_namespace(&client, NS).await;
     let seed = three();
@@ -56,7 +56,7 @@ pub async fn three_revisions(server: &KubeServer) -> Seed {
     seed
 }
 
-pub fn request(from: Option<&str>, to: &str, dry_run: DryRun) -> RollbackRequest {
+pub(crate) fn request(from: Option<&str>, to: &str, dry_run: DryRun) -> RollbackRequest {
     RollbackRequest::new(Arc::new(RevisionRecord::new(to)) as RevisionRef, DECIDED_AT)
         .from(from.map(RevisionId::from))
         .reason("test")
@@ -65,7 +65,7 @@ pub fn request(from: Option<&str>, to: &str, dry_run: DryRun) -> RollbackRequest
 }
 
 /// A string of the Deployment `name` in [`NS`], by JSON pointer; empty when absent.
-pub async fn field(server: &KubeServer, name: &str, pointer: &str) -> String {
+pub(crate) async fn field(server: &KubeServer, name: &str, pointer: &str) -> String {
     let d = support::deployment_json(&server.client(), NS, name).await;
     d.pointer(pointer)
         .and_then(Value::as_str)
@@ -73,15 +73,15 @@ pub async fn field(server: &KubeServer, name: &str, pointer: &str) -> String {
         .to_owned()
 }
 
-pub async fn image(server: &KubeServer, name: &str) -> String {
+pub(crate) async fn image(server: &KubeServer, name: &str) -> String {
     field(server, name, "/spec/template/spec/containers/0/image").await
 }
 
-pub async fn resource_version(server: &KubeServer, name: &str) -> String {
+pub(crate) async fn resource_version(server: &KubeServer, name: &str) -> String {
     field(server, name, "/metadata/resourceVersion").await
 }
 
-pub async fn patches(server: &KubeServer) -> Vec<String> {
+pub(crate) async fn patches(server: &KubeServer) -> Vec<String> {
     server
         .requests()
         .await

@@ -20,7 +20,7 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 /// The venv with kmock: `ROLLBACK_VENV`, else `<workspace root>/.venv`.
-pub fn venv() -> PathBuf {
+pub(crate) fn venv() -> PathBuf {
     std::env::var_os("ROLLBACK_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv"))
@@ -29,7 +29,7 @@ pub fn venv() -> PathBuf {
 /// A running test API server. Dropping it stops it; its stderr is printed
 /// when the test panics. It also exits by itself when this process dies
 /// (its stdin closes).
-pub struct KubeServer {
+pub(crate) struct KubeServer {
     child: Child,
     _stdin: ChildStdin,
     pub url: String,
@@ -38,7 +38,7 @@ pub struct KubeServer {
 }
 
 impl KubeServer {
-    pub fn start() -> KubeServer {
+    pub(crate) fn start() -> KubeServer {
         let venv = venv();
         let python = venv.join("bin/python");
         assert!(
@@ -98,17 +98,17 @@ impl KubeServer {
         }
     }
 
-    pub fn client(&self) -> kube::Client {
+    pub(crate) fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url.parse().expect("a URL"));
         kube::Client::try_from(config).expect("a kube client")
     }
 
-    pub fn kubeconfig(&self) -> PathBuf {
+    pub(crate) fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
     }
 
     /// Run kubectl against this server: (success, stdout, stderr).
-    pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+    pub(crate) fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
@@ -152,13 +152,13 @@ impl KubeServer {
     }
 
     /// The API requests served so far, raw: method, path, query, content_type, body.
-    pub async fn request_log(&self) -> Vec<Value> {
+    pub(crate) async fn request_log(&self) -> Vec<Value> {
         let v = self.control("GET", "/_test/requests", None).await;
         v["requests"].as_array().cloned().unwrap_or_default()
     }
 
     /// The API requests served so far: `METHOD path?query`.
-    pub async fn requests(&self) -> Vec<String> {
+    pub(crate) async fn requests(&self) -> Vec<String> {
         let v = self.control("GET", "/_test/requests", None).await;
         v["requests"]
             .as_array()
@@ -177,16 +177,16 @@ impl KubeServer {
             .collect()
     }
 
-    pub async fn clear_requests(&self) {
+    pub(crate) async fn clear_requests(&self) {
         self.control("DELETE", "/_test/requests", None).await;
     }
 
     /// Add a fault rule (see kube_apiserver.py).
-    pub async fn fault(&self, rule: Value) {
+    pub(crate) async fn fault(&self, rule: Value) {
         self.control("POST", "/_test/faults", Some(rule)).await;
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 }
@@ -206,7 +206,7 @@ impl Drop for KubeServer {
 
 /// One revision to seed: a ReplicaSet the Deployment owns.
 #[derive(Debug, Clone)]
-pub struct Rev {
+pub(crate) struct Rev {
     /// The revision annotation (a number, or garbage for the bad-input tests).
     pub number: String,
     pub hash: String,
@@ -218,7 +218,7 @@ pub struct Rev {
 }
 
 impl Rev {
-    pub fn new(number: i64, hash: &str, image: &str) -> Rev {
+    pub(crate) fn new(number: i64, hash: &str, image: &str) -> Rev {
         Rev {
             number: number.to_string(),
             hash: hash.into(),
@@ -233,7 +233,7 @@ impl Rev {
 
 /// A Deployment as the controller leaves it after rolling out `revs[current]`.
 #[derive(Debug, Clone)]
-pub struct Seed {
+pub(crate) struct Seed {
     pub name: String,
     pub replicas: i32,
     pub revs: Vec<Rev>,
@@ -243,7 +243,7 @@ pub struct Seed {
 }
 
 impl Seed {
-    pub fn new(name: &str, revs: Vec<Rev>) -> Seed {
+    pub(crate) fn new(name: &str, revs: Vec<Rev>) -> Seed {
         let current = revs.len().saturating_sub(1);
         Seed {
             name: name.into(),
@@ -269,7 +269,7 @@ fn container(name: &str, image: &str, env: Option<&str>) -> Value {
 }
 
 /// A pod template as the apiserver returns it (defaults filled in).
-pub fn template(app: &str, rev: &Rev, with_hash: bool) -> Value {
+pub(crate) fn template(app: &str, rev: &Rev, with_hash: bool) -> Value {
     let mut labels = json!({"app": app});
     if with_hash {
         labels["pod-template-hash"] = json!(rev.hash);
@@ -289,7 +289,7 @@ pub fn template(app: &str, rev: &Rev, with_hash: bool) -> Value {
     json!({"metadata": {"labels": labels}, "spec": spec})
 }
 
-pub async fn create_namespace(client: &kube::Client, ns: &str) {
+pub(crate) async fn create_namespace(client: &kube::Client, ns: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     let obj: Namespace =
         serde_json::from_value(json!({"metadata": {"name": ns}})).expect("a namespace");
@@ -300,7 +300,7 @@ pub async fn create_namespace(client: &kube::Client, ns: &str) {
 
 /// Seed a Deployment and its ReplicaSets the way the controller leaves them.
 /// Returns the Deployment's uid.
-pub async fn seed(client: &kube::Client, ns: &str, s: &Seed) -> String {
+pub(crate) async fn seed(client: &kube::Client, ns: &str, s: &Seed) -> String {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     let cur = &s.revs[s.current];
@@ -384,7 +384,7 @@ pub async fn seed(client: &kube::Client, ns: &str, s: &Seed) -> String {
 }
 
 /// The Deployment as raw JSON.
-pub async fn deployment_json(client: &kube::Client, ns: &str, name: &str) -> Value {
+pub(crate) async fn deployment_json(client: &kube::Client, ns: &str, name: &str) -> Value {
     let api: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         ns,
@@ -394,7 +394,7 @@ pub async fn deployment_json(client: &kube::Client, ns: &str, name: &str) -> Val
 }
 
 /// The Deployment without server bookkeeping, to compare across namespaces.
-pub fn without_bookkeeping(mut d: Value) -> Value {
+pub(crate) fn without_bookkeeping(mut d: Value) -> Value {
     if let Some(meta) = d.get_mut("metadata").and_then(Value::as_object_mut) {
         for k in [
             "uid",
@@ -432,7 +432,7 @@ fn fnv_hash(text: &str) -> String {
 /// ReplicaSet for the Deployment's template, give it the next revision number
 /// when it is not the newest, scale the others to zero, and report a
 /// complete rollout in the status. Returns whether it changed anything.
-pub async fn controller_step(client: &kube::Client, ns: &str, name: &str) -> bool {
+pub(crate) async fn controller_step(client: &kube::Client, ns: &str, name: &str) -> bool {
     let deployments: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         ns,
@@ -582,7 +582,7 @@ pub async fn controller_step(client: &kube::Client, ns: &str, name: &str) -> boo
 }
 
 /// Run the stand-in controller for one Deployment in the background.
-pub fn spawn_controller(client: kube::Client, ns: &str, name: &str) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn_controller(client: kube::Client, ns: &str, name: &str) -> tokio::task::JoinHandle<()> {
     let (ns, name) = (ns.to_owned(), name.to_owned());
     tokio::spawn(async move {
         loop {
@@ -593,7 +593,7 @@ pub fn spawn_controller(client: kube::Client, ns: &str, name: &str) -> tokio::ta
 }
 
 /// Create a pod of a revision with the given container status.
-pub async fn create_pod(
+pub(crate) async fn create_pod(
     client: &kube::Client,
     ns: &str,
     app: &str,

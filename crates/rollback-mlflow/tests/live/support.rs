@@ -75,7 +75,7 @@ async fn start_or_join() -> Result<String, String> {
 }
 
 /// The URL of this test binary's MLflow server, started on first use.
-pub async fn server_url() -> &'static str {
+pub(crate) async fn server_url() -> &'static str {
     static URL: OnceCell<String> = OnceCell::const_new();
     URL.get_or_init(|| async {
         match start_or_join().await {
@@ -89,12 +89,12 @@ pub async fn server_url() -> &'static str {
 }
 
 /// A client of this test binary's server.
-pub async fn client() -> MlflowClient {
+pub(crate) async fn client() -> MlflowClient {
     MlflowClient::new(server_url().await).expect("client")
 }
 
 /// A registered-model name no other test uses.
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -109,7 +109,7 @@ pub fn unique(prefix: &str) -> String {
 /// Create a registered model with `versions` versions (sources
 /// `s3://models/<name>/<n>`, run ids `run-<n>`, tag `trained_on`), and point
 /// `alias` at `alias_at` when given.
-pub async fn seed(client: &MlflowClient, name: &str, versions: u32, alias: Option<(&str, u32)>) {
+pub(crate) async fn seed(client: &MlflowClient, name: &str, versions: u32, alias: Option<(&str, u32)>) {
     client
         .create_registered_model(name)
         .await

@@ -13,7 +13,7 @@ use rollback_prometheus::{PrometheusClient, PrometheusProbe};
 use serde_json::{Value, json};
 
 /// A request the fake saw: endpoint, query parameters, Authorization header.
-pub type Seen = (String, HashMap<String, String>, Option<String>);
+pub(crate) type Seen = (String, HashMap<String, String>, Option<String>);
 
 type Handler = dyn Fn(&HashMap<String, String>) -> (StatusCode, String) + Send + Sync;
 
@@ -25,7 +25,7 @@ struct Fake {
 }
 
 /// A fake Prometheus API answering every query with `handler`.
-pub struct FakePrometheus {
+pub(crate) struct FakePrometheus {
     addr: SocketAddr,
     fake: Fake,
     task: tokio::task::JoinHandle<()>,
@@ -66,7 +66,7 @@ async fn answer(
 }
 
 impl FakePrometheus {
-    pub async fn start(
+    pub(crate) async fn start(
         delay: Duration,
         handler: impl Fn(&HashMap<String, String>) -> (StatusCode, String) + Send + Sync + 'static,
     ) -> Self {
@@ -98,35 +98,35 @@ impl FakePrometheus {
     }
 
     /// Answer every query with this JSON.
-    pub async fn fixed(body: Value) -> Self {
+    pub(crate) async fn fixed(body: Value) -> Self {
         let body = body.to_string();
         Self::start(Duration::ZERO, move |_| (StatusCode::OK, body.clone())).await
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    pub fn client(&self) -> PrometheusClient {
+    pub(crate) fn client(&self) -> PrometheusClient {
         PrometheusClient::builder(self.url())
             .timeout(Duration::from_secs(2))
             .build()
             .unwrap()
     }
 
-    pub fn probe(&self, query: &str) -> PrometheusProbe {
+    pub(crate) fn probe(&self, query: &str) -> PrometheusProbe {
         PrometheusProbe::builder("p", self.client())
             .query(query)
             .build()
             .unwrap()
     }
 
-    pub fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.fake.seen.lock().unwrap().clone()
     }
 }
 
-pub fn vector(series: &[(&str, &str)]) -> Value {
+pub(crate) fn vector(series: &[(&str, &str)]) -> Value {
     let result: Vec<Value> = series
         .iter()
         .map(|(instance, v)| json!({"metric": {"instance": instance}, "value": [1795780800.5, v]}))
@@ -134,7 +134,7 @@ pub fn vector(series: &[(&str, &str)]) -> Value {
     json!({"status": "success", "data": {"resultType": "vector", "result": result}})
 }
 
-pub fn ctx() -> ProbeContext {
+pub(crate) fn ctx() -> ProbeContext {
     ProbeContext::new(
         TargetId::new("k8s:shop/checkout"),
         RevisionId::new("rev-2"),

@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use crate::support::{RecordingSink, TestAlert};
 
-pub const TOKEN: &str = "s3cret-token";
+pub(crate) const TOKEN: &str = "s3cret-token";
 
-pub fn receiver(sink: Arc<RecordingSink>) -> AlertmanagerReceiver {
+pub(crate) fn receiver(sink: Arc<RecordingSink>) -> AlertmanagerReceiver {
     AlertmanagerReceiver::builder(sink as Arc<dyn TriggerSink>)
         .bearer_token(TOKEN)
         .route(&[r#"alertname="ModelDrift""#], "mlflow:{model}@champion")
@@ -21,13 +21,13 @@ pub fn receiver(sink: Arc<RecordingSink>) -> AlertmanagerReceiver {
         .unwrap()
 }
 
-pub async fn start(sink: Arc<RecordingSink>) -> (AlertmanagerReceiver, ReceiverServer) {
+pub(crate) async fn start(sink: Arc<RecordingSink>) -> (AlertmanagerReceiver, ReceiverServer) {
     let r = receiver(sink);
     let server = r.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     (r, server)
 }
 
-pub async fn post(
+pub(crate) async fn post(
     server: &ReceiverServer,
     auth: Option<&str>,
     content_type: Option<&str>,
@@ -53,7 +53,7 @@ pub async fn post(
     (status, body)
 }
 
-pub async fn send(server: &ReceiverServer, payload: &Value) -> (u16, Value) {
+pub(crate) async fn send(server: &ReceiverServer, payload: &Value) -> (u16, Value) {
     post(
         server,
         Some(&format!("Bearer {TOKEN}")),
@@ -63,7 +63,7 @@ pub async fn send(server: &ReceiverServer, payload: &Value) -> (u16, Value) {
     .await
 }
 
-pub fn firing(fingerprint: &'static str, starts_at: &'static str) -> TestAlert<'static> {
+pub(crate) fn firing(fingerprint: &'static str, starts_at: &'static str) -> TestAlert<'static> {
     TestAlert {
         status: "firing",
         fingerprint,

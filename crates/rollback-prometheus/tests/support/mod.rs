@@ -9,10 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const INSTALL_HINT: &str = "install the Debian packages with `apt-get install prometheus prometheus-alertmanager`, or run ./scripts/test";
+pub(crate) const INSTALL_HINT: &str = "install the Debian packages with `apt-get install prometheus prometheus-alertmanager`, or run ./scripts/test";
 
 /// The path of a server binary, or a panic (a test failure) saying what to install.
-pub fn require_binary(name: &str) -> PathBuf {
+pub(crate) fn require_binary(name: &str) -> PathBuf {
     let candidates = [
         PathBuf::from("/usr/bin").join(name),
         PathBuf::from("/usr/local/bin").join(name),
@@ -32,13 +32,13 @@ pub fn require_binary(name: &str) -> PathBuf {
 }
 
 /// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr").port()
 }
 
 /// Wait until `GET url` answers 200, or panic with the server's log.
-pub async fn wait_ready(url: &str, timeout: Duration, what: &str, child: &mut Child, log: &Path) {
+pub(crate) async fn wait_ready(url: &str, timeout: Duration, what: &str, child: &mut Child, log: &Path) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + timeout;
     loop {
@@ -73,7 +73,7 @@ fn spawn(binary: &Path, args: &[String], log: &Path) -> Child {
 
 /// What a test Prometheus scrapes and evaluates.
 #[derive(Debug, Clone, Default)]
-pub struct PrometheusSetup {
+pub(crate) struct PrometheusSetup {
     /// `host:port` of apps to scrape every `scrape_interval` (job `app`).
     pub scrape: Vec<String>,
     /// Labels to add to every scraped series.
@@ -91,7 +91,7 @@ pub struct PrometheusSetup {
 }
 
 /// A real Prometheus on a free loopback port, killed on drop.
-pub struct PrometheusServer {
+pub(crate) struct PrometheusServer {
     child: Child,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
@@ -99,7 +99,7 @@ pub struct PrometheusServer {
 
 impl PrometheusServer {
     /// A probe of `query` against this server, with a client timeout.
-    pub fn probe(
+    pub(crate) fn probe(
         &self,
         name: &str,
         query: &str,
@@ -115,7 +115,7 @@ impl PrometheusServer {
             .expect("a probe")
     }
 
-    pub async fn start(setup: PrometheusSetup) -> Self {
+    pub(crate) async fn start(setup: PrometheusSetup) -> Self {
         let binary = require_binary("prometheus");
         let dir = tempfile::tempdir().expect("tempdir");
         let interval = setup.interval.unwrap_or(Duration::from_secs(1));
@@ -175,16 +175,16 @@ impl PrometheusServer {
         PrometheusServer { child, addr, dir }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
     /// Wait until an instant query returns a non-empty result.
-    pub async fn wait_for_data(&self, query: &str, timeout: Duration) {
+    pub(crate) async fn wait_for_data(&self, query: &str, timeout: Duration) {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + timeout;
         loop {
@@ -224,7 +224,7 @@ impl Drop for PrometheusServer {
 }
 
 /// A real Alertmanager on a free loopback port, posting to one webhook; killed on drop.
-pub struct AlertmanagerServer {
+pub(crate) struct AlertmanagerServer {
     child: Child,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
@@ -233,7 +233,7 @@ pub struct AlertmanagerServer {
 impl AlertmanagerServer {
     /// Start it with one route to `webhook_url`, sending `token` as bearer
     /// token, grouping by alertname with the given repeat interval.
-    pub async fn start(webhook_url: &str, token: &str, repeat_interval: Duration) -> Self {
+    pub(crate) async fn start(webhook_url: &str, token: &str, repeat_interval: Duration) -> Self {
         let binary = require_binary("prometheus-alertmanager");
         let dir = tempfile::tempdir().expect("tempdir");
         let yaml = format!(
@@ -267,7 +267,7 @@ impl AlertmanagerServer {
         AlertmanagerServer { child, addr, dir }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("alertmanager.log")).unwrap_or_default()
     }
 }
@@ -364,7 +364,7 @@ impl AppState {
 /// histogram `http_request_duration_seconds`; it simulates `rps` requests per
 /// second with the error rate and latency the test sets. An app that has
 /// served nothing exposes no request series at all.
-pub struct MetricsApp {
+pub(crate) struct MetricsApp {
     state: Arc<Mutex<AppState>>,
     pub addr: SocketAddr,
     server: tokio::task::JoinHandle<()>,
@@ -372,7 +372,7 @@ pub struct MetricsApp {
 }
 
 impl MetricsApp {
-    pub async fn start(rps: f64, error_rate: f64, latency: Duration) -> Self {
+    pub(crate) async fn start(rps: f64, error_rate: f64, latency: Duration) -> Self {
         let state = Arc::new(Mutex::new(AppState {
             rps,
             error_rate,
@@ -423,19 +423,19 @@ impl MetricsApp {
         }
     }
 
-    pub fn set_error_rate(&self, rate: f64) {
+    pub(crate) fn set_error_rate(&self, rate: f64) {
         self.state.lock().expect("app state").error_rate = rate;
     }
 
-    pub fn set_latency(&self, latency: Duration) {
+    pub(crate) fn set_latency(&self, latency: Duration) {
         self.state.lock().expect("app state").latency = latency.as_secs_f64();
     }
 
-    pub fn set_rps(&self, rps: f64) {
+    pub(crate) fn set_rps(&self, rps: f64) {
         self.state.lock().expect("app state").rps = rps;
     }
 
-    pub fn target(&self) -> String {
+    pub(crate) fn target(&self) -> String {
         self.addr.to_string()
     }
 }
@@ -448,14 +448,14 @@ impl Drop for MetricsApp {
 }
 
 /// The 5xx ratio over the last `window`; empty (no data) without traffic.
-pub fn error_ratio_query(window: &str) -> String {
+pub(crate) fn error_ratio_query(window: &str) -> String {
     format!(
         "sum(rate(http_requests_total{{code=~\"5..\"}}[{window}]) or vector(0)) / (sum(rate(http_requests_total[{window}])) > 0)"
     )
 }
 
 /// p99 latency over the last `window`.
-pub fn p99_query(window: &str) -> String {
+pub(crate) fn p99_query(window: &str) -> String {
     format!(
         "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[{window}])))"
     )
@@ -467,7 +467,7 @@ pub fn p99_query(window: &str) -> String {
 /// Records every trigger with the instant it arrived; answers `outcome`,
 /// fails the next `fail_next` calls, and takes `delay` per call.
 #[derive(Debug)]
-pub struct RecordingSink {
+pub(crate) struct RecordingSink {
     pub calls: Mutex<Vec<(rollback_core::TargetId, rollback_core::Trigger, Instant)>>,
     pub outcome: Mutex<rollback_core::TriggerOutcome>,
     pub fail_next: std::sync::atomic::AtomicUsize,
@@ -476,11 +476,11 @@ pub struct RecordingSink {
 }
 
 impl RecordingSink {
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Self::with_delay(Duration::ZERO)
     }
 
-    pub fn with_delay(delay: Duration) -> Arc<Self> {
+    pub(crate) fn with_delay(delay: Duration) -> Arc<Self> {
         Arc::new(RecordingSink {
             calls: Mutex::default(),
             outcome: Mutex::new(rollback_core::TriggerOutcome::Accepted),
@@ -490,7 +490,7 @@ impl RecordingSink {
         })
     }
 
-    pub fn calls(&self) -> Vec<(rollback_core::TargetId, rollback_core::Trigger)> {
+    pub(crate) fn calls(&self) -> Vec<(rollback_core::TargetId, rollback_core::Trigger)> {
         self.calls
             .lock()
             .expect("calls")
@@ -526,7 +526,7 @@ impl rollback_core::TriggerSink for RecordingSink {
 }
 
 /// One alert of a webhook payload.
-pub struct TestAlert<'a> {
+pub(crate) struct TestAlert<'a> {
     pub status: &'a str,
     pub fingerprint: &'a str,
     pub starts_at: &'a str,
@@ -534,7 +534,7 @@ pub struct TestAlert<'a> {
 }
 
 /// A version-4 webhook payload, as Alertmanager 0.25 writes it.
-pub fn webhook_payload(alerts: &[TestAlert<'_>]) -> serde_json::Value {
+pub(crate) fn webhook_payload(alerts: &[TestAlert<'_>]) -> serde_json::Value {
     let alerts: Vec<serde_json::Value> = alerts
         .iter()
         .map(|a| {
