@@ -1,9 +1,9 @@
 //! The examples' scenarios, run as tests: each must end where the tutorial says.
 
-#[path = "../examples/scenarios/mod.rs"]
-mod scenarios;
 #[path = "../examples/quickstart.rs"]
 mod quickstart;
+#[path = "../examples/scenarios/mod.rs"]
+mod scenarios;
 
 use rollback::core::Phase;
 use scenarios::*;

@@ -582,7 +582,11 @@ pub(crate) async fn controller_step(client: &kube::Client, ns: &str, name: &str)
 }
 
 /// Run the stand-in controller for one Deployment in the background.
-pub(crate) fn spawn_controller(client: kube::Client, ns: &str, name: &str) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn_controller(
+    client: kube::Client,
+    ns: &str,
+    name: &str,
+) -> tokio::task::JoinHandle<()> {
     let (ns, name) = (ns.to_owned(), name.to_owned());
     tokio::spawn(async move {
         loop {

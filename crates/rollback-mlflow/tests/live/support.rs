@@ -109,7 +109,12 @@ pub(crate) fn unique(prefix: &str) -> String {
 /// Create a registered model with `versions` versions (sources
 /// `s3://models/<name>/<n>`, run ids `run-<n>`, tag `trained_on`), and point
 /// `alias` at `alias_at` when given.
-pub(crate) async fn seed(client: &MlflowClient, name: &str, versions: u32, alias: Option<(&str, u32)>) {
+pub(crate) async fn seed(
+    client: &MlflowClient,
+    name: &str,
+    versions: u32,
+    alias: Option<(&str, u32)>,
+) {
     client
         .create_registered_model(name)
         .await

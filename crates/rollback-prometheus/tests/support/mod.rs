@@ -38,7 +38,13 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// Wait until `GET url` answers 200, or panic with the server's log.
-pub(crate) async fn wait_ready(url: &str, timeout: Duration, what: &str, child: &mut Child, log: &Path) {
+pub(crate) async fn wait_ready(
+    url: &str,
+    timeout: Duration,
+    what: &str,
+    child: &mut Child,
+    log: &Path,
+) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + timeout;
     loop {
