@@ -4,7 +4,7 @@
 //! previous revision), and `watch` ending in 3, 0, 4, 5 and 1.
 
 mod common;
-#[allow(clippy::all)]
+#[allow(clippy::all, unreachable_pub)]
 #[path = "../../rollback-aws/tests/support/mod.rs"]
 mod support;
 

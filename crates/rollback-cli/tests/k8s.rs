@@ -7,7 +7,7 @@
 //! each change out).
 
 mod common;
-#[allow(clippy::all)]
+#[allow(clippy::all, unreachable_pub)]
 #[path = "../../rollback-k8s/tests/support/mod.rs"]
 mod support;
 

@@ -4,7 +4,7 @@
 //! in 3, 0, 4, 5 and 1.
 
 mod common;
-#[allow(clippy::all)]
+#[allow(clippy::all, unreachable_pub)]
 #[path = "../../rollback-mlflow/tests/live/support.rs"]
 mod support;
 

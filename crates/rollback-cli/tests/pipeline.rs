@@ -3,7 +3,7 @@
 //! model on the real MLflow server, runs `rollback watch --timeout 2m`,
 //! fails the stage with exit 3, and leaves the alias on the good version.
 
-#[allow(clippy::all)]
+#[allow(clippy::all, unreachable_pub)]
 #[path = "../../rollback-mlflow/tests/live/support.rs"]
 mod support;
 

@@ -10,12 +10,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// The `rollback` binary under test.
-pub fn bin() -> PathBuf {
+pub(crate) fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rollback"))
 }
 
 /// `rollback ARGS…`, in `dir`, with no inherited RUST_LOG.
-pub fn rollback(dir: &Path) -> assert_cmd::Command {
+pub(crate) fn rollback(dir: &Path) -> assert_cmd::Command {
     let mut c = assert_cmd::Command::new(bin());
     c.current_dir(dir)
         .env_remove("RUST_LOG")
@@ -24,7 +24,7 @@ pub fn rollback(dir: &Path) -> assert_cmd::Command {
 }
 
 /// Write `text` to `dir/name`; its path.
-pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
@@ -32,7 +32,7 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// The fast policy of the memory tests: measure every 100ms, one failure
 /// tolerated, verify 500ms; `extra` adds or overrides lines.
-pub fn policy(bake: &str, extra: &str) -> String {
+pub(crate) fn policy(bake: &str, extra: &str) -> String {
     format!(
         "policy:\n  interval: 100ms\n  bake_time: {bake}\n  failure_limit: 1\n  verify: 500ms\n{extra}"
     )
@@ -40,20 +40,20 @@ pub fn policy(bake: &str, extra: &str) -> String {
 
 /// A `rollback watch` running in the background, its stdout read line by
 /// line.
-pub struct Running {
-    pub child: Child,
+pub(crate) struct Running {
+    pub(crate) child: Child,
     lines: mpsc::Receiver<String>,
-    pub seen: Vec<String>,
+    pub(crate) seen: Vec<String>,
 }
 
 impl Running {
     /// Start `rollback ARGS` in `dir`.
-    pub fn start(dir: &Path, args: &[&str]) -> Running {
+    pub(crate) fn start(dir: &Path, args: &[&str]) -> Running {
         Self::start_with(dir, args, &[])
     }
 
     /// Start `rollback ARGS` in `dir` with extra environment variables.
-    pub fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+    pub(crate) fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(bin())
             .args(args)
             .current_dir(dir)
@@ -81,7 +81,7 @@ impl Running {
 
     /// Wait (at most `within`) for a line containing `text`; panics with
     /// what was seen.
-    pub fn wait_for(&mut self, text: &str, within: Duration) -> String {
+    pub(crate) fn wait_for(&mut self, text: &str, within: Duration) -> String {
         let deadline = std::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -101,7 +101,7 @@ impl Running {
     }
 
     /// Send a signal (`INT`, `TERM`) with kill(1).
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let ok = Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])
             .status()
@@ -111,7 +111,7 @@ impl Running {
     }
 
     /// Wait for the exit; its code and the rest of stdout.
-    pub fn finish(mut self) -> (i32, Vec<String>) {
+    pub(crate) fn finish(mut self) -> (i32, Vec<String>) {
         let status = self.child.wait().expect("wait");
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
             self.seen.push(line);

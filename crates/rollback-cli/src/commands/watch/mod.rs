@@ -2,9 +2,10 @@
 //! current revision of each target until every watch ends; the exit code
 //! is the CI gate's answer ([`crate::exit`]).
 //!
-//! - Every target is connected and its probes built before any watch
-//!   starts: a bad URL, an unreachable server or a wrong option ends the
-//!   command with exit 1 and nothing changed on any target.
+//! - Every target is connected, its probes built and every Prometheus
+//!   server asked a query before any watch starts: a bad URL, an
+//!   unreachable server or a wrong option ends the command with exit 1 and
+//!   nothing changed on any target.
 //! - The engine saves each watch's state (the file's `state:` directory)
 //!   before it acts, so a watch stopped by `--timeout` or a signal resumes
 //!   where it was on the next `rollback watch` of the same file.
@@ -13,6 +14,7 @@
 //!   next time); then the command exits 130 (SIGINT), 143 (SIGTERM) or 5.
 
 mod display;
+mod preflight;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +110,7 @@ pub async fn run(args: &WatchArgs, registry: &Registry) -> Result<u8> {
     let file = select(file, &args.targets)?;
     // Connect everything before watching anything.
     let specs = file.resolve(registry).await?;
+    preflight::prometheus_servers_answer(&file).await?;
     let store: Arc<dyn StateStore> = match file.state_store()? {
         Some(s) => s,
         None => Arc::new(MemoryStateStore::new()),
