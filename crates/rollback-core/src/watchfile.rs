@@ -158,6 +158,10 @@ pub struct WatchFile {
     pub probes: Vec<ProbeEntry>,
     /// The targets, in file order.
     pub targets: Vec<TargetEntry>,
+    /// The `serve` section, for `rollback serve` to read (listen address,
+    /// operator tokens, notifications, the receiver's routes); the watch
+    /// file only checks that it is a mapping.
+    pub serve: Option<Options>,
 }
 
 impl WatchFile {
@@ -240,10 +244,10 @@ impl WatchFile {
             return Err(done(p));
         };
         for key in root.keys() {
-            if !["policy", "audit", "state", "probes", "targets"].contains(&key.as_str()) {
+            if !["policy", "audit", "state", "probes", "targets", "serve"].contains(&key.as_str()) {
                 p.add(
                     key.as_str(),
-                    "unknown field; a watch file has policy, audit, state, probes and targets",
+                    "unknown field; a watch file has policy, audit, state, probes, targets and serve",
                 );
             }
         }
@@ -253,6 +257,14 @@ impl WatchFile {
             Some(Value::String(s)) => Some(relative(dir, &s)),
             Some(_) => {
                 p.add("state", "a directory path");
+                None
+            }
+        };
+        let serve = match root.remove("serve") {
+            None => None,
+            Some(Value::Object(m)) => Some(m),
+            Some(_) => {
+                p.add("serve", "a mapping: the settings of `rollback serve`");
                 None
             }
         };
@@ -267,6 +279,7 @@ impl WatchFile {
                 state,
                 probes: probes.into_iter().map(|(e, _)| e).collect(),
                 targets,
+                serve,
             }),
             _ => Err(done(p)),
         }
