@@ -155,6 +155,53 @@ async fn a_breach_rolls_back_verifies_and_audits_every_step() {
         .filter(|r| matches!(r.entry, AuditEntry::Measured { .. }))
         .count();
     assert_eq!(measured, 5, "3 on v2, 2 verifying v1");
+    // The rollback's decision carries its breach and revision with their
+    // structure, for notifications.
+    let decided = f
+        .audit
+        .records()
+        .into_iter()
+        .find_map(|r| match r.entry {
+            AuditEntry::Decided {
+                decision: rollback_core::machine::DecisionKind::Rollback,
+                breach,
+                to,
+                ..
+            } => Some((breach, to)),
+            _ => None,
+        })
+        .expect("a rollback decision");
+    let Some(rollback_core::machine::Breach::Probe {
+        probe,
+        limit,
+        allowed,
+        count,
+        value,
+        conditions,
+        ..
+    }) = decided.0
+    else {
+        panic!("a probe breach: {:?}", decided.0);
+    };
+    assert_eq!(
+        (
+            probe.as_str(),
+            limit,
+            allowed,
+            count,
+            value,
+            conditions.as_str()
+        ),
+        (
+            "error_rate",
+            rollback_core::machine::Limit::FailureLimit,
+            0,
+            1,
+            Some(0.05),
+            "success < 0.01"
+        )
+    );
+    assert_eq!(decided.1.as_ref().map(|t| t.as_str()), Some("v1"));
 }
 
 #[tokio::test(start_paused = true)]

@@ -94,6 +94,8 @@ fn records() -> Vec<AuditRecord> {
         AuditEntry::Decided {
             decision: DecisionKind::Rollback,
             detail: "roll back to 6c1e: error_rate failed twice".into(),
+            breach: None,
+            to: Some("6c1e".into()),
         },
         AuditEntry::ActionStarted {
             action: ActionKind::Rollback,

@@ -2,7 +2,7 @@
 //! `"NaN"`, `"+Inf"`, `"-Inf"` as strings, so a probe's NaN reads back as
 //! NaN instead of `null` (no data).
 
-pub(super) mod option {
+pub(crate) mod option {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(crate) fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {

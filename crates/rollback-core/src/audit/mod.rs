@@ -22,7 +22,7 @@
 //! head ([`ChainReport::head`]) elsewhere to detect that, or the loss of the
 //! last lines.
 
-mod float;
+pub(crate) mod float;
 mod jsonl;
 mod text;
 
@@ -34,7 +34,7 @@ use async_trait::async_trait;
 pub use jsonl::{AuditLog, ChainBreak, ChainReport, JsonLinesAuditSink, verify};
 pub use text::TextAuditSink;
 
-use crate::machine::DecisionKind;
+use crate::machine::{Breach, DecisionKind};
 use crate::{
     Actor, CommandKind, PhaseKind, Result, RevisionHealth, RevisionId, TargetId, Timestamp,
     TriggerOutcome, Verdict, VerdictCause,
@@ -138,6 +138,18 @@ pub enum AuditEntry {
         decision: DecisionKind,
         /// The decision in words, with its reason.
         detail: String,
+        /// What breached, with its structure (probe, value, conditions,
+        /// limit), for notifications: the breach of a rollback, of an
+        /// approval to wait for or of a dry run; for an escalation or a
+        /// freeze, the breach that ended observation, if one did (`detail`
+        /// says what failed after it, such as the rollback or its
+        /// verification). Absent from records written before it existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        breach: Option<Breach>,
+        /// The revision the decision restores: of a rollback, of an
+        /// approval to wait for, of a dry run's would-be rollback.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<RevisionId>,
     },
     /// A backend action is about to be called: written (and flushed) before
     /// the call, so a kill during it still leaves a record of it.
@@ -327,7 +339,9 @@ impl AuditRecord {
                 error,
             } => write!(f, "{probe} on {judged} could not measure: {error}"),
             AuditEntry::Transition { from, to } => write!(f, "{from} -> {to}"),
-            AuditEntry::Decided { decision, detail } => write!(f, "decision {decision}: {detail}"),
+            AuditEntry::Decided {
+                decision, detail, ..
+            } => write!(f, "decision {decision}: {detail}"),
             AuditEntry::ActionStarted {
                 action: ActionKind::WaitConverged,
                 subject,

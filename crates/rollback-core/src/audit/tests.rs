@@ -2,7 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::audit::ActionKind;
-use crate::machine::DecisionKind;
+use crate::machine::{Breach, DecisionKind, Limit};
 
 fn record(entry: AuditEntry) -> AuditRecord {
     AuditRecord {
@@ -81,6 +81,48 @@ fn command() -> impl Strategy<Value = CommandKind> {
     ]
 }
 
+/// Every kind of [`Breach`], with arbitrary contents (NaN values included).
+fn breach() -> impl Strategy<Value = Breach> {
+    let limit = prop_oneof![
+        Just(Limit::FailureLimit),
+        Just(Limit::ConsecutiveFailureLimit),
+        Just(Limit::InconclusiveLimit),
+        Just(Limit::ConsecutiveErrorLimit),
+    ];
+    let cause = prop_oneof![
+        Just(None),
+        Just(Some(VerdictCause::FailureMatched)),
+        Just(Some(VerdictCause::NotFinite)),
+        Just(Some(VerdictCause::NoData)),
+    ];
+    prop_oneof![
+        (
+            text(),
+            limit,
+            any::<u32>(),
+            any::<u32>(),
+            float(),
+            cause,
+            text()
+        )
+            .prop_map(
+                |(probe, limit, allowed, count, value, verdict_cause, conditions)| Breach::Probe {
+                    probe,
+                    limit,
+                    allowed,
+                    count,
+                    value,
+                    verdict_cause,
+                    conditions,
+                }
+            ),
+        (text(), text()).prop_map(|(key, summary)| Breach::Alert { key, summary }),
+        text().prop_map(|actor| Breach::Operator {
+            actor: Actor::new(actor)
+        }),
+    ]
+}
+
 /// Every variant of [`AuditEntry`], with arbitrary contents.
 fn entry() -> impl Strategy<Value = AuditEntry> {
     let verdict = prop_oneof![
@@ -140,7 +182,18 @@ fn entry() -> impl Strategy<Value = AuditEntry> {
             error
         }),
         (phase(), phase()).prop_map(|(from, to)| AuditEntry::Transition { from, to }),
-        (decision, text()).prop_map(|(decision, detail)| AuditEntry::Decided { decision, detail }),
+        (
+            decision,
+            text(),
+            proptest::option::of(breach()),
+            proptest::option::of(revision())
+        )
+            .prop_map(|(decision, detail, breach, to)| AuditEntry::Decided {
+                decision,
+                detail,
+                breach,
+                to
+            }),
         (action(), revision(), 1u32..9).prop_map(|(action, subject, attempt)| {
             AuditEntry::ActionStarted {
                 action,

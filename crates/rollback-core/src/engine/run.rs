@@ -224,9 +224,22 @@ impl WatchRun {
             };
             // Measurements and rejections are audited where they are handled.
             if !matches!(decision, Decision::Measure | Decision::Rejected { .. }) {
+                let (breach, to) = match &decision {
+                    Decision::Rollback { to, reason, .. }
+                    | Decision::AwaitApproval { to, reason } => {
+                        (Some(reason.clone()), Some(to.clone()))
+                    }
+                    Decision::WouldRollBack { to, reason } => (Some(reason.clone()), to.clone()),
+                    Decision::Escalate { .. } | Decision::Freeze { .. } => {
+                        (self.machine.state().breach.clone(), None)
+                    }
+                    _ => (None, None),
+                };
                 let entry = AuditEntry::Decided {
                     decision: decision.kind(),
                     detail: decision.to_string(),
+                    breach,
+                    to,
                 };
                 self.audit(actor.clone(), entry).await;
             }

@@ -47,7 +47,10 @@ pub enum Breach {
         allowed: u32,
         /// The count that went past it.
         count: u32,
-        /// The last value measured, if any.
+        /// The last value measured, if any. NaN and infinities are kept
+        /// (as `"NaN"`, `"+Inf"`, `"-Inf"`), so an inconclusive NaN does not
+        /// read back as no data.
+        #[serde(default, with = "crate::audit::float::option")]
         value: Option<f64>,
         /// Why the last measurement was judged as it was.
         verdict_cause: Option<VerdictCause>,
