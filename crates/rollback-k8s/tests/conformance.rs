@@ -167,8 +167,9 @@ async fn an_interrupted_rollback_completes_when_asked_again() {
         .await
         .unwrap();
     assert_eq!(report.passed, ["interrupted_rollback_completes"]);
-    // The reference run and one interrupted run, each on its own Deployment.
-    assert_eq!(fixture.made.load(Ordering::SeqCst), 2);
+    // The reference run, one run stopped before the patch and one killed
+    // after it (done, but not known to be), each on its own Deployment.
+    assert_eq!(fixture.made.load(Ordering::SeqCst), 3);
     let target: Arc<dyn Target> = Arc::new(fixture.handle("web-1", Steps::new()));
     assert_eq!(
         fixture.records(&target).await.unwrap(),
