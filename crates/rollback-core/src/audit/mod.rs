@@ -241,6 +241,22 @@ pub enum AuditEntry {
         /// The error.
         error: String,
     },
+    /// A notification about the target (a chat message, a webhook) could
+    /// not be delivered: its retries ran out, or it was dropped because the
+    /// sender's queue was full. Decisions never wait for notifications; this
+    /// record says which one a channel missed.
+    NotificationFailed {
+        /// The channel, as its sender names it (`slack`, `teams`, a name
+        /// from the configuration).
+        channel: String,
+        /// What the notification was about, as its sender names it
+        /// (`rollback_started`, `escalated`, ...).
+        notification: String,
+        /// Tries made (0 when it was dropped before any).
+        attempts: u32,
+        /// The last error, or why it was dropped.
+        error: String,
+    },
 }
 
 /// One audit record.
@@ -407,6 +423,16 @@ impl AuditRecord {
                 outcome,
             } => write!(f, "alert {summary} ({key}): {outcome}"),
             AuditEntry::StoreFailed { error } => write!(f, "could not persist state: {error}"),
+            AuditEntry::NotificationFailed {
+                channel,
+                notification,
+                attempts,
+                error,
+            } => write!(
+                f,
+                "notification {notification} to {channel} failed after {attempts} tr{}: {error}",
+                if *attempts == 1 { "y" } else { "ies" }
+            ),
         }
     }
 }

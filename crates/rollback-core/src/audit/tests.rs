@@ -234,6 +234,14 @@ fn entry() -> impl Strategy<Value = AuditEntry> {
             }
         }),
         text().prop_map(|error| AuditEntry::StoreFailed { error }),
+        (text(), text(), 0u32..9, text()).prop_map(|(channel, notification, attempts, error)| {
+            AuditEntry::NotificationFailed {
+                channel,
+                notification,
+                attempts,
+                error,
+            }
+        }),
     ]
 }
 
