@@ -364,14 +364,19 @@ fn rollback_body(body: Option<Bytes>) -> Result<Command, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Command::Rollback { to: None });
     }
-    let b: RollbackBody = serde_json::from_slice(&body).map_err(|e| {
+    let bad = |why: String| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!(
-                "the body is empty (the policy's choice) or JSON like {{\"to\": \"REVISION\"}}: {e}"
+                "the body is empty (the policy's choice) or JSON like {{\"to\": \"REVISION\"}}: {why}"
             ),
         )
-    })?;
+    };
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
+    if !value.is_object() {
+        return Err(bad(format!("{value} is not an object")));
+    }
+    let b: RollbackBody = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
     Ok(Command::Rollback { to: b.to })
 }
 
