@@ -10,7 +10,7 @@ mod support;
 
 use std::path::Path;
 
-use common::{rollback, write};
+use common::{Running, rollback, write};
 use predicates::prelude::*;
 use predicates::str::contains;
 use support::{Group, github, github_id};
@@ -264,4 +264,78 @@ async fn watch_ends_in_0_4_5_and_1() {
         "{stderr}"
     );
     assert_eq!(g.deployments().await.len(), before);
+}
+
+/// SIGINT while a rollback is in flight (its new deployment waits for the
+/// agent): the command lets it finish, then exits 130; the next watch
+/// resumes in verifying and ends 3. A second SIGINT stops at once; the
+/// next watch carries the interrupted rollback out again, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_lets_an_in_flight_rollback_finish_or_leaves_it_resumable() {
+    for twice in [false, true] {
+        let g = two_revisions(if twice { "cli-sig2" } else { "cli-sig1" }).await;
+        let dir = tempfile::tempdir().unwrap();
+        watch_file(
+            dir.path(),
+            &g,
+            g.moto.url(),
+            "10s",
+            &per_revision(0.05, 0.001),
+        );
+        let mut watch = Running::start_with(dir.path(), &["watch", "-c", "watch.yaml"], &ENV);
+        watch.wait_for("waiting for", std::time::Duration::from_secs(60));
+        watch.signal("INT");
+        if twice {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            watch.signal("INT");
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            assert!(
+                watch.child.try_wait().unwrap().is_none(),
+                "it waits for the rollback"
+            );
+        }
+        // Play the agent for the rollback's deployment (created before any agent would start).
+        let rollback = g.deployments().await.pop().unwrap();
+        let id = rollback.deployment_id().unwrap().to_owned();
+        assert_eq!(
+            rollback
+                .revision()
+                .and_then(|r| r.git_hub_location())
+                .and_then(|l| l.commit_id()),
+            Some("c1")
+        );
+        g.set_status(&id, "InProgress").await;
+        g.set_status(&id, "Succeeded").await;
+        let (code, lines) = tokio::task::spawn_blocking(move || watch.finish())
+            .await
+            .unwrap();
+        assert_eq!(code, 130, "{}", lines.join("\n"));
+        if !twice {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("rolling_back -> verifying")),
+                "{}",
+                lines.join("\n")
+            );
+        }
+        let deployments = g.deployments().await.len();
+        let o = run(dir.path(), &["watch", "-c", "watch.yaml"]).await;
+        assert_eq!(o.status.code(), Some(3), "{}", words(&o));
+        let out = words(&o);
+        if twice {
+            assert!(
+                out.contains("resumed watch of") && out.contains("while rolling_back"),
+                "{out}"
+            );
+        } else {
+            assert!(out.contains("while verifying"), "{out}");
+        }
+        assert_eq!(
+            g.deployments().await.len(),
+            deployments,
+            "the rollback deployed once"
+        );
+    }
 }
