@@ -17,6 +17,16 @@ Exit codes:
   130, 143  stopped by SIGINT, SIGTERM: state saved, the watch resumes next time
 With several targets the worst wins, in the order 1 > 4 > 5 > 3 > 0.";
 
+/// What `undo --help` adds.
+pub const UNDO_NOTES: &str = "\
+A k8s:// target is rolled back exactly as `kubectl rollout undo` does it (its
+revision numbers, checks, API calls and words); every other target through
+its backend's rollback. The command does not wait for the change to converge,
+as kubectl does not: `rollback watch` judges and verifies.
+Options: `--option KEY=VALUE` (kubeconfig, context; region, endpoint_url;
+tracking_uri; revisions for memory://), or `-c FILE` for the options of that
+URL's entry in a watch file. Exit 0 done (or nothing to do), 1 error, 2 usage.";
+
 /// Watch a change after it ships, judge it against SLOs, roll it back to
 /// the last known good revision, verify, and record every step.
 #[derive(Debug, Parser)]
@@ -35,6 +45,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Roll a target back, as `kubectl rollout undo` does: to the previous
     /// revision, a revision number, a revision id, or the last known good one.
+    #[command(after_help = UNDO_NOTES)]
     Undo(UndoArgs),
     /// List a target's revisions, newest first, with their health marks, as
     /// `kubectl rollout history` does.

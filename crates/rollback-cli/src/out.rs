@@ -24,13 +24,13 @@ pub fn write(text: std::fmt::Arguments<'_>, newline: bool) {
     }
 }
 
-/// `println!` to stdout through [`write`].
+/// `println!` to stdout through [`write()`].
 #[macro_export]
 macro_rules! outln {
     ($($t:tt)*) => { $crate::out::write(format_args!($($t)*), true) };
 }
 
-/// `print!` to stdout through [`write`].
+/// `print!` to stdout through [`write()`].
 #[macro_export]
 macro_rules! out {
     ($($t:tt)*) => { $crate::out::write(format_args!($($t)*), false) };
