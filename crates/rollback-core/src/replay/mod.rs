@@ -17,8 +17,11 @@ use std::sync::Arc;
 
 pub use series::{Sample, Series};
 
-use crate::machine::{Decision, Event, Machine, Phase, Watch};
-use crate::{Candidate, Error, Measurement, Policy, Result, RevisionHealth, Timestamp, Verdict};
+use crate::condition::judge;
+use crate::machine::{Decision, Event, Machine, Phase, ProbeCounts, Watch};
+use crate::{
+    Candidate, Error, Measurement, Policy, ProbeRules, Result, RevisionHealth, Timestamp, Verdict,
+};
 
 /// Where and how a replay runs.
 #[derive(Debug, Clone, Default)]
@@ -65,104 +68,301 @@ pub const REPLAY_PREVIOUS: &str = "previous";
 /// Replay `policy` over `series` on virtual time. The replay stops at the
 /// first decision that ends observation (a rollback, a promotion, an
 /// escalation, …) or at the end of the data. The same inputs always give the
-/// same report.
+/// same report. To replay many windows of one series (a backtest), prepare a
+/// [`Replay`] once and [`Replay::run`] it per window.
 pub fn run(policy: &Policy, series: &Series, options: &ReplayOptions) -> Result<ReplayReport> {
-    policy.validate()?;
-    for p in &policy.probes {
-        if series.samples(&p.name).is_empty() {
-            return Err(Error::invalid(format!(
-                "the series has no samples for the policy's probe {:?} (it has: {})",
-                p.name,
-                series.probes().collect::<Vec<_>>().join(", ")
-            )));
-        }
+    Ok(Replay::new(policy, series)?.run(options))
+}
+
+/// One judged measurement of a replay, as [`Replay::run_observed`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplayMeasurement {
+    /// The virtual time of the measurement.
+    pub at: Timestamp,
+    /// The probe's index in the policy.
+    pub probe: usize,
+    /// The value measured (the latest sample less than one interval old), if any.
+    pub value: Option<f64>,
+    /// The baseline beside it, if any.
+    pub baseline: Option<f64>,
+    /// How the machine judged it.
+    pub verdict: Verdict,
+}
+
+/// A replay prepared once: the policy validated and each of its probes found
+/// in the series. [`Replay::run`] then replays any window of the series
+/// without checking again, which is what a backtest of thousands of change
+/// points over one series needs.
+#[derive(Debug, Clone)]
+pub struct Replay<'a> {
+    policy: Arc<Policy>,
+    rules: Vec<ProbeRules>,
+    probes: Vec<&'a [Sample]>,
+    first: Timestamp,
+    last: Timestamp,
+}
+
+impl<'a> Replay<'a> {
+    /// Check `policy` ([`Policy::validate`]) and find each of its probes in
+    /// `series`; an error names a probe the series lacks.
+    pub fn new(policy: &Policy, series: &'a Series) -> Result<Self> {
+        Self::shared(Arc::new(policy.clone()), series)
     }
-    let Some((first, last)) = series.span() else {
-        return Err(Error::invalid("the series is empty"));
-    };
-    let start = options.start.unwrap_or(first);
-    let end = options.end.unwrap_or(last);
-    let probes: Vec<&[Sample]> = policy
-        .probes
-        .iter()
-        .map(|p| series.samples(&p.name))
-        .collect();
-    let mut cursors = vec![0usize; probes.len()];
-    let staleness = policy.interval;
-    let watch = Watch::new(
-        "replay",
-        REPLAY_REVISION,
-        vec![
-            Candidate::new(REPLAY_REVISION, RevisionHealth::Unknown),
-            Candidate::new(REPLAY_PREVIOUS, RevisionHealth::Good),
-        ],
-    );
-    let mut machine = Machine::new(Arc::new(policy.clone()), watch, start);
-    let mut report = ReplayReport {
-        phase: machine.phase().clone(),
-        timeline: Vec::new(),
-        rollback_at: None,
-        reason: None,
-        rounds: 0,
-        verdicts: policy
+
+    /// [`Replay::new`] with a policy already shared, without copying it.
+    pub fn shared(policy: Arc<Policy>, series: &'a Series) -> Result<Self> {
+        policy.validate()?;
+        for p in &policy.probes {
+            if series.samples(&p.name).is_empty() {
+                return Err(Error::invalid(format!(
+                    "the series has no samples for the policy's probe {:?} (it has: {})",
+                    p.name,
+                    series.probes().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        let Some((first, last)) = series.span() else {
+            return Err(Error::invalid("the series is empty"));
+        };
+        let probes = policy
             .probes
             .iter()
-            .map(|p| (p.name.clone(), [0; 3]))
-            .collect(),
-    };
-    let mut counts = vec![[0u64; 3]; probes.len()];
-    'run: while let Some(now) = machine.next_deadline() {
-        if now > end {
-            break;
-        }
-        let step = machine.handle(now, Event::Tick);
-        match step.decision {
-            Some(Decision::Measure) => {
-                report.rounds += 1;
-                for (i, samples) in probes.iter().enumerate() {
-                    let c = &mut cursors[i];
-                    while *c < samples.len() && samples[*c].at <= now {
-                        *c += 1;
+            .map(|p| series.samples(&p.name))
+            .collect();
+        Ok(Replay {
+            rules: policy.rules(),
+            policy,
+            probes,
+            first,
+            last,
+        })
+    }
+
+    /// The policy it replays.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// The first and last sample times of the series.
+    pub fn span(&self) -> (Timestamp, Timestamp) {
+        (self.first, self.last)
+    }
+
+    /// Replay one window (see [`run`]).
+    pub fn run(&self, options: &ReplayOptions) -> ReplayReport {
+        self.replay(options, &mut |_| {})
+    }
+
+    /// [`Replay::run`], telling `observe` every judged measurement in order
+    /// (for plots of verdicts).
+    pub fn run_observed(
+        &self,
+        options: &ReplayOptions,
+        observe: &mut dyn FnMut(&ReplayMeasurement),
+    ) -> ReplayReport {
+        self.replay(options, observe)
+    }
+
+    /// The replay. While the machine observes, rounds whose measurements
+    /// all stay within every limit are judged here, with the machine's own
+    /// `judge` and effective rules and the machine's counting, and the
+    /// counts are handed to the machine in one go ([`Machine::resume`]);
+    /// the round that would go past a limit, the end of the bake time and
+    /// every other phase go through the machine itself, event by event, so
+    /// every decision is the machine's. `tests::fast_path` checks that the
+    /// reports equal those of feeding the machine every event.
+    fn replay(
+        &self,
+        options: &ReplayOptions,
+        observe: &mut dyn FnMut(&ReplayMeasurement),
+    ) -> ReplayReport {
+        let policy = &self.policy;
+        let start = options.start.unwrap_or(self.first);
+        let end = options.end.unwrap_or(self.last);
+        let probes = &self.probes;
+        let mut cursors: Vec<usize> = probes
+            .iter()
+            .map(|s| s.partition_point(|x| x.at < start))
+            .collect();
+        let staleness = policy.interval;
+        let watch = Watch::new(
+            "replay",
+            REPLAY_REVISION,
+            vec![
+                Candidate::new(REPLAY_REVISION, RevisionHealth::Unknown),
+                Candidate::new(REPLAY_PREVIOUS, RevisionHealth::Good),
+            ],
+        );
+        let mut machine = Machine::new(policy.clone(), watch, start);
+        let mut report = ReplayReport {
+            phase: machine.phase().clone(),
+            timeline: Vec::new(),
+            rollback_at: None,
+            reason: None,
+            rounds: 0,
+            verdicts: BTreeMap::new(),
+        };
+        let mut counts = vec![[0u64; 3]; probes.len()];
+        let mut tentative = vec![ProbeCounts::default(); probes.len()];
+        let mut judged = vec![(Verdict::Pass, None, None); probes.len()];
+        'run: loop {
+            if let Phase::Observing { bake_until } = *machine.phase() {
+                let state = machine.state();
+                let mut probe_counts = state.counts.clone();
+                let mut next = state.next_measure_at;
+                let mut advanced = false;
+                'round: while next <= bake_until && next <= end {
+                    let now = next;
+                    tentative.copy_from_slice(&probe_counts);
+                    for (i, samples) in probes.iter().enumerate() {
+                        let m = measurement(samples, &mut cursors[i], now, staleness);
+                        let rules = &self.rules[i];
+                        let (verdict, _) = judge(
+                            &m,
+                            rules.success.as_ref(),
+                            rules.failure.as_ref(),
+                            rules.no_data,
+                        );
+                        if !count(&mut tentative[i], rules, verdict) {
+                            // Past a limit: the machine judges this round.
+                            break 'round;
+                        }
+                        judged[i] = (verdict, m.value, m.baseline);
                     }
-                    let m = match c.checked_sub(1).map(|j| samples[j]) {
-                        Some(s) if now.since(s.at) < staleness => Measurement {
-                            value: s.value,
-                            baseline: s.baseline,
-                            detail: None,
-                        },
-                        _ => Measurement::NO_DATA,
-                    };
-                    let step = machine.handle(
-                        now,
-                        Event::Measured {
+                    std::mem::swap(&mut probe_counts, &mut tentative);
+                    for (i, &(verdict, value, baseline)) in judged.iter().enumerate() {
+                        tally(&mut counts[i], verdict);
+                        observe(&ReplayMeasurement {
+                            at: now,
                             probe: i,
-                            measurement: m,
-                        },
-                    );
-                    match step.verdict {
-                        Some((Verdict::Pass, _)) => counts[i][0] += 1,
-                        Some((Verdict::Fail, _)) => counts[i][1] += 1,
-                        Some((Verdict::Inconclusive, _)) => counts[i][2] += 1,
-                        _ => {}
+                            value,
+                            baseline,
+                            verdict,
+                        });
                     }
-                    if let Some(d) = step.decision {
-                        record(&mut report, now, d);
-                        break 'run;
-                    }
+                    report.rounds += 1;
+                    next = next.plus(policy.interval);
+                    advanced = true;
+                }
+                if advanced {
+                    let mut state = machine.state().clone();
+                    state.counts = probe_counts;
+                    state.next_measure_at = next;
+                    machine = Machine::resume(policy.clone(), state)
+                        .expect("the state came from a machine of this policy");
                 }
             }
-            Some(d) => {
-                record(&mut report, now, d);
+            let Some(now) = machine.next_deadline() else {
+                break;
+            };
+            if now > end {
                 break;
             }
-            None => {}
+            let step = machine.handle(now, Event::Tick);
+            match step.decision {
+                Some(Decision::Measure) => {
+                    report.rounds += 1;
+                    for (i, samples) in probes.iter().enumerate() {
+                        let m = measurement(samples, &mut cursors[i], now, staleness);
+                        let (value, baseline) = (m.value, m.baseline);
+                        let step = machine.handle(
+                            now,
+                            Event::Measured {
+                                probe: i,
+                                measurement: m,
+                            },
+                        );
+                        if let Some((verdict, _)) = step.verdict {
+                            tally(&mut counts[i], verdict);
+                            observe(&ReplayMeasurement {
+                                at: now,
+                                probe: i,
+                                value,
+                                baseline,
+                                verdict,
+                            });
+                        }
+                        if let Some(d) = step.decision {
+                            record(&mut report, now, d);
+                            break 'run;
+                        }
+                    }
+                }
+                Some(d) => {
+                    record(&mut report, now, d);
+                    break;
+                }
+                None => {}
+            }
         }
+        report.verdicts = policy
+            .probes
+            .iter()
+            .zip(counts)
+            .map(|(p, c)| (p.name.clone(), c))
+            .collect();
+        report.phase = machine.phase().clone();
+        report
     }
-    for (name, c) in policy.probes.iter().zip(counts) {
-        report.verdicts.insert(name.name.clone(), c);
+}
+
+/// What a probe measures at `now`: its latest sample at or before `now`, if
+/// less than `staleness` old; `cursor` moves forward past `now`.
+fn measurement(
+    samples: &[Sample],
+    cursor: &mut usize,
+    now: Timestamp,
+    staleness: std::time::Duration,
+) -> Measurement {
+    while *cursor < samples.len() && samples[*cursor].at <= now {
+        *cursor += 1;
     }
-    report.phase = machine.phase().clone();
-    Ok(report)
+    match cursor.checked_sub(1).map(|j| samples[j]) {
+        Some(s) if now.since(s.at) < staleness => Measurement {
+            value: s.value,
+            baseline: s.baseline,
+            detail: None,
+        },
+        _ => Measurement::NO_DATA,
+    }
+}
+
+/// Count a verdict as the observing machine does; `false` when the count
+/// goes past one of the probe's limits (the machine then decides).
+fn count(c: &mut ProbeCounts, rules: &ProbeRules, verdict: Verdict) -> bool {
+    match verdict {
+        Verdict::Pass => {
+            c.passes += 1;
+            c.consecutive_failures = 0;
+            c.consecutive_errors = 0;
+            true
+        }
+        Verdict::Fail => {
+            c.failures += 1;
+            c.consecutive_failures += 1;
+            c.consecutive_errors = 0;
+            !(rules.failure_limit.is_some_and(|l| c.failures > l)
+                || rules
+                    .consecutive_failure_limit
+                    .is_some_and(|l| c.consecutive_failures > l))
+        }
+        Verdict::Inconclusive => {
+            c.inconclusives += 1;
+            c.consecutive_errors = 0;
+            c.inconclusives <= rules.inconclusive_limit
+        }
+        // A replay never has probe errors; let the machine count one.
+        Verdict::Error => false,
+    }
+}
+
+fn tally(c: &mut [u64; 3], verdict: Verdict) {
+    match verdict {
+        Verdict::Pass => c[0] += 1,
+        Verdict::Fail => c[1] += 1,
+        Verdict::Inconclusive => c[2] += 1,
+        Verdict::Error => {}
+    }
 }
 
 fn record(report: &mut ReplayReport, at: Timestamp, decision: Decision) {

@@ -314,3 +314,187 @@ mod round_trip {
         }
     }
 }
+
+/// The fast path of [`Replay`] against feeding the machine every event, as
+/// `run` did before it had one: the same reports, and the same measurements
+/// observed, over random series and policies.
+mod fast_path {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Every event through the machine: the replay before its fast path.
+    fn machine_only(
+        policy: &Policy,
+        series: &Series,
+        options: &ReplayOptions,
+        observed: &mut Vec<ReplayMeasurement>,
+    ) -> ReplayReport {
+        let (first, last) = series.span().unwrap();
+        let start = options.start.unwrap_or(first);
+        let end = options.end.unwrap_or(last);
+        let probes: Vec<&[Sample]> = policy
+            .probes
+            .iter()
+            .map(|p| series.samples(&p.name))
+            .collect();
+        let mut cursors = vec![0usize; probes.len()];
+        let watch = Watch::new(
+            "replay",
+            REPLAY_REVISION,
+            vec![
+                Candidate::new(REPLAY_REVISION, RevisionHealth::Unknown),
+                Candidate::new(REPLAY_PREVIOUS, RevisionHealth::Good),
+            ],
+        );
+        let mut machine = Machine::new(Arc::new(policy.clone()), watch, start);
+        let mut report = ReplayReport {
+            phase: machine.phase().clone(),
+            timeline: Vec::new(),
+            rollback_at: None,
+            reason: None,
+            rounds: 0,
+            verdicts: BTreeMap::new(),
+        };
+        let mut counts = vec![[0u64; 3]; probes.len()];
+        'run: while let Some(now) = machine.next_deadline() {
+            if now > end {
+                break;
+            }
+            let step = machine.handle(now, Event::Tick);
+            match step.decision {
+                Some(Decision::Measure) => {
+                    report.rounds += 1;
+                    for (i, samples) in probes.iter().enumerate() {
+                        let m = measurement(samples, &mut cursors[i], now, policy.interval);
+                        let (value, baseline) = (m.value, m.baseline);
+                        let step = machine.handle(
+                            now,
+                            Event::Measured {
+                                probe: i,
+                                measurement: m,
+                            },
+                        );
+                        if let Some((verdict, _)) = step.verdict {
+                            tally(&mut counts[i], verdict);
+                            observed.push(ReplayMeasurement {
+                                at: now,
+                                probe: i,
+                                value,
+                                baseline,
+                                verdict,
+                            });
+                        }
+                        if let Some(d) = step.decision {
+                            record(&mut report, now, d);
+                            break 'run;
+                        }
+                    }
+                }
+                Some(d) => {
+                    record(&mut report, now, d);
+                    break;
+                }
+                None => {}
+            }
+        }
+        report.verdicts = policy
+            .probes
+            .iter()
+            .zip(counts)
+            .map(|(p, c)| (p.name.clone(), c))
+            .collect();
+        report.phase = machine.phase().clone();
+        report
+    }
+
+    fn policy() -> impl Strategy<Value = Policy> {
+        let limit = prop_oneof![Just(None), (0u32..4).prop_map(Some)];
+        (
+            (1u64..4, 1u64..40, 0u64..3),
+            (limit.clone(), limit, 0u32..4),
+            (any::<bool>(), any::<bool>(), 0usize..3),
+            prop_oneof![Just("inconclusive"), Just("fail"), Just("pass")],
+        )
+            .prop_map(
+                |(
+                    (interval, bake, delay),
+                    (failure_limit, consecutive, inconclusive),
+                    (dry_run, manual, conditions),
+                    no_data,
+                )| {
+                    let success = ["< 0.5", "between 0.1 and 0.6", "<= +10%"][conditions];
+                    let mut text = format!(
+                        "interval: {interval}s\nbake_time: {}s\ninitial_delay: {}s\ninconclusive_limit: {inconclusive}\nno_data: {no_data}\ndry_run: {dry_run}\napproval: {}\n",
+                        interval * bake,
+                        interval * delay,
+                        if manual { "manual" } else { "auto" },
+                    );
+                    if let Some(l) = failure_limit {
+                        text.push_str(&format!("failure_limit: {l}\n"));
+                    }
+                    if let Some(l) = consecutive {
+                        text.push_str(&format!("consecutive_failure_limit: {l}\n"));
+                    }
+                    text.push_str(&format!(
+                        "probes:\n  - {{name: a, success: '{success}', failure: '>= 0.8'}}\n  - {{name: b, success: '< 0.7'}}\n"
+                    ));
+                    Policy::from_yaml(&text).unwrap()
+                },
+            )
+    }
+
+    fn series() -> impl Strategy<Value = Series> {
+        let value = prop_oneof![
+            6 => (0.0..1.0f64).prop_map(Some),
+            1 => Just(None),
+            1 => Just(Some(f64::NAN)),
+        ];
+        let row = (
+            0i64..400,
+            value,
+            prop_oneof![Just(None), (0.2..0.6f64).prop_map(Some)],
+        );
+        (
+            proptest::collection::vec(row.clone(), 1..150),
+            proptest::collection::vec(row, 1..150),
+        )
+            .prop_map(|(a, b)| {
+                let at = |s: i64| t(s);
+                a.into_iter()
+                    .map(|(s, v, b)| ("a", sample(at(s), v, b)))
+                    .chain(b.into_iter().map(|(s, v, bl)| ("b", sample(at(s), v, bl))))
+                    .collect()
+            })
+    }
+
+    /// Reports as comparable data: NaN values in a reason as text already.
+    fn comparable(r: &ReplayReport) -> String {
+        format!("{r:?}")
+    }
+
+    fn observed_bits(v: &[ReplayMeasurement]) -> Vec<String> {
+        v.iter().map(|m| format!("{m:?}")).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn equals_the_machine_fed_every_event(
+            policy in policy(),
+            series in series(),
+            window in (proptest::option::of(0i64..200), proptest::option::of(0i64..400)),
+        ) {
+            let options = ReplayOptions { start: window.0.map(t), end: window.1.map(t) };
+            let mut slow = Vec::new();
+            let want = machine_only(&policy, &series, &options, &mut slow);
+            let mut fast = Vec::new();
+            let got = Replay::new(&policy, &series)
+                .unwrap()
+                .run_observed(&options, &mut |m| fast.push(*m));
+            prop_assert_eq!(comparable(&got), comparable(&want));
+            prop_assert_eq!(observed_bits(&fast), observed_bits(&slow));
+            prop_assert_eq!(comparable(&run(&policy, &series, &options).unwrap()), comparable(&want));
+        }
+    }
+}
