@@ -17,6 +17,7 @@
 //! | [`supervisor`] | every new revision of every target judged, continuously |
 //! | [`auth`] | who may give operator commands |
 //! | [`condition`] | `< 0.01`, `<= +10%`, verdicts |
+//! | [`plan`] | targets that depend on each other, rolled back in order |
 //! | [`policy`] | the parts of a policy |
 //! | [`time`] | timestamps, clocks, human durations |
 //! | [`memory`] | in-memory backends to try a policy with |
@@ -76,6 +77,7 @@ mod error;
 pub mod http;
 pub mod machine;
 pub mod memory;
+pub mod plan;
 pub mod policy;
 mod probe;
 pub mod registry;
