@@ -128,7 +128,7 @@ pub fn events(audit: &MemoryAuditSink, target: &str) -> Vec<String> {
         .records()
         .iter()
         .filter(|r| r.target.as_str() == target)
-        .filter_map(|r| word(r))
+        .filter_map(word)
         .collect()
 }
 
@@ -203,5 +203,20 @@ impl Bot {
         let r = r.send().await.expect("a response");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+/// [`until`] with an async condition.
+pub async fn until_async<F, Fut>(what: &str, within: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !f().await {
+        if tokio::time::Instant::now() > deadline {
+            panic!("{what}: not within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
