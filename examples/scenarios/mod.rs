@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rollback::core::audit::TextAuditSink;
 use rollback::core::memory::{InMemoryRollbacker, InMemoryTarget, ScriptStep, ScriptedProbe};
+use rollback::core::plan::{Plan, PlanOutcome, PlanTarget};
 use rollback::core::time::TokioClock;
 use rollback::core::*;
 
@@ -194,7 +195,9 @@ probes:
 }
 
 /// Streaming: a new codec reaches two of three regions; one region sees the
-/// breach first, and every region that got the bad codec is rolled back.
+/// breach first, and every region that got the bad codec is rolled back, as
+/// one plan ([`rollback::core::plan::Plan`]): the regions do not depend on
+/// each other, and the region the codec never reached is left alone.
 pub(crate) async fn streaming_regions(out: SharedOut) -> Result<Outcome> {
     say(
         &out,
@@ -210,7 +213,7 @@ pub(crate) async fn streaming_regions(out: SharedOut) -> Result<Outcome> {
         ("stream/ap-south", false, 0.0),
     ];
     let mut targets = Vec::new();
-    let mut handles = Vec::new();
+    let mut plan = Vec::new();
     for (id, got_it, err) in regions {
         let t = InMemoryTarget::new(id, [RevisionRecord::new("codec-1")])?;
         t.set_health(&"codec-1".into(), RevisionHealth::Good)?;
@@ -227,32 +230,30 @@ pub(crate) async fn streaming_regions(out: SharedOut) -> Result<Outcome> {
             Arc::new(InMemoryRollbacker::new(&t)),
             vec![Arc::new(probe)],
         );
-        handles.push(engine.watch(spec).await?);
+        plan.push(PlanTarget::new(spec, []));
         targets.push(t);
     }
-    // The first region to roll codec-2 back names it bad for every region running it.
-    let first = handles[0]
-        .wait_for(|p| !matches!(p, Phase::Observing { .. }))
-        .await;
-    if matches!(
-        first,
-        Phase::RollingBack { .. } | Phase::Verifying { .. } | Phase::RolledBack { .. }
-    ) {
-        for t in &targets[1..] {
-            if t.current_id().as_str() == "codec-2" {
-                let trigger = Trigger {
-                    key: "codec-2 rolled back in stream/eu-west".into(),
-                    summary: "codec-2 is bad in another region".into(),
-                };
-                engine.trigger(t.id(), trigger).await?;
-            }
-        }
-    }
-    let mut phases = Vec::new();
-    for (h, t) in handles.iter_mut().zip(&targets) {
-        // A region that never got codec-2 watches codec-1 until its bake time ends.
-        phases.push((h.finished().await, t));
-    }
+    let report = Plan::new(plan)?.run(&engine).await?;
+    let phases = targets
+        .iter()
+        .map(|t| {
+            let phase = report
+                .targets
+                .iter()
+                .find(|(id, _)| id == t.id())
+                .map(|(_, o)| match o {
+                    PlanOutcome::Judged(p)
+                    | PlanOutcome::RolledBack(p)
+                    | PlanOutcome::Failed(p) => p.clone(),
+                    other => Phase::Escalated {
+                        reason: other.to_string(),
+                        at: Timestamp::EPOCH,
+                    },
+                })
+                .expect("every region is in the plan");
+            (phase, t)
+        })
+        .collect();
     Ok(outcome_of(phases))
 }
 

@@ -480,3 +480,25 @@ fn status_replay_audit_and_completions() {
         .code(0)
         .stdout(contains("Exit codes:"));
 }
+
+#[test]
+fn a_release_across_dependent_targets_rolls_back_dependents_first() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let out = rollback(std::path::Path::new(root))
+        .args(["watch", "-c", "examples/watch/release.yaml"])
+        .assert()
+        .code(3)
+        .stdout(contains("shop/frontend: rolled back to web-1"))
+        .stdout(contains("shop/api: rolled back to api-1"))
+        .stdout(contains("shop/schema: rolled back to schema-1"))
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let started = |t: &str| {
+        text.find(&format!("{t:<16} rollback to "))
+            .unwrap_or_else(|| panic!("no rollback of {t} in\n{text}"))
+    };
+    assert!(started("shop/frontend") < started("shop/api"), "{text}");
+    assert!(started("shop/api") < started("shop/schema"), "{text}");
+}

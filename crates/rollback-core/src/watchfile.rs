@@ -92,6 +92,9 @@ pub struct TargetEntry {
     pub url: TargetUrl,
     /// The backend's options.
     pub options: Options,
+    /// The targets of the file this one needs (`depends_on`): with any,
+    /// the file's targets are one [`crate::plan::Plan`].
+    pub depends_on: Vec<TargetUrl>,
 }
 
 /// A problem in a watch file: where, and what.
@@ -316,6 +319,32 @@ impl WatchFile {
             ));
         }
         Ok(specs)
+    }
+
+    /// The file's targets as one plan, when any of them `depends_on`
+    /// another; `specs` are [`WatchFile::resolve`]'s, in file order.
+    pub fn plan(&self, specs: Vec<WatchSpec>) -> Result<Option<crate::plan::Plan>> {
+        if self.targets.iter().all(|t| t.depends_on.is_empty()) {
+            return Ok(None);
+        }
+        let ids: Vec<crate::TargetId> = specs.iter().map(|s| s.target.id().clone()).collect();
+        let id_of = |url: &TargetUrl| {
+            self.targets
+                .iter()
+                .position(|t| &t.url == url)
+                .and_then(|i| ids.get(i).cloned())
+                .ok_or_else(|| url.error("is not a target of this file"))
+        };
+        let mut targets = Vec::with_capacity(specs.len());
+        for (entry, spec) in self.targets.iter().zip(specs) {
+            let depends_on = entry
+                .depends_on
+                .iter()
+                .map(id_of)
+                .collect::<Result<Vec<_>>>()?;
+            targets.push(crate::plan::PlanTarget::new(spec, depends_on));
+        }
+        crate::plan::Plan::new(targets).map(Some)
     }
 
     /// The audit sink the file names, or `None`.

@@ -302,7 +302,7 @@ pub(super) fn targets(
     let mut seen = BTreeMap::new();
     for (i, item) in items.into_iter().enumerate() {
         let at = |f: &str| format!("targets[{i}]{f}");
-        let (url, options) = match item {
+        let (url, mut options) = match item {
             Value::String(url) => (url, Options::new()),
             Value::Object(mut m) => match m.remove("url") {
                 Some(Value::String(url)) => (url, m),
@@ -330,13 +330,64 @@ pub(super) fn targets(
             p.add(at(".url"), format!("target {url} is already targets[{j}]"));
             continue;
         }
+        // The plan's key, not the backend's.
+        let depends_on = match options.remove("depends_on") {
+            None => Vec::new(),
+            Some(Value::Array(urls)) => urls
+                .iter()
+                .filter_map(|u| match u.as_str().map(TargetUrl::parse) {
+                    Some(Ok(u)) => Some(u),
+                    _ => {
+                        p.add(at(".depends_on"), format!("{u} is not the URL of a target"));
+                        None
+                    }
+                })
+                .collect(),
+            Some(_) => {
+                p.add(
+                    at(".depends_on"),
+                    "a list of the URLs of the targets this one needs",
+                );
+                Vec::new()
+            }
+        };
         if let Err(e) = registry.check(&url, &options) {
             p.add(at(""), e.message());
             continue;
         }
-        out.push(TargetEntry { url, options });
+        out.push(TargetEntry {
+            url,
+            options,
+            depends_on,
+        });
     }
+    plan_problems(&out, p);
     out
+}
+
+/// Dependencies on targets the file does not hold, and cycles.
+fn plan_problems(targets: &[TargetEntry], p: &mut Problems) {
+    if targets.iter().all(|t| t.depends_on.is_empty()) {
+        return;
+    }
+    let deps: BTreeMap<crate::TargetId, Vec<crate::TargetId>> = targets
+        .iter()
+        .map(|t| {
+            let ds = t
+                .depends_on
+                .iter()
+                .map(|d| crate::TargetId::new(d.as_str()))
+                .collect();
+            (crate::TargetId::new(t.url.as_str()), ds)
+        })
+        .collect();
+    if let Err(e) = crate::plan::rollback_order(&deps) {
+        let field = targets
+            .iter()
+            .position(|t| !t.depends_on.is_empty())
+            .map_or("targets".to_owned(), |i| format!("targets[{i}].depends_on"));
+        p.add(field, e.message());
+    }
 }
 
 /// The policy, with the conditions the file's probes carry; every probe

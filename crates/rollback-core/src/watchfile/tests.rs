@@ -249,3 +249,52 @@ async fn a_file_resolves_to_watches_the_engine_runs() {
     assert!(matches!(end, Phase::RolledBack { .. }), "{end:?}");
     assert_eq!(specs[0].target.current().await.unwrap().id().as_str(), "v1");
 }
+
+const PLAN: &str = r#"
+policy: { interval: 30s, verify: 1m }
+probes:
+  - name: errors
+    success: "< 0.01"
+    scripted: { per_revision: { v2: [0.05] }, values: [0.001] }
+targets:
+  - { url: memory://schema, revisions: [{ id: v1, health: good }, v2] }
+  - { url: memory://api, revisions: [{ id: v1, health: good }, v2], depends_on: [memory://schema] }
+  - { url: memory://frontend, revisions: [{ id: v1, health: good }, v2], depends_on: [memory://api] }
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn targets_that_depend_on_each_other_are_one_plan() {
+    let w = parse(PLAN, PolicyFormat::Yaml).unwrap();
+    assert!(w.targets[0].options.get("depends_on").is_none());
+    let specs = w.resolve(&Registry::with_memory()).await.unwrap();
+    let plan = w.plan(specs).unwrap().expect("a plan");
+    let order: Vec<&str> = plan.order().iter().map(crate::TargetId::as_str).collect();
+    assert_eq!(order, ["frontend", "api", "schema"]);
+    let engine = crate::Engine::builder()
+        .clock(Arc::new(crate::time::TokioClock::starting_at(
+            crate::Timestamp::EPOCH,
+        )))
+        .build();
+    let report = plan.run(&engine).await.unwrap();
+    assert_eq!(report.rolled_back.len(), 3);
+    // Without depends_on, no plan.
+    let w = parse(FILE, PolicyFormat::Yaml).unwrap();
+    let specs = w.resolve(&Registry::with_memory()).await.unwrap();
+    assert!(w.plan(specs).unwrap().is_none());
+}
+
+#[test]
+fn a_plan_needs_known_targets_and_an_order() {
+    let p = problems(&PLAN.replace("depends_on: [memory://schema]", "depends_on: [memory://db]"));
+    assert!(
+        p.iter()
+            .any(|l| l.contains("depends on memory://db, which is not in the plan")),
+        "{p:#?}"
+    );
+    let cyclic = PLAN.replace(
+        "revisions: [{ id: v1, health: good }, v2] }\n  - { url: memory://api",
+        "revisions: [{ id: v1, health: good }, v2], depends_on: [memory://frontend] }\n  - { url: memory://api",
+    );
+    let p = problems(&cyclic);
+    assert!(p.iter().any(|l| l.contains("form a cycle")), "{p:#?}");
+}

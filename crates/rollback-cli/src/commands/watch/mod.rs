@@ -12,6 +12,9 @@
 //! - On SIGINT or SIGTERM, or at the timeout, a rollback in flight is let
 //!   finish (a second signal stops at once; the engine resumes the rollback
 //!   next time); then the command exits 130 (SIGINT), 143 (SIGTERM) or 5.
+//! - When a target `depends_on` another, the file's targets are one plan
+//!   ([`rollback::plan`]): a breach rolls back every target that runs the
+//!   change, dependents first; a target the plan stopped counts as 4.
 
 mod display;
 mod preflight;
@@ -110,6 +113,7 @@ pub async fn run(args: &WatchArgs, registry: &Registry) -> Result<u8> {
     let file = select(file, &args.targets)?;
     // Connect everything before watching anything.
     let specs = file.resolve(registry).await?;
+    let plan = file.plan(specs.clone())?;
     preflight::prometheus_servers_answer(&file).await?;
     let store: Arc<dyn StateStore> = match file.state_store()? {
         Some(s) => s,
@@ -128,29 +132,46 @@ pub async fn run(args: &WatchArgs, registry: &Registry) -> Result<u8> {
     let mut sigterm = signal(SignalKind::terminate())
         .map_err(|e| Error::permanent("cannot listen for SIGTERM").with_source(e))?;
 
-    let mut handles = Vec::new();
-    for spec in specs {
-        match engine.watch(spec).await {
-            Ok(h) => handles.push(h),
-            Err(e) => {
-                for h in &handles {
-                    engine.unwatch(h.target());
-                }
-                return Err(e);
-            }
-        }
-    }
-    let targets: Vec<TargetId> = handles.iter().map(|h| h.target().clone()).collect();
-    let mut display = Display::new(Mode::choose(args.output.is_some()), &targets);
     let (done_tx, mut done) = mpsc::unbounded_channel();
-    for mut h in handles {
-        let done_tx = done_tx.clone();
-        tokio::spawn(async move {
-            let end = h.finished().await;
-            let _ = done_tx.send((h.target().clone(), end));
-        });
-    }
-    drop(done_tx);
+    let (targets, expected, plan_report) = match plan {
+        Some(plan) => {
+            let targets = plan.order().to_vec();
+            let report = Arc::new(std::sync::Mutex::new(None));
+            let (engine, report_to) = (engine.clone(), report.clone());
+            tokio::spawn(async move {
+                let r = plan.run(&engine).await;
+                *report_to.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                let _ = done_tx.send(());
+            });
+            (targets, 1, Some(report))
+        }
+        None => {
+            let mut handles = Vec::new();
+            for spec in specs {
+                match engine.watch(spec).await {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        for h in &handles {
+                            engine.unwatch(h.target());
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            let targets: Vec<TargetId> = handles.iter().map(|h| h.target().clone()).collect();
+            for mut h in handles {
+                let done_tx = done_tx.clone();
+                tokio::spawn(async move {
+                    h.finished().await;
+                    let _ = done_tx.send(());
+                });
+            }
+            drop(done_tx);
+            let n = targets.len();
+            (targets, n, None)
+        }
+    };
+    let mut display = Display::new(Mode::choose(args.output.is_some()), &targets);
 
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -158,9 +179,9 @@ pub async fn run(args: &WatchArgs, registry: &Registry) -> Result<u8> {
     let stop = loop {
         tokio::select! {
             Some(r) = records.recv() => display.record(&r),
-            Some(_) = done.recv() => {
+            Some(()) = done.recv() => {
                 ended += 1;
-                if ended == targets.len() {
+                if ended == expected {
                     break None;
                 }
             }
@@ -198,13 +219,36 @@ pub async fn run(args: &WatchArgs, registry: &Registry) -> Result<u8> {
     while let Ok(r) = records.try_recv() {
         display.record(&r);
     }
-    let phases = engine.phases();
+    let mut phases = engine.phases();
+    if let Some(report) = plan_report {
+        let report = report.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match report {
+            Some(Ok(report)) => stopped_by_the_plan(&mut phases, &report),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
     display.phases(&phases);
     display.finish();
     for t in &targets {
         engine.unwatch(t);
     }
     Ok(summary(&phases, stop, display_json(args)))
+}
+
+/// A target the plan stopped is left for humans: it ends as escalated,
+/// with the plan's reason.
+fn stopped_by_the_plan(phases: &mut [(TargetId, Phase)], report: &rollback::plan::PlanReport) {
+    for (t, outcome) in &report.targets {
+        if let rollback::plan::PlanOutcome::Stopped { reason } = outcome
+            && let Some((_, p)) = phases.iter_mut().find(|(id, _)| id == t)
+        {
+            *p = Phase::Escalated {
+                reason: format!("the plan stopped before rolling it back: {reason}"),
+                at: rollback::Timestamp::from(std::time::SystemTime::now()),
+            };
+        }
+    }
 }
 
 fn display_json(args: &WatchArgs) -> bool {
