@@ -706,19 +706,26 @@ impl WorkingClone {
             return Ok(Pushed::Done);
         }
         if !rejected.is_empty() {
+            // The server's compare-and-swap of a ref lost to another push
+            // between its checks and its update.
+            let lost_lock = out.stderr.contains("cannot lock ref");
             let all_races = rejected.iter().all(|r| {
                 [
                     "fetch first",
                     "non-fast-forward",
                     "stale info",
-                    "failed to update ref",
                     "atomic push failed",
-                    "cannot lock ref",
-                    "failed to lock",
-                    "incorrect old value",
                 ]
                 .iter()
                 .any(|race| r.contains(race))
+                    || (lost_lock
+                        && [
+                            "failed to update ref",
+                            "atomic transaction failed",
+                            "failed to lock",
+                        ]
+                        .iter()
+                        .any(|race| r.contains(race)))
             });
             let detail = rejected.join("; ");
             if all_races {

@@ -1,0 +1,8 @@
+//! Tests against real remotes: bare repositories over `file://` and over
+//! `git daemon` on a loopback port (see `support`), with the real `git` as
+//! the reference for what they hold afterwards.
+
+mod concurrent;
+mod conformance;
+mod interrupted;
+mod support;
