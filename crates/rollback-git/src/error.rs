@@ -47,6 +47,7 @@ impl RemoteFailure {
             "returned error: 401",
             "returned error: 403",
             "access denied",
+            "service not enabled",
             "host key verification failed",
         ]) {
             RemoteFailure::Unauthorized
@@ -83,17 +84,23 @@ impl RemoteFailure {
 
     fn hint(self) -> &'static str {
         match self {
-            RemoteFailure::Unreachable => {
-                "the remote is unreachable; check the URL and the network (it is retried)"
-            }
-            RemoteFailure::Unauthorized => {
-                "the remote refused the credentials; git's credential helpers, SSH keys and agent are used as for the user running the engine (nothing can prompt)"
-            }
+            RemoteFailure::Unreachable => "the remote is unreachable",
+            RemoteFailure::Unauthorized => "the remote refused access",
             RemoteFailure::NoRepository => "there is no repository at that URL",
-            RemoteFailure::NoBranch => {
-                "the repository has no such branch (`git ls-remote --heads URL` lists them)"
-            }
+            RemoteFailure::NoBranch => "the repository has no such branch",
             RemoteFailure::Other => "git could not do it",
+        }
+    }
+
+    fn advice(self) -> &'static str {
+        match self {
+            RemoteFailure::Unreachable => "; check the URL and the network (it is retried)",
+            RemoteFailure::Unauthorized => {
+                "; git's credential helpers, SSH keys and agent are used as for the user running the engine, and nothing can prompt: check what those credentials may do"
+            }
+            RemoteFailure::NoRepository => "; check the URL",
+            RemoteFailure::NoBranch => "; `git ls-remote --heads URL` lists the branches",
+            RemoteFailure::Other => "",
         }
     }
 }
@@ -128,7 +135,7 @@ pub enum GitError {
         after: Duration,
     },
     /// A command that talks to the remote failed.
-    #[error("{operation}: {}: {detail}", failure.hint())]
+    #[error("{operation}: {}: {detail}{}", failure.hint(), failure.advice())]
     Remote {
         /// What was being done.
         operation: String,
@@ -282,6 +289,10 @@ mod tests {
                 RemoteFailure::Unauthorized,
             ),
             (
+                "fatal: remote error: service not enabled: /config.git",
+                RemoteFailure::Unauthorized,
+            ),
+            (
                 "fatal: couldn't find remote ref refs/heads/nob",
                 RemoteFailure::NoBranch,
             ),
@@ -306,7 +317,7 @@ mod tests {
         assert!(core.is_retryable());
         assert_eq!(
             core.message(),
-            "target git:git://127.0.0.1:1/config.git#main:apps/web: fetching branch main of git://127.0.0.1:1/config.git: the remote is unreachable; check the URL and the network (it is retried): fatal: unable to connect to 127.0.0.1: / 127.0.0.1[0: 127.0.0.1]: errno=Connection refused"
+            "target git:git://127.0.0.1:1/config.git#main:apps/web: fetching branch main of git://127.0.0.1:1/config.git: the remote is unreachable: fatal: unable to connect to 127.0.0.1: / 127.0.0.1[0: 127.0.0.1]: errno=Connection refused; check the URL and the network (it is retried)"
         );
         let c = GitError::Conflict {
             message: "moved".into(),

@@ -4,5 +4,6 @@
 
 mod concurrent;
 mod conformance;
+mod failures;
 mod interrupted;
 mod support;

@@ -226,6 +226,15 @@ impl Daemon {
     /// Start it; panics (a clear failure, not a skip) when `git daemon`
     /// cannot run.
     pub(crate) fn start() -> Daemon {
+        Daemon::serve(true)
+    }
+
+    /// Start it without `receive-pack`: fetches work, pushes are refused.
+    pub(crate) fn start_read_only() -> Daemon {
+        Daemon::serve(false)
+    }
+
+    fn serve(pushes: bool) -> Daemon {
         let base = TempDir::new().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -238,10 +247,10 @@ impl Daemon {
                 "daemon",
                 "--reuseaddr",
                 "--export-all",
-                "--enable=receive-pack",
                 "--informative-errors",
                 "--listen=127.0.0.1",
             ])
+            .args(pushes.then_some("--enable=receive-pack"))
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.path().display()))
             .arg(base.path())
