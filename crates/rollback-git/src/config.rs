@@ -134,6 +134,13 @@ impl GitConfig {
         self
     }
 
+    /// Read the newest `limit` commits that changed the path.
+    #[must_use]
+    pub fn history_limit(mut self, limit: u32) -> Self {
+        self.history_limit = limit;
+        self
+    }
+
     /// Check every field without running anything; an error names the field.
     pub fn validate(&self) -> Result<(), GitError> {
         validate_repository(&self.repository)?;

@@ -5,5 +5,7 @@
 mod concurrent;
 mod conformance;
 mod failures;
+mod history;
 mod interrupted;
+mod marks;
 mod support;
