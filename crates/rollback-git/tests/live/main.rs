@@ -4,6 +4,7 @@
 
 mod concurrent;
 mod conformance;
+mod engine;
 mod failures;
 mod history;
 mod interrupted;
