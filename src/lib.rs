@@ -39,6 +39,8 @@ pub fn registry() -> rollback_core::registry::Registry {
     let registry = registry.scheme(rollback_aws::codedeploy_scheme());
     #[cfg(feature = "mlflow")]
     let registry = registry.scheme(rollback_mlflow::mlflow_scheme());
+    #[cfg(feature = "git")]
+    let registry = rollback_git::register(registry);
     #[cfg(feature = "prometheus")]
     let registry = registry.probe(rollback_prometheus::PrometheusProbeKind);
     registry
