@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rollback_core::{
-    HistoryEntry, IRREVERSIBLE_ATTRIBUTE, Revision, RevisionId, RevisionRecord, Timestamp,
+    HistoryEntry, IRREVERSIBLE_ATTRIBUTE, Revision, RevisionHealth, RevisionId, RevisionRecord,
+    Timestamp,
 };
 
 use crate::marks;
@@ -137,15 +138,28 @@ pub(crate) fn revisions(log: &[PathCommit]) -> Vec<GitRevision> {
     out
 }
 
-/// The history entries of `revisions`, with the health the notes give.
+/// The history entries of `revisions`, with the health their notes give;
+/// a revision without a verdict that a rollback commit of the log rolled
+/// away from (its `Rollback-From`) is `Bad`, so what was rolled back stays
+/// known where the notes are not (a mirror that does not fetch them).
 pub(crate) fn entries(
     revisions: Vec<GitRevision>,
     notes: &HashMap<String, String>,
+    log: &[PathCommit],
 ) -> Vec<HistoryEntry> {
+    let rolled_back: HashSet<&str> = log
+        .iter()
+        .filter(|c| c.trailer(trailers::ROLLBACK_DECIDED_AT).is_some())
+        .filter_map(|c| c.trailer(trailers::ROLLBACK_FROM))
+        .collect();
     revisions
         .into_iter()
         .map(|r| {
-            let health = marks::health(notes.get(r.id().as_str()).map(String::as_str));
+            let id = r.id().as_str();
+            let health = match marks::health(notes.get(id).map(String::as_str)) {
+                RevisionHealth::Unknown if rolled_back.contains(id) => RevisionHealth::Bad,
+                health => health,
+            };
             HistoryEntry::new(std::sync::Arc::new(r), health)
         })
         .collect()
@@ -190,5 +204,48 @@ mod tests {
         // c1's clock ran ahead: its time is clamped to the newer one's.
         assert_eq!(r[2].created_at(), Some(Timestamp::from_millis(200_000)));
         assert_eq!(r[1].created_at(), Some(Timestamp::from_millis(400_000)));
+    }
+
+    #[test]
+    fn notes_give_the_health_and_rollback_commits_name_what_was_bad() {
+        let mut log = vec![
+            commit(
+                "c3",
+                300,
+                Some("t1"),
+                &[
+                    ("Rollback-From", "t2"),
+                    ("Rollback-Decided-At", "2026-11-27T12:00:00.000Z"),
+                ],
+            ),
+            commit("c2", 200, Some("t2"), &[]),
+            commit("c1", 100, Some("t1"), &[("Rollback-From", "t0")]),
+        ];
+        let health = |log: &[PathCommit], notes: &HashMap<String, String>| {
+            entries(revisions(log), notes, log)
+                .iter()
+                .map(|e| e.health)
+                .collect::<Vec<_>>()
+        };
+        let none = HashMap::new();
+        assert_eq!(
+            health(&log, &none),
+            [RevisionHealth::Unknown, RevisionHealth::Bad]
+        );
+        let notes = HashMap::from([
+            ("t1".to_owned(), "Health: good\n".to_owned()),
+            ("t2".to_owned(), "Health: good\n".to_owned()),
+        ]);
+        assert_eq!(
+            health(&log, &notes),
+            [RevisionHealth::Good, RevisionHealth::Good],
+            "a verdict comes first"
+        );
+        // A trailer written by hand, without the decision time, says nothing.
+        log[0].trailers.retain(|(k, _)| k != "Rollback-Decided-At");
+        assert_eq!(
+            health(&log, &none),
+            [RevisionHealth::Unknown, RevisionHealth::Unknown]
+        );
     }
 }

@@ -100,7 +100,10 @@ impl BranchPath {
 ///   tip without the path is `NotFound`, naming the commit that deleted it.
 /// - Health marks ([`Target::mark`]) are git notes under `notes_ref` on the
 ///   path's object, pushed to the remote (see the `marks` module docs for
-///   their form); the history reads them back.
+///   their form); the history reads them back. A revision without a
+///   verdict that a rollback commit rolled away from (its `Rollback-From`
+///   trailer) is `Bad`, so what was rolled back stays known where the notes
+///   did not travel (a mirror that does not fetch `refs/notes/*`).
 ///
 /// Every call fetches first, into a bare working clone kept in the cache
 /// directory, so it reads what the remote holds now.
@@ -218,7 +221,7 @@ impl Target for GitTarget {
                 Some(_) => t.clone.notes(&t.notes_ref, &ids).await?,
                 None => Default::default(),
             };
-            Ok(entries(revs, &notes))
+            Ok(entries(revs, &notes, &log))
         }
         .instrument(span)
         .await
