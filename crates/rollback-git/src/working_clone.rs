@@ -239,10 +239,50 @@ impl WorkingClone {
             }
         }
         let lock = Lock { _file: file };
-        if !self.dir.join("HEAD").is_file() {
+        if self.dir.join("HEAD").is_file() {
+            self.remove_stale_git_locks();
+        } else {
             self.init().await?;
         }
         Ok(lock)
+    }
+
+    /// Remove the lock files a git killed mid-command left in the clone
+    /// (`refs/…/main.lock`, `packed-refs.lock`, …): with the clone's own
+    /// lock held no other git works in it, so any such file is stale, and
+    /// left there it would fail every later fetch.
+    fn remove_stale_git_locks(&self) {
+        fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, found);
+                } else if p.extension().is_some_and(|x| x == "lock") {
+                    found.push(p);
+                }
+            }
+        }
+        let mut stale = Vec::new();
+        walk(&self.dir.join("refs"), &mut stale);
+        for name in [
+            "packed-refs.lock",
+            "HEAD.lock",
+            "config.lock",
+            "index.lock",
+            "shallow.lock",
+        ] {
+            let p = self.dir.join(name);
+            if p.is_file() {
+                stale.push(p);
+            }
+        }
+        for p in stale {
+            tracing::warn!(lock = %p.display(), "removing a lock file a killed git left in the working clone");
+            let _ = std::fs::remove_file(&p);
+        }
     }
 
     /// Create the bare clone beside its final place, then move it there, so

@@ -337,3 +337,28 @@ async fn a_remote_that_denies_non_fast_forwards_takes_the_rollback() {
     );
     assert_eq!(remote.object("main", "apps/web"), *web2);
 }
+
+#[tokio::test]
+async fn a_git_killed_mid_fetch_leaves_nothing_that_stops_the_next_call() {
+    let (remote, seeded) = Remote::seed();
+    let cache = tempfile::tempdir().unwrap();
+    let t = remote.target(cache.path()).await;
+    assert_eq!(t.history().await.unwrap().len(), 3);
+    // What a git killed while updating refs leaves behind.
+    let clone = t.clone_dir().to_owned();
+    std::fs::write(clone.join("refs/remotes/origin/main.lock"), "").unwrap();
+    std::fs::write(clone.join("packed-refs.lock"), "").unwrap();
+    remote.commit(
+        T0 + 20_000,
+        "web v4",
+        &[("apps/web/deploy.yaml", "image: web:4\n")],
+    );
+    remote.push();
+    let h = t.history().await.unwrap();
+    assert_eq!(h.len(), 4);
+    assert_ne!(h[0].revision.id().as_str(), seeded.web[2]);
+    assert!(!clone.join("packed-refs.lock").exists());
+    // A clone removed altogether is made again.
+    std::fs::remove_dir_all(&clone).unwrap();
+    assert_eq!(t.history().await.unwrap().len(), 4);
+}
