@@ -187,10 +187,10 @@ async fn look_after(
         let now = match spec.target.current().await {
             Ok(current) => {
                 let current = current.id().clone();
-                let busy = engine
-                    .phases()
-                    .iter()
-                    .any(|(t, p)| t == &id && !p.kind().is_terminal());
+                // One target's phase: a look must not copy every
+                // target's (with 10,000 targets, each interval's looks
+                // would copy 10^8 phases under the engine's lock).
+                let busy = engine.phase(&id).is_some_and(|p| !p.kind().is_terminal());
                 if watched.as_ref() == Some(&current) || busy {
                     None
                 } else {
@@ -246,10 +246,14 @@ mod tests {
     }
 
     fn phase_of(e: &Engine, id: &str) -> Option<Phase> {
-        e.phases()
+        let one = e.phase(&TargetId::new(id));
+        let all = e
+            .phases()
             .into_iter()
             .find(|(t, _)| t.as_str() == id)
-            .map(|(_, p)| p)
+            .map(|(_, p)| p);
+        assert_eq!(one, all, "Engine::phase agrees with Engine::phases");
+        one
     }
 
     fn watches_started(audit: &MemoryAuditSink) -> Vec<String> {

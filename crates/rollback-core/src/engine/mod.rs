@@ -380,6 +380,11 @@ impl Engine {
         }
     }
 
+    /// The phase of one watched target, without copying the others'.
+    pub fn phase(&self, target: &TargetId) -> Option<Phase> {
+        self.watches().get(target).map(|r| r.phase.borrow().clone())
+    }
+
     /// The phase of each watched target.
     pub fn phases(&self) -> Vec<(TargetId, Phase)> {
         let mut v: Vec<_> = self
