@@ -279,7 +279,11 @@ impl Target for GitTarget {
                         tracing::debug!(attempt, %why, "someone pushed notes first; fetching again");
                         raced = why;
                     }
-                    Pushed::AtomicUnsupported => unreachable!("a single-ref push is not atomic"),
+                    Pushed::AtomicUnsupported => {
+                        return Err(GitError::Corrupt(format!(
+                            "{op}: a push that was not atomic answered that atomic pushes are unsupported"
+                        )));
+                    }
                 }
             }
             Err(GitError::Conflict {
