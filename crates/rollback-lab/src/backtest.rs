@@ -212,16 +212,16 @@ pub fn backtest(
 ) -> Result<BacktestReport> {
     let replay = Replay::new(policy, series)?;
     let changes = options.changes.resolve(series)?;
-    Ok(run(&replay, &changes, options, &mut |_| {}))
+    Ok(run(&replay, &changes, options, None))
 }
 
 /// The backtest on a prepared replay and resolved change points, telling
-/// `observe` every judged measurement.
+/// `observe` (if any) every judged measurement.
 pub(crate) fn run(
     replay: &Replay<'_>,
     changes: &[Timestamp],
     options: &BacktestOptions,
-    observe: &mut dyn FnMut(&ReplayMeasurement),
+    mut observe: Option<&mut dyn FnMut(&ReplayMeasurement)>,
 ) -> BacktestReport {
     let policy: &Arc<Policy> = replay.policy();
     let watch_for = options
@@ -241,13 +241,14 @@ pub(crate) fn run(
         if let Some(&next) = changes.get(i + 1) {
             until = until.min(next);
         }
-        let report = replay.run_observed(
-            &ReplayOptions {
-                start: Some(at),
-                end: Some(until),
-            },
-            observe,
-        );
+        let window = ReplayOptions {
+            start: Some(at),
+            end: Some(until),
+        };
+        let report = match observe.as_deref_mut() {
+            Some(observe) => replay.run_observed(&window, observe),
+            None => replay.run(&window),
+        };
         let outcome = ChangeOutcome::of(&report);
         match outcome {
             ChangeOutcome::Rollback => summary.rollbacks += 1,

@@ -212,7 +212,7 @@ pub fn plot_backtest(
     let replay = Replay::new(policy, series)?;
     let changes = options.changes.resolve(series)?;
     let mut canvas = Canvas::new(policy, series, replay.span(), columns(plot));
-    let report = backtest::run(&replay, &changes, options, &mut |m| canvas.observe(m));
+    let report = backtest::run(&replay, &changes, options, Some(&mut |m| canvas.observe(m)));
     let markers = Markers {
         changes,
         rollbacks: report.rollbacks().filter_map(|r| r.rollback_at).collect(),
@@ -523,6 +523,14 @@ pub fn plot_tune(report: &TuneReport, plot: &PlotOptions) -> Result<String> {
             .configure_mesh()
             .x_desc("false rollbacks")
             .y_desc("median detection delay (s)")
+            .x_labels((max_x as usize + 2).min(12))
+            .x_label_formatter(&|x| {
+                if x.fract().abs() < 1e-9 && *x >= 0.0 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            })
             .light_line_style(WHITE)
             .draw()
             .map_err(plot_error)?;

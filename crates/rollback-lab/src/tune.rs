@@ -218,7 +218,7 @@ pub fn tune(base: &Policy, series: &Series, options: &TuneOptions) -> Result<Tun
         .par_iter()
         .map(|(_, policy)| {
             let replay = Replay::shared(Arc::new(policy.clone()), series)?;
-            Ok(backtest::run(&replay, &changes, &options.backtest, &mut |_| {}).summary)
+            Ok(backtest::run(&replay, &changes, &options.backtest, None).summary)
         })
         .collect::<Result<_>>()?;
     let mut candidates: Vec<TuneCandidate> = policies

@@ -5,7 +5,7 @@
 #![cfg(feature = "prometheus")]
 
 #[path = "../../rollback-prometheus/tests/support/mod.rs"]
-#[allow(unreachable_pub, dead_code)]
+#[allow(unreachable_pub)]
 mod support;
 
 use std::fmt::Write as _;
