@@ -150,7 +150,7 @@ impl<'a> Replay<'a> {
 
     /// Replay one window (see [`run`]).
     pub fn run(&self, options: &ReplayOptions) -> ReplayReport {
-        self.replay(options, &mut |_| {})
+        self.replay(options, |_| {})
     }
 
     /// [`Replay::run`], telling `observe` every judged measurement in order
@@ -174,7 +174,7 @@ impl<'a> Replay<'a> {
     fn replay(
         &self,
         options: &ReplayOptions,
-        observe: &mut dyn FnMut(&ReplayMeasurement),
+        mut observe: impl FnMut(&ReplayMeasurement),
     ) -> ReplayReport {
         let policy = &self.policy;
         let start = options.start.unwrap_or(self.first);
@@ -184,7 +184,7 @@ impl<'a> Replay<'a> {
             .iter()
             .map(|s| s.partition_point(|x| x.at < start))
             .collect();
-        let staleness = policy.interval;
+        let staleness = Staleness::of(policy.interval);
         let watch = Watch::new(
             "replay",
             REPLAY_REVISION,
@@ -306,19 +306,34 @@ impl<'a> Replay<'a> {
     }
 }
 
+/// How old a sample may be and still be measured: less than one interval,
+/// in milliseconds (as `Timestamp::since` counts them).
+#[derive(Debug, Clone, Copy)]
+struct Staleness(i64);
+
+impl Staleness {
+    fn of(interval: std::time::Duration) -> Self {
+        Staleness(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
 /// What a probe measures at `now`: its latest sample at or before `now`, if
 /// less than `staleness` old; `cursor` moves forward past `now`.
 fn measurement(
     samples: &[Sample],
     cursor: &mut usize,
     now: Timestamp,
-    staleness: std::time::Duration,
+    staleness: Staleness,
 ) -> Measurement {
-    while *cursor < samples.len() && samples[*cursor].at <= now {
+    while let Some(s) = samples.get(*cursor)
+        && s.at <= now
+    {
         *cursor += 1;
     }
-    match cursor.checked_sub(1).map(|j| samples[j]) {
-        Some(s) if now.since(s.at) < staleness => Measurement {
+    // The sample is at or before `now`, so `now.since(at) < interval` is
+    // this difference of milliseconds.
+    match cursor.checked_sub(1).and_then(|j| samples.get(j)) {
+        Some(s) if now.as_millis().saturating_sub(s.at.as_millis()) < staleness.0 => Measurement {
             value: s.value,
             baseline: s.baseline,
             detail: None,

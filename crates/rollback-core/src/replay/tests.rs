@@ -366,7 +366,12 @@ mod fast_path {
                 Some(Decision::Measure) => {
                     report.rounds += 1;
                     for (i, samples) in probes.iter().enumerate() {
-                        let m = measurement(samples, &mut cursors[i], now, policy.interval);
+                        let m = measurement(
+                            samples,
+                            &mut cursors[i],
+                            now,
+                            Staleness::of(policy.interval),
+                        );
                         let (value, baseline) = (m.value, m.baseline);
                         let step = machine.handle(
                             now,
