@@ -21,6 +21,18 @@ use crate::GitError;
 /// How long one git command may run before it is killed: 2 minutes.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The oldest git this crate drives: `fetch --no-write-fetch-head` (2.29)
+/// and `%(trailers:separator=…)` (2.24) are the newest things it uses.
+pub const MINIMUM_GIT: (u32, u32) = (2, 29);
+
+/// `(major, minor)` of `git version 2.47.3` (or `git version 2.39.5 (Apple
+/// Git-154)`).
+pub(crate) fn parse_version(answer: &str) -> Option<(u32, u32)> {
+    let v = answer.trim().strip_prefix("git version ")?;
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// Variables of the caller's environment that would point git elsewhere
 /// than the command means (set by git itself inside hooks, say).
 const CLEARED: [&str; 10] = [
@@ -103,15 +115,24 @@ impl GitClient {
         &self.program
     }
 
-    /// `git version`'s answer (`git version 2.47.3`): whether the program
-    /// runs at all.
+    /// `git version`'s answer (`git version 2.47.3`), once the program
+    /// has run and is at least [`MINIMUM_GIT`].
     pub async fn version(&self) -> Result<String, GitError> {
         let out = self
             .command(None, "running `git version`")
             .arg("version")
             .run()
             .await?;
-        Ok(out.stdout_text().trim().to_owned())
+        let answer = out.stdout_text().trim().to_owned();
+        match parse_version(&answer) {
+            Some(v) if v >= MINIMUM_GIT => Ok(answer),
+            _ => Err(GitError::Config(format!(
+                "the git program {:?} answered {answer:?}; this crate needs git {}.{} or newer",
+                self.program.display().to_string(),
+                MINIMUM_GIT.0,
+                MINIMUM_GIT.1
+            ))),
+        }
     }
 
     /// A command in the repository `git_dir` (or outside any, for `None`).
@@ -268,5 +289,36 @@ impl Command<'_> {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             code: out.status.code(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_and_old_ones_are_refused() {
+        assert_eq!(parse_version("git version 2.47.3\n"), Some((2, 47)));
+        assert_eq!(
+            parse_version("git version 2.39.5 (Apple Git-154)"),
+            Some((2, 39))
+        );
+        assert_eq!(parse_version("git version 3.0.0.rc1"), Some((3, 0)));
+        assert_eq!(parse_version("hub version 2.14"), None);
+        assert!(parse_version("git version 2.28.0").unwrap() < MINIMUM_GIT);
+    }
+
+    #[tokio::test]
+    async fn a_program_that_is_not_git_is_refused() {
+        let e = GitClient::new()
+            .program("true")
+            .version()
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("answered \"\"; this crate needs git 2.29 or newer"),
+            "{e}"
+        );
     }
 }

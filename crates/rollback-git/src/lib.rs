@@ -70,7 +70,7 @@ mod rollbacker;
 mod target;
 mod working_clone;
 
-pub use client::{DEFAULT_TIMEOUT, GitClient};
+pub use client::{DEFAULT_TIMEOUT, GitClient, MINIMUM_GIT};
 pub use config::{GitConfig, redact};
 pub use error::{GitError, RemoteFailure};
 pub use plan::RollbackPlan;
