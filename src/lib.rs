@@ -13,6 +13,8 @@ pub use rollback_core::*;
 
 #[cfg(feature = "aws")]
 pub use rollback_aws as aws;
+#[cfg(feature = "git")]
+pub use rollback_git as git;
 #[cfg(feature = "k8s")]
 pub use rollback_k8s as k8s;
 #[cfg(feature = "mlflow")]
@@ -22,8 +24,9 @@ pub use rollback_prometheus as prometheus;
 
 /// The registry of this build: `memory://` targets and `scripted` probes
 /// always; `k8s://` targets and `kubernetes` probes (feature `k8s`),
-/// `codedeploy://` (feature `aws`), `mlflow://` (feature `mlflow`) and
-/// `prometheus` probes (feature `prometheus`).
+/// `codedeploy://` (feature `aws`), `mlflow://` (feature `mlflow`),
+/// `git+file://`, `git+ssh://`, `git+https://`, `git+http://` and `git://`
+/// (feature `git`) and `prometheus` probes (feature `prometheus`).
 ///
 /// ```
 /// let registry = rollback::registry();
