@@ -3,7 +3,7 @@
 //! that health came back, and record every step.
 //!
 //! This crate gathers the workspace: [`core`] (always), and the backends
-//! behind features: `prometheus`, `k8s`, `aws`, `mlflow` (`full` for all).
+//! behind features: `prometheus`, `k8s`, `aws`, `mlflow`, `git` (`full` for all).
 //! See the README (below) for a tour and the policy reference.
 #![doc = ""]
 #![doc = include_str!("../README.md")]
