@@ -200,7 +200,7 @@ async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
-    let body = s.metrics.encode(openmetrics);
+    let body = off_the_runtime(move || s.metrics.encode(openmetrics)).await;
     let content_type = if openmetrics {
         OPENMETRICS_CONTENT_TYPE
     } else {
@@ -242,19 +242,39 @@ struct TargetView {
     revision: Option<String>,
     phase: Option<rollback_core::Phase>,
     last_decision: Option<crate::observer::LastDecision>,
-    supervision: serde_json::Value,
+    supervision: Supervision,
 }
 
-fn supervision(n: Option<&Noticed>) -> serde_json::Value {
+/// What the supervisor's last look at a target found.
+#[derive(Debug, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum Supervision {
+    Starting,
+    Watching { revision: rollback_core::RevisionId },
+    Failed { error: String },
+}
+
+fn supervision(n: Option<&Noticed>) -> Supervision {
     match n {
-        Some(Noticed::Watching(r)) => json!({"state": "watching", "revision": r}),
-        Some(Noticed::Failed(e)) => json!({"state": "failed", "error": e}),
-        _ => json!({"state": "starting"}),
+        Some(Noticed::Watching(r)) => Supervision::Watching {
+            revision: r.clone(),
+        },
+        Some(Noticed::Failed(e)) => Supervision::Failed { error: e.clone() },
+        _ => Supervision::Starting,
     }
 }
 
 fn views(s: &Shared, only: Option<&TargetId>) -> Vec<TargetView> {
-    let phases: HashMap<TargetId, rollback_core::Phase> = s.engine.phases().into_iter().collect();
+    // One target's view reads its phase alone, not every target's.
+    let phases: HashMap<TargetId, rollback_core::Phase> = match only {
+        Some(id) => s
+            .engine
+            .phase(id)
+            .map(|p| (id.clone(), p))
+            .into_iter()
+            .collect(),
+        None => s.engine.phases().into_iter().collect(),
+    };
     let noticed: HashMap<TargetId, Noticed> = s.noticed().into_iter().collect();
     s.supervised()
         .into_iter()
@@ -276,10 +296,28 @@ fn views(s: &Shared, only: Option<&TargetId>) -> Vec<TargetView> {
         .collect()
 }
 
+#[derive(Serialize)]
+struct TargetList {
+    targets: Vec<TargetView>,
+}
+
+/// Run `f` on the blocking pool: the list of 10,000 targets and their
+/// metrics take milliseconds to write, which must not hold a runtime
+/// worker that watches are waiting on.
+async fn off_the_runtime(f: impl FnOnce() -> String + Send + 'static) -> String {
+    tokio::task::spawn_blocking(f).await.unwrap_or_default()
+}
+
 async fn list(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Answer {
     actor(&s, &headers)?;
-    let body = json!({"targets": views(&s, None)});
-    Ok(json_response(StatusCode::OK, body.to_string()))
+    let body = off_the_runtime(move || {
+        serde_json::to_string(&TargetList {
+            targets: views(&s, None),
+        })
+        .unwrap_or_default()
+    })
+    .await;
+    Ok(json_response(StatusCode::OK, body))
 }
 
 fn unknown_target(target: &str) -> ApiError {

@@ -41,10 +41,10 @@ type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 struct Entry {
     id: TargetId,
     url: TargetUrl,
-    /// Everything of the file that shapes the target's watch: its options,
-    /// the probes, the policy. A reload restarts the targets whose
-    /// fingerprint changed, and no other.
-    fingerprint: serde_json::Value,
+    /// A hash of everything of the file that shapes the target's watch:
+    /// its options, the probes, the policy. A reload restarts the targets
+    /// whose fingerprint changed, and no other.
+    fingerprint: u64,
 }
 
 /// The settings in effect that only a restart changes.
@@ -404,19 +404,33 @@ async fn watch_file(shared: Arc<Shared>, every: Duration) {
     }
 }
 
-/// What shapes one target's watch, for telling a changed target from an
-/// unchanged one.
-fn fingerprint(file: &WatchFile, options: &rollback_core::registry::Options) -> serde_json::Value {
+/// A hash of what shapes every target's watch: the probes and the policy.
+fn shared_fingerprint(file: &WatchFile) -> u64 {
     let probes: Vec<serde_json::Value> = file
         .probes
         .iter()
         .map(|p| json!({"name": p.name, "kind": p.kind, "options": p.options}))
         .collect();
-    json!({
-        "options": options,
-        "probes": probes,
-        "policy": serde_json::to_value(&*file.policy).unwrap_or_default(),
-    })
+    let policy = serde_json::to_value(&*file.policy).unwrap_or_default();
+    hash(&json!({"probes": probes, "policy": policy}).to_string())
+}
+
+/// A hash of what shapes one target's watch: its options and what every
+/// target shares, for telling a changed target from an unchanged one (a
+/// hash, not the settings: 10,000 copies of the policy would cost more
+/// memory than the watches).
+fn fingerprint(shared: u64, options: &rollback_core::registry::Options) -> u64 {
+    hash(&format!(
+        "{shared}:{}",
+        serde_json::Value::Object(options.clone())
+    ))
+}
+
+fn hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 impl Shared {
@@ -485,11 +499,12 @@ impl Shared {
     /// changes.
     async fn apply(&self, file: &WatchFile) -> Result<ReloadReport> {
         let current = lock(&self.targets).clone();
-        let wanted: BTreeMap<String, (&rollback_core::watchfile::TargetEntry, serde_json::Value)> =
-            file.targets
-                .iter()
-                .map(|t| (t.url.to_string(), (t, fingerprint(file, &t.options))))
-                .collect();
+        let common = shared_fingerprint(file);
+        let wanted: BTreeMap<String, (&rollback_core::watchfile::TargetEntry, u64)> = file
+            .targets
+            .iter()
+            .map(|t| (t.url.to_string(), (t, fingerprint(common, &t.options))))
+            .collect();
         let rolling = self.rolling_back();
         let mut report = ReloadReport::default();
         let mut to_resolve = Vec::new();
@@ -522,13 +537,18 @@ impl Shared {
         // names its target; nothing is applied unless all resolve.
         let mut resolved = Vec::new();
         let mut errors = Vec::new();
+        // The file without its targets, to resolve one target at a time
+        // (a clone of the whole file per target would be quadratic).
+        let mut template = file.clone();
+        template.targets.clear();
+        template.serve = None;
         for url in &to_resolve {
             let (entry, fp) = &wanted[url];
-            let mut one = file.clone();
-            one.targets = vec![(*entry).clone()];
+            let mut one = template.clone();
+            one.targets.push((*entry).clone());
             match one.resolve(&self.registry).await {
                 Ok(mut specs) if specs.len() == 1 => {
-                    resolved.push((url.clone(), (*entry).clone(), fp.clone(), specs.remove(0)))
+                    resolved.push((url.clone(), (*entry).clone(), *fp, specs.remove(0)))
                 }
                 Ok(_) => errors.push(format!("target {url}: not one watch")),
                 Err(e) => errors.push(e.full_message()),
