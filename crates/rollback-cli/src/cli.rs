@@ -59,6 +59,14 @@ pub enum Command {
     /// When and why the file's policy would have rolled back, over recorded
     /// series (CSV or JSON).
     Replay(ReplayArgs),
+    /// Run the file's policy from every change point over months of recorded
+    /// history: would-be rollbacks, and against labelled incidents
+    /// detections, misses, false rollbacks and detection delay.
+    Backtest(BacktestArgs),
+    /// Backtest a grid of policy variations on all cores: the Pareto front of
+    /// detection delay against false rollbacks, and the best policy within a
+    /// false-rollback budget, printed as a policy file.
+    Tune(TuneArgs),
     /// Read an audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -188,16 +196,93 @@ pub struct StatusArgs {
     pub output: Option<JsonFormat>,
 }
 
+/// Where the changes of a backtest happened.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ChangesArgs {
+    /// A simulated deploy every this long (`1h`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub every: Option<std::time::Duration>,
+    /// A file of deploy times, one per line (RFC 3339 or Unix seconds).
+    #[arg(long, value_name = "FILE")]
+    pub changes: Option<PathBuf>,
+    /// A deploy wherever this series of the input changes value
+    /// (`kube_deployment_status_observed_generation`).
+    #[arg(long, value_name = "PROBE")]
+    pub changes_of: Option<String>,
+}
+
+/// `rollback backtest`.
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// The watch file whose policy is backtested.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub file: PathBuf,
+    /// The recorded series, repeatable (as `replay --series`).
+    #[arg(long, value_name = "[NAME=]FILE", required = true)]
+    pub series: Vec<String>,
+    /// Where the changes happened.
+    #[command(flatten)]
+    pub changes: ChangesArgs,
+    /// Labelled incidents: CSV `start,end[,name]` or JSON `[{start, end, name}]`.
+    #[arg(long, value_name = "FILE")]
+    pub incidents: Option<PathBuf>,
+    /// Also draw the backtest as an SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<JsonFormat>,
+}
+
+/// `rollback tune`.
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// The watch file whose policy is the base of every variation.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub file: PathBuf,
+    /// The recorded series, repeatable (as `replay --series`).
+    #[arg(long, value_name = "[NAME=]FILE", required = true)]
+    pub series: Vec<String>,
+    /// The variations: YAML or JSON with a `grid` and/or `variations` of
+    /// policy fields (`failure_limit`, `probes.NAME.success`, ...).
+    #[arg(long, value_name = "FILE")]
+    pub space: PathBuf,
+    /// Where the changes happened.
+    #[command(flatten)]
+    pub changes: ChangesArgs,
+    /// Labelled incidents: CSV `start,end[,name]` or JSON `[{start, end, name}]`.
+    #[arg(long, value_name = "FILE")]
+    pub incidents: Option<PathBuf>,
+    /// The most false rollbacks the best policy may have.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub budget: usize,
+    /// Write the best policy to this file (else it is printed).
+    #[arg(long, value_name = "FILE")]
+    pub write_policy: Option<PathBuf>,
+    /// Also draw delay against false rollbacks as an SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<JsonFormat>,
+}
+
 /// `rollback replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// The watch file whose policy is replayed.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub file: PathBuf,
-    /// The recorded series: CSV (`timestamp,probe,value[,baseline]`) or
-    /// JSON (`{"probes": {"error_rate": [[t, v], ...]}}`).
-    #[arg(long, value_name = "FILE")]
-    pub series: PathBuf,
+    /// The recorded series, repeatable: CSV (`timestamp,probe,value[,baseline]`,
+    /// `timestamp,value` or wide `timestamp,probe_a,probe_b`), the replay's
+    /// JSON, or Prometheus' own `query_range` answer; `NAME=FILE` names the
+    /// probe of a file that holds one series.
+    #[arg(long, value_name = "[NAME=]FILE", required = true)]
+    pub series: Vec<String>,
+    /// Also draw the series, conditions and verdicts as an SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     /// Print JSON.
     #[arg(short = 'o', long = "output", value_enum)]
     pub output: Option<JsonFormat>,

@@ -36,6 +36,12 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Watch(a) => commands::watch::run(a, &registry).await,
         Command::Status(a) => commands::status::run(a, &registry).await.map(Outcome::code),
         Command::Replay(a) => commands::replay::run(a, &registry).await.map(Outcome::code),
+        Command::Backtest(a) => commands::lab::backtest_run(a, &registry)
+            .await
+            .map(Outcome::code),
+        Command::Tune(a) => commands::lab::tune_run(a, &registry)
+            .await
+            .map(Outcome::code),
         Command::Audit(AuditCommand::Show { file }) => {
             commands::audit::show(file).map(Outcome::code)
         }

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod check;
 pub mod history;
+pub mod lab;
 pub mod replay;
 pub mod status;
 pub mod undo;

@@ -1,20 +1,50 @@
-//! `rollback replay -c FILE --series FILE`: when and why the watch file's
-//! policy would have rolled back, on the recorded series, on virtual time.
+//! `rollback replay -c FILE --series FILE… [--plot FILE.svg]`: when and why
+//! the watch file's policy would have rolled back, on the recorded series,
+//! on virtual time.
 
 use rollback::registry::Registry;
 use rollback::replay::{self, ReplayOptions, Series};
 use rollback::watchfile::WatchFile;
 use rollback::{Error, Result};
+use rollback_lab::{PlotOptions, SeriesFile, plot_replay, read_series};
 
 use crate::cli::ReplayArgs;
 use crate::exit::Outcome;
+
+/// The series of every `--series` argument (`[NAME=]FILE`), in every format
+/// the lab reads.
+pub(crate) fn series(args: &[String]) -> Result<Series> {
+    let files: Vec<SeriesFile> = args.iter().map(|a| SeriesFile::parse(a)).collect();
+    read_series(&files)
+}
+
+/// Write an SVG, naming the file when it cannot.
+pub(crate) fn write_plot(path: &std::path::Path, svg: &str) -> Result<()> {
+    std::fs::write(path, svg).map_err(|e| {
+        Error::permanent(format!("cannot write the plot {}", path.display())).with_source(e)
+    })?;
+    eprintln!("plot written to {}", path.display());
+    Ok(())
+}
 
 /// Run `rollback replay`: the timeline, then the verdict. Exit 0 whatever
 /// the policy would have done; 1 when the file or the series does not read.
 pub async fn run(args: &ReplayArgs, registry: &Registry) -> Result<Outcome> {
     let file = WatchFile::load(&args.file, registry).map_err(Error::from)?;
-    let series = Series::from_file(&args.series)?;
-    let report = replay::run(&file.policy, &series, &ReplayOptions::default())?;
+    let series = series(&args.series)?;
+    let report = match &args.plot {
+        Some(path) => {
+            let (report, svg) = plot_replay(
+                &file.policy,
+                &series,
+                &ReplayOptions::default(),
+                &PlotOptions::default(),
+            )?;
+            write_plot(path, &svg)?;
+            report
+        }
+        None => replay::run(&file.policy, &series, &ReplayOptions::default())?,
+    };
     if args.output.is_some() {
         let json = serde_json::json!({
             "phase": report.phase,
