@@ -27,6 +27,15 @@ Options: `--option KEY=VALUE` (kubeconfig, context; region, endpoint_url;
 tracking_uri; revisions for memory://), or `-c FILE` for the options of that
 URL's entry in a watch file. Exit 0 done (or nothing to do), 1 error, 2 usage.";
 
+/// What `serve --help` adds.
+pub const SERVE_NOTES: &str = "\
+Routes: GET /api/v1/targets, /api/v1/targets/ID, /api/v1/targets/ID/timeline;
+POST /api/v1/targets/ID/{pause,resume,approve,promote,rollback} (Authorization:
+Bearer TOKEN of serve.operators); GET /metrics, /healthz, /readyz,
+/openapi.yaml; POST /webhook/alertmanager (with serve.alertmanager).
+Logs go to stderr, filtered by RUST_LOG. Exit 0 after a graceful stop, 1 when
+the server cannot start (a problem in the file, the address in use).";
+
 /// Watch a change after it ships, judge it against SLOs, roll it back to
 /// the last known good revision, verify, and record every step.
 #[derive(Debug, Parser)]
@@ -67,6 +76,12 @@ pub enum Command {
     /// detection delay against false rollbacks, and the best policy within a
     /// false-rollback budget, printed as a policy file.
     Tune(TuneArgs),
+    /// Supervise every target of a watch file without end: each new
+    /// revision is judged; an operator API for bots, Prometheus metrics,
+    /// the Alertmanager receiver and notifications on one HTTP server.
+    /// SIGHUP (or a change of the file) reloads; SIGTERM stops gracefully.
+    #[command(after_help = SERVE_NOTES)]
+    Serve(ServeArgs),
     /// Read an audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -174,6 +189,30 @@ pub struct WatchArgs {
     /// Print one JSON object per audit record on stdout, then a summary.
     #[arg(short = 'o', long = "output", value_enum)]
     pub output: Option<JsonFormat>,
+}
+
+/// `rollback serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The watch file (YAML, JSON or TOML), with its `serve` section.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Listen on this address instead of `serve.listen` (e.g. 0.0.0.0:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Log lines as human text or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormatArg {
+    /// Human lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// `rollback status`.

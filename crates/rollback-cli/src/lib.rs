@@ -42,6 +42,13 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Tune(a) => commands::lab::tune_run(a, &registry)
             .await
             .map(Outcome::code),
+        Command::Serve(a) => {
+            let mut options = rollback_serve::ServeOptions::new();
+            if let Some(addr) = a.listen {
+                options = options.listen(addr);
+            }
+            rollback_serve::run(&a.file, options).await
+        }
         Command::Audit(AuditCommand::Show { file }) => {
             commands::audit::show(file).map(Outcome::code)
         }

@@ -2,25 +2,45 @@
 //! exit codes.
 
 use clap::Parser;
+use rollback_cli::cli::{Command, LogFormatArg};
 
 fn main() -> std::process::ExitCode {
     let cli = rollback_cli::cli::Cli::parse();
-    // The engine and the backends log through tracing: their errors only
-    // (the clients' own logs repeat what the command's error says), unless
-    // RUST_LOG says more.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "off,rollback_core=error,rollback_k8s=error,rollback_aws=error,rollback_mlflow=error,rollback_prometheus=error",
-        )
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match &cli.command {
+        // The server logs what it does (as text or JSON lines) and runs
+        // its thousands of watches on every core.
+        Command::Serve(a) => {
+            let format = match a.log_format {
+                LogFormatArg::Text => rollback_serve::LogFormat::Text,
+                LogFormatArg::Json => rollback_serve::LogFormat::Json,
+            };
+            if let Err(e) = rollback_serve::init_logging(format) {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::from(1);
+            }
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+        }
+        _ => {
+            // The engine and the backends log through tracing: their
+            // errors only (the clients' own logs repeat what the
+            // command's error says), unless RUST_LOG says more.
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    "off,rollback_core=error,rollback_k8s=error,rollback_aws=error,rollback_mlflow=error,rollback_prometheus=error",
+                )
+            });
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -37,7 +37,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::{Engine, Error, ErrorKind, Result, RevisionId, TargetId, WatchSpec};
+use crate::{Engine, Error, ErrorKind, Phase, Result, RevisionId, TargetId, WatchSpec};
 
 /// What the supervisor did about a target on its last look.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +190,15 @@ async fn look_after(
                 // One target's phase: a look must not copy every
                 // target's (with 10,000 targets, each interval's looks
                 // would copy 10^8 phases under the engine's lock).
-                let busy = engine.phase(&id).is_some_and(|p| !p.kind().is_terminal());
+                let phase = engine.phase(&id);
+                let busy = phase.as_ref().is_some_and(|p| !p.kind().is_terminal());
+                // What a rollback restored is not a new revision: its
+                // watch ended rolled back to it.
+                if let Some(Phase::RolledBack { to, .. }) = &phase
+                    && *to == current
+                {
+                    watched = Some(current.clone());
+                }
                 if watched.as_ref() == Some(&current) || busy {
                     None
                 } else {
@@ -223,7 +231,7 @@ mod tests {
     use crate::memory::{InMemoryRollbacker, InMemoryTarget, ScriptedProbe};
     use crate::store::MemoryStateStore;
     use crate::time::TokioClock;
-    use crate::{Phase, Policy, RevisionHealth, RevisionRecord, Timestamp};
+    use crate::{Policy, RevisionHealth, RevisionRecord, Timestamp};
 
     const POLICY: &str = "interval: 10s\nbake_time: 1m\nverify: 20s\nprobes: [{name: error_rate, success: '< 0.01'}]";
 
@@ -288,6 +296,16 @@ mod tests {
         ));
         assert_eq!(t.current_id().as_str(), "v1");
         assert_eq!(t.health_of(&"v2".into()), Some(RevisionHealth::Bad));
+        // What the rollback restored is not looked at as a new revision:
+        // no watch of it is started or resumed.
+        assert!(
+            !audit
+                .records()
+                .iter()
+                .any(|r| matches!(r.entry, crate::audit::AuditEntry::WatchResumed { .. })),
+            "{:?}",
+            audit.records()
+        );
 
         // v3 ships: judged and promoted.
         t.deploy(RevisionRecord::new("v3"));
