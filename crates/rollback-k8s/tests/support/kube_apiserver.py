@@ -34,7 +34,7 @@ controller themselves.
 Test-only control endpoints, under ``/_test/``:
 
 * ``GET /_test/requests`` lists the API requests served so far (method, path,
-  query, content type, body); ``DELETE /_test/requests`` forgets them.
+  query, content type, authorization header, body); ``DELETE /_test/requests`` forgets them.
 * ``POST /_test/faults`` adds a rule ``{"verb", "resource", "namespace", "name",
   "subresource", "count", "status", "reason", "message", "mutate"}``. Matching
   requests (each field optional; ``count`` absent means forever) either fail
@@ -197,6 +197,7 @@ class ApiServer(kmock.KubernetesEmulator):
             body = await raw.read()
             self.log.append({'method': raw.method, 'path': path, 'query': raw.query_string,
                              'content_type': raw.headers.get('Content-Type', ''),
+                             'authorization': raw.headers.get('Authorization', ''),
                              'body': body.decode('utf-8', 'replace')})
             parsed = parse_api_path(path)
             if parsed is not None and (parsed[0], parsed[1], parsed[2]) in MANAGED:
