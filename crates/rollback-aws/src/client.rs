@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use aws_sdk_codedeploy::Client;
 use aws_sdk_codedeploy::primitives::DateTime;
-use aws_sdk_codedeploy::types::{DeploymentInfo, RevisionLocation, TimeRange};
+use aws_sdk_codedeploy::types::{ComputePlatform, DeploymentInfo, RevisionLocation, TimeRange};
 use rollback_core::Timestamp;
 
 use crate::error::ApiError;
@@ -105,16 +105,20 @@ impl GroupApi {
         })
     }
 
-    /// Fails when the application or the deployment group does not exist.
-    pub(crate) async fn check_group(&self) -> Result<(), ApiError> {
-        self.client
+    /// The compute platform of the group's application, as CodeDeploy names
+    /// it; fails when the application or the deployment group does not exist.
+    pub(crate) async fn check_group(&self) -> Result<Option<ComputePlatform>, ApiError> {
+        let out = self
+            .client
             .get_deployment_group()
             .application_name(&self.application)
             .deployment_group_name(&self.group)
             .send()
             .await
             .map_err(|e| ApiError::from_sdk("GetDeploymentGroup", e))?;
-        Ok(())
+        Ok(out
+            .deployment_group_info
+            .and_then(|g| g.compute_platform))
     }
 
     /// Stop a deployment; with `auto_rollback`, CodeDeploy redeploys the

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use aws_sdk_codedeploy::types::{DeploymentInfo, DeploymentStatus};
 use rollback_core::{HistoryEntry, Revision, RevisionHealth, RevisionId, Timestamp};
 
+use crate::appspec::Platform;
 use crate::revision::{CodeDeployRevision, attributes};
 
 /// The description of a rollback deployment starts with this, followed by
@@ -95,10 +96,26 @@ pub(crate) fn newest_first(
     keyed.into_iter().map(|(_, _, d)| d).collect()
 }
 
+/// The compute platform of a deployment's application; one this crate does
+/// not know reads as `Server` here ([`check_platforms`] refuses it first).
+pub(crate) fn platform_of(d: &DeploymentInfo) -> Platform {
+    Platform::of(d.compute_platform()).unwrap_or(Platform::Server)
+}
+
+/// Refuse deployments of a compute platform this crate does not know,
+/// naming the first one.
+pub(crate) fn check_platforms(deployments: &[DeploymentInfo]) -> Result<(), String> {
+    for d in deployments {
+        Platform::of(d.compute_platform())
+            .map_err(|e| format!("deployment {} is of {e}", deployment_id(d)))?;
+    }
+    Ok(())
+}
+
 /// The revision a deployment installed.
 pub(crate) fn revision_of(d: &DeploymentInfo) -> CodeDeployRevision {
     d.revision()
-        .and_then(CodeDeployRevision::from_location)
+        .and_then(|loc| CodeDeployRevision::on_platform(loc, platform_of(d)))
         .unwrap_or_else(|| CodeDeployRevision::unknown(deployment_id(d)))
 }
 

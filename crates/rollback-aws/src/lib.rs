@@ -54,6 +54,7 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod appspec;
 mod client;
 mod config;
 mod error;

@@ -8,6 +8,7 @@ use aws_sdk_codedeploy::types::{DeploymentInfo, DeploymentStatus};
 use rollback_core::{Revision, RevisionId, Timestamp};
 
 use crate::history::{self, ROLLBACK_DESCRIPTION_PREFIX, deployment_id, is_in_flight, status_str};
+use crate::appspec::LambdaSpec;
 use crate::revision::CodeDeployRevision;
 
 /// CodeDeploy refuses longer deployment descriptions; stay well within.
@@ -132,18 +133,75 @@ fn course(deployments: &[DeploymentInfo], to: &RevisionId, decided_at: Timestamp
         };
     }
     if is_in_flight(newest.status()) {
-        let last_good = deployments[1..]
-            .iter()
-            .find(|d| d.status() == Some(&DeploymentStatus::Succeeded));
         let bad = Deployed::of(newest);
-        return match last_good {
-            Some(good) if installs_to(good) => Course::StopWithAutoRollback { bad },
+        return match codedeploy_rollback_restores(deployments) {
+            Some(restores) if &restores == to => Course::StopWithAutoRollback { bad },
             _ => Course::StopThenCreate { bad },
         };
     }
     Course::Create {
         reverts: Some(Deployed::of(newest)),
     }
+}
+
+/// The revision CodeDeploy's own rollback of the newest deployment
+/// (`StopDeployment` with `autoRollbackEnabled`) restores: on Lambda, the
+/// version the deployment shifts the alias from; elsewhere, the revision of
+/// the group's last succeeded deployment.
+pub(crate) fn codedeploy_rollback_restores(deployments: &[DeploymentInfo]) -> Option<RevisionId> {
+    let newest = deployments.first()?;
+    if let Some(spec) = history::revision_of(newest).lambda() {
+        return Some(RevisionId::new(spec.previous_id()));
+    }
+    deployments[1..]
+        .iter()
+        .find(|d| d.status() == Some(&DeploymentStatus::Succeeded))
+        .map(|d| history::revision_of(d).id().clone())
+}
+
+/// The version a rollback's Lambda AppSpec shifts the alias from, given the
+/// group's deployments newest first: the version the newest deployment
+/// shifted the alias to (or was shifting it to: a stopped Lambda deployment
+/// leaves the alias where traffic shifting had it), or, when that is the
+/// version to restore (a rollback to it that failed), the version it
+/// shifted the alias from. CodeDeploy refuses an AppSpec whose versions are
+/// the same.
+pub(crate) fn shift_from(
+    deployments: &[DeploymentInfo],
+    to: &LambdaSpec,
+) -> Result<String, String> {
+    let Some(newest) = deployments.first() else {
+        return Err("the group has no deployments, so no version of the alias to shift from".into());
+    };
+    let revision = history::revision_of(newest);
+    let Some(spec) = revision.lambda() else {
+        let why = revision
+            .attributes()
+            .get(crate::attributes::APPSPEC_ERROR)
+            .map(|e| format!(": its AppSpec does not read ({e})"))
+            .unwrap_or_else(|| ": it has no Lambda AppSpec".into());
+        return Err(format!(
+            "the version alias {} of function {} is on is unknown, because of the newest deployment {}{why}",
+            to.alias,
+            to.name,
+            deployment_id(newest)
+        ));
+    };
+    if (&spec.name, &spec.alias) != (&to.name, &to.alias) {
+        return Err(format!(
+            "the newest deployment {} shifts alias {} of function {}, not alias {} of function {}",
+            deployment_id(newest),
+            spec.alias,
+            spec.name,
+            to.alias,
+            to.name
+        ));
+    }
+    Ok(if spec.target_version != to.target_version {
+        spec.target_version.clone()
+    } else {
+        spec.current_version.clone()
+    })
 }
 
 /// The words of a description that tie it to one rollback decision.

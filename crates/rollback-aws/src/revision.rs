@@ -6,6 +6,8 @@ use aws_sdk_codedeploy::types::{RevisionLocation, RevisionLocationType};
 use rollback_core::{Revision, RevisionId, Timestamp};
 use sha2::{Digest, Sha256};
 
+use crate::appspec::{self, AppSpec, AppSpecError, Platform};
+
 /// Attribute keys a [`CodeDeployRevision`] carries.
 pub mod attributes {
     /// `S3`, `GitHub`, `AppSpecContent` or `String`.
@@ -34,6 +36,25 @@ pub mod attributes {
     pub const DEPLOYMENT_COUNT: &str = "codedeploy.deployment_count";
     /// The deployment whose outcome decided the revision's health, if one did.
     pub const HEALTH_FROM: &str = "codedeploy.health_from";
+    /// The application's compute platform (`Server`, `Lambda`, `ECS`).
+    pub const COMPUTE_PLATFORM: &str = "codedeploy.compute_platform";
+    /// Why the AppSpec of a Lambda or ECS revision cannot be read (where in
+    /// it, and what); such a revision cannot be deployed again.
+    pub const APPSPEC_ERROR: &str = "codedeploy.appspec.error";
+    /// The Lambda function.
+    pub const LAMBDA_FUNCTION: &str = "codedeploy.lambda.function";
+    /// The Lambda alias the deployment shifts.
+    pub const LAMBDA_ALIAS: &str = "codedeploy.lambda.alias";
+    /// The version the alias was on before the newest deployment of this revision.
+    pub const LAMBDA_CURRENT_VERSION: &str = "codedeploy.lambda.current_version";
+    /// The version the alias is shifted to: what this revision runs.
+    pub const LAMBDA_TARGET_VERSION: &str = "codedeploy.lambda.target_version";
+    /// The ECS task definition.
+    pub const ECS_TASK_DEFINITION: &str = "codedeploy.ecs.task_definition";
+    /// The container of `LoadBalancerInfo` that takes traffic.
+    pub const ECS_CONTAINER_NAME: &str = "codedeploy.ecs.container_name";
+    /// Its port.
+    pub const ECS_CONTAINER_PORT: &str = "codedeploy.ecs.container_port";
 }
 
 /// One revision of a CodeDeploy deployment group: a revision location (S3
@@ -41,9 +62,14 @@ pub mod attributes {
 /// itself so that every deployment of the same bundle has the same id.
 ///
 /// Ids: `s3://bucket/key?versionId=…&etag=…`, `github:owner/repo@commit`,
-/// `appspec:sha256:<hex>`, `string:sha256:<hex>`. A deployment whose
-/// revision CodeDeploy did not report gets `deployment:<id>`; it cannot be
-/// redeployed.
+/// `appspec:sha256:<hex>`, `string:sha256:<hex>`. On the Lambda and ECS
+/// compute platforms an AppSpec revision is what it puts in service:
+/// `lambda:FUNCTION:ALIAS@TARGET_VERSION` (every AppSpec that shifts the
+/// alias to that version, whatever version it shifts from) and
+/// `ecs:TASK_DEFINITION#CONTAINER:PORT`; an AppSpec that cannot be read
+/// keeps its content id and says why in [`attributes::APPSPEC_ERROR`]. A
+/// deployment whose revision CodeDeploy did not report gets
+/// `deployment:<id>`; it cannot be redeployed.
 #[derive(Debug, Clone)]
 pub struct CodeDeployRevision {
     pub(crate) id: RevisionId,
@@ -51,20 +77,37 @@ pub struct CodeDeployRevision {
     pub(crate) created_at: Option<Timestamp>,
     pub(crate) attributes: BTreeMap<String, String>,
     pub(crate) location: Option<RevisionLocation>,
+    /// The AppSpec of a Lambda or ECS revision, or why it cannot be read.
+    pub(crate) appspec: Option<Result<AppSpec, AppSpecError>>,
 }
 
 impl CodeDeployRevision {
-    /// The revision of a location. `None` when the location names no bundle
-    /// (no S3 bucket and key, no GitHub repository and commit, no content).
+    /// The revision of a location of a Server (EC2/on-premises)
+    /// application. `None` when the location names no bundle (no S3 bucket
+    /// and key, no GitHub repository and commit, no content).
     pub fn from_location(location: &RevisionLocation) -> Option<Self> {
-        let (id, label, attributes) = identify(location)?;
+        Self::on_platform(location, Platform::Server)
+    }
+
+    /// The revision of a location of an application on `platform`.
+    pub(crate) fn on_platform(location: &RevisionLocation, platform: Platform) -> Option<Self> {
+        let (id, label, attributes, appspec) = identify(location, platform)?;
         Some(CodeDeployRevision {
             id,
             label,
             created_at: None,
             attributes,
             location: Some(location.clone()),
+            appspec,
         })
+    }
+
+    /// The Lambda function resource of its AppSpec, when it has one that reads.
+    pub(crate) fn lambda(&self) -> Option<&appspec::LambdaSpec> {
+        match &self.appspec {
+            Some(Ok(AppSpec::Lambda(spec))) => Some(spec),
+            _ => None,
+        }
     }
 
     /// A stand-in for a deployment whose revision location is unknown.
@@ -75,6 +118,7 @@ impl CodeDeployRevision {
             created_at: None,
             attributes: BTreeMap::new(),
             location: None,
+            appspec: None,
         }
     }
 
@@ -100,7 +144,7 @@ impl Revision for CodeDeployRevision {
 }
 
 /// The hex SHA-256 of some text.
-fn sha256_hex(text: &str) -> String {
+pub(crate) fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -116,8 +160,78 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
     s.map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// The id, label and attributes of a location.
-fn identify(location: &RevisionLocation) -> Option<(RevisionId, String, BTreeMap<String, String>)> {
+/// The id, label, attributes and (on Lambda and ECS) AppSpec of a location.
+type Identified = (
+    RevisionId,
+    String,
+    BTreeMap<String, String>,
+    Option<Result<AppSpec, AppSpecError>>,
+);
+
+/// The id, label, attributes and AppSpec of a location of an application on `platform`.
+fn identify(location: &RevisionLocation, platform: Platform) -> Option<Identified> {
+    let (id, label, mut attrs) = identify_location(location)?;
+    attrs.insert(
+        attributes::COMPUTE_PLATFORM.to_owned(),
+        platform.as_str().to_owned(),
+    );
+    if platform == Platform::Server {
+        return Some((id, label, attrs, None));
+    }
+    let content = match location.revision_type() {
+        Some(RevisionLocationType::AppSpecContent) => location
+            .app_spec_content()
+            .and_then(|c| c.content())
+            .map(str::to_owned),
+        Some(RevisionLocationType::String) => location
+            .string()
+            .and_then(|c| c.content())
+            .map(str::to_owned),
+        // A bundle in S3 or GitHub: identified by where it lives.
+        _ => return Some((id, label, attrs, None)),
+    };
+    let parsed = match content {
+        Some(text) => appspec::parse(&text, platform),
+        None => Err(AppSpecError {
+            at: String::new(),
+            problem: "CodeDeploy reported the AppSpec's hash but not its content".into(),
+        }),
+    };
+    use attributes as a;
+    let (id, label) = match &parsed {
+        Ok(AppSpec::Lambda(s)) => {
+            attrs.insert(a::LAMBDA_FUNCTION.to_owned(), s.name.clone());
+            attrs.insert(a::LAMBDA_ALIAS.to_owned(), s.alias.clone());
+            attrs.insert(
+                a::LAMBDA_CURRENT_VERSION.to_owned(),
+                s.current_version.clone(),
+            );
+            attrs.insert(
+                a::LAMBDA_TARGET_VERSION.to_owned(),
+                s.target_version.clone(),
+            );
+            (RevisionId::new(s.id()), s.label())
+        }
+        Ok(AppSpec::Ecs(s)) => {
+            attrs.insert(a::ECS_TASK_DEFINITION.to_owned(), s.task_definition.clone());
+            if let Some((name, port)) = &s.container {
+                attrs.insert(a::ECS_CONTAINER_NAME.to_owned(), name.clone());
+                attrs.insert(a::ECS_CONTAINER_PORT.to_owned(), port.clone());
+            }
+            (RevisionId::new(s.id()), s.label())
+        }
+        Err(e) => {
+            attrs.insert(a::APPSPEC_ERROR.to_owned(), e.to_string());
+            (id, label)
+        }
+    };
+    Some((id, label, attrs, Some(parsed)))
+}
+
+/// The id, label and attributes of a location, by where it lives.
+fn identify_location(
+    location: &RevisionLocation,
+) -> Option<(RevisionId, String, BTreeMap<String, String>)> {
     use attributes as a;
     let mut attrs = BTreeMap::new();
     let kind = match location.revision_type() {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_codedeploy::types::RevisionLocation;
+use aws_sdk_codedeploy::types::{AppSpecContent, RevisionLocation, RevisionLocationType};
 use rollback_core::steps::Steps;
 use rollback_core::{
     Capabilities, Convergence, DryRun, Error, ErrorKind, Result, Revision, RevisionId,
@@ -15,8 +15,8 @@ use rollback_core::{
 use tracing::Instrument;
 
 use crate::history::{self, deployment_id, status_str};
-use crate::plan::{Course, Deployed, Plan, description, plan};
-use crate::revision::CodeDeployRevision;
+use crate::plan::{Course, Deployed, Plan, description, plan, shift_from};
+use crate::revision::{CodeDeployRevision, attributes, sha256_hex};
 use crate::target::CodeDeployTarget;
 use crate::wait::{self, AutoRollback};
 
@@ -65,7 +65,21 @@ enum Follow {
 struct Rollback<'a> {
     request: &'a RollbackRequest,
     to: Arc<CodeDeployRevision>,
-    location: RevisionLocation,
+    /// What a new deployment deploys, or why there can be none.
+    location: std::result::Result<RevisionLocation, String>,
+}
+
+/// An AppSpec revision of this content.
+fn lambda_location(content: &str) -> RevisionLocation {
+    RevisionLocation::builder()
+        .revision_type(RevisionLocationType::AppSpecContent)
+        .app_spec_content(
+            AppSpecContent::builder()
+                .content(content)
+                .sha256(sha256_hex(content))
+                .build(),
+        )
+        .build()
 }
 
 impl CodeDeployRollbacker {
@@ -119,11 +133,38 @@ impl CodeDeployRollbacker {
                 t.describe()
             )));
         };
-        let Some(location) = entry.revision.location().cloned() else {
+        let Some(stored) = entry.revision.location().cloned() else {
             return Err(Error::permanent(format!(
                 "revision {to_id} of {} has no revision location that CodeDeploy reported, so it cannot be deployed again",
                 t.describe()
             )));
+        };
+        if let Some(Err(e)) = &entry.revision.appspec {
+            return Err(Error::invalid(format!(
+                "revision {to_id} of {} cannot be deployed again: the AppSpec of its deployment {} does not read: {e}; roll back to another revision",
+                t.describe(),
+                entry
+                    .revision
+                    .attributes()
+                    .get(attributes::LATEST_DEPLOYMENT)
+                    .map_or("?", String::as_str),
+            )));
+        }
+        // A Lambda rollback shifts the alias back: the good AppSpec, from
+        // the version the alias is on now.
+        let location = match entry.revision.lambda() {
+            None => Ok(stored),
+            Some(spec) => shift_from(&deployments, spec)
+                .map(|from| lambda_location(&spec.shifting_from(&from)))
+                .map_err(|why| {
+                    format!(
+                        "{} cannot shift alias {} of function {} back to version {}: {why}",
+                        t.describe(),
+                        spec.alias,
+                        spec.name,
+                        spec.target_version
+                    )
+                }),
         };
         let plan = plan(&deployments, &entry.revision, request.decided_at);
         tracing::info!(target: "rollback_aws", %plan, "rollback plan");
@@ -270,12 +311,13 @@ impl CodeDeployRollbacker {
             r.request.actor.as_str(),
             &r.request.reason,
         );
+        let location = r.location.clone().map_err(Error::permanent)?;
         self.steps
             .step_paced("create a deployment of the revision")
             .await?;
         let created = t
             .api()
-            .create(r.location.clone(), text)
+            .create(location, text)
             .await
             .map_err(|e| {
                 e.into_error(&format!(

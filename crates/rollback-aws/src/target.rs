@@ -13,6 +13,7 @@ use rollback_core::{
 };
 use tracing::Instrument;
 
+use crate::appspec::Platform;
 use crate::client::GroupApi;
 use crate::history;
 use crate::progress::{DeploymentProgress, ProgressFn};
@@ -145,16 +146,26 @@ impl CodeDeployTarget {
             .list_deployment_ids(self.created_since())
             .await
             .map_err(|e| e.into_error(&doing()))?;
+        let unknown_platform = |e: String| {
+            Error::unsupported(format!(
+                "{}: {e}; rollback-aws reads Server, Lambda and ECS deployment groups",
+                self.describe()
+            ))
+        };
         if ids.is_empty() {
-            api.check_group()
+            let platform = api
+                .check_group()
                 .await
                 .map_err(|e| e.into_error(&doing()))?;
+            Platform::of(platform.as_ref())
+                .map_err(|e| unknown_platform(format!("its application is of {e}")))?;
             return Ok(Vec::new());
         }
         let found = api
             .batch_get(&ids)
             .await
             .map_err(|e| e.into_error(&doing()))?;
+        history::check_platforms(&found).map_err(unknown_platform)?;
         Ok(history::newest_first(found, &ids))
     }
 }
