@@ -284,6 +284,9 @@ pub enum VerdictCause {
     NotFinite,
     /// A relative condition had no baseline.
     NoBaseline,
+    /// The success condition matched, but the probe's trend forecast
+    /// crosses its bound within the horizon ([`crate::forecast`]).
+    ForecastBreach,
 }
 
 /// Judge a measurement against success and failure conditions, the way Argo

@@ -74,6 +74,7 @@ pub mod condition;
 pub mod conformance;
 mod engine;
 mod error;
+pub mod forecast;
 pub mod http;
 pub mod machine;
 pub mod memory;

@@ -46,7 +46,7 @@ mod parse;
 use parse::{Problems, format_of, relative, substitute, tree};
 
 /// The keys of a probe entry that are the policy's, not the probe kind's.
-const CONDITION_KEYS: [&str; 7] = [
+const CONDITION_KEYS: [&str; 8] = [
     "success",
     "failure",
     "failure_limit",
@@ -54,6 +54,7 @@ const CONDITION_KEYS: [&str; 7] = [
     "inconclusive_limit",
     "consecutive_error_limit",
     "no_data",
+    "forecast",
 ];
 
 /// How the audit log is written.

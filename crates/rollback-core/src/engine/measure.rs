@@ -68,7 +68,11 @@ impl WatchRun {
                     verdict: step.verdict.map(|v| v.0),
                     cause: step.verdict.and_then(|v| v.1),
                     against: step.verdict.map(|_| self.conditions[i].clone()),
-                    detail: m.detail,
+                    detail: match (m.detail, &step.prediction) {
+                        (d, None) => d,
+                        (None, Some(p)) => Some(p.to_string()),
+                        (Some(d), Some(p)) => Some(format!("{d}; {p}")),
+                    },
                 },
                 Err(e) => AuditEntry::ProbeFailed {
                     probe: name,

@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::{Breach, PhaseKind};
 use crate::condition::{Verdict, VerdictCause};
+use crate::forecast::Prediction;
 use crate::{Actor, CommandKind, RevisionId};
 
 /// What the machine asks its driver to do.
@@ -197,6 +198,9 @@ pub struct Step {
     pub transition: Option<(PhaseKind, PhaseKind)>,
     /// The verdict of a measurement or probe error.
     pub verdict: Option<(Verdict, Option<VerdictCause>)>,
+    /// When the probe's trend forecast crosses its success condition, if
+    /// that made the verdict a failure ([`VerdictCause::ForecastBreach`]).
+    pub prediction: Option<Prediction>,
     /// Why nothing happened, when nothing did for a reason worth recording.
     pub ignored: Option<Ignored>,
 }
@@ -206,6 +210,7 @@ impl Step {
         decision: None,
         transition: None,
         verdict: None,
+        prediction: None,
         ignored: None,
     };
 }

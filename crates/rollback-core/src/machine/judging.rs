@@ -2,7 +2,8 @@
 //! probe's limits, and the end of the bake time or of the verification.
 
 use super::{Breach, Decision, Ignored, Limit, Machine, Phase, Step};
-use crate::condition::{Verdict, judge};
+use crate::condition::Verdict;
+use crate::forecast::judge;
 use crate::{Actor, Measurement, RevisionHealth, Timestamp};
 
 impl Machine {
@@ -100,17 +101,23 @@ impl Machine {
         else {
             return Step::NOTHING;
         };
-        let (verdict, cause) = match &m {
+        let forecast = rules
+            .forecast
+            .as_ref()
+            .zip(self.state.trends.get_mut(probe));
+        let (verdict, cause, prediction) = match &m {
             Some(m) => {
-                let (v, c) = judge(
+                let j = judge(
                     m,
                     rules.success.as_ref(),
                     rules.failure.as_ref(),
                     rules.no_data,
+                    forecast,
+                    now,
                 );
-                (v, Some(c))
+                (j.verdict, Some(j.cause), j.prediction)
             }
-            None => (Verdict::Error, None),
+            None => (Verdict::Error, None, None),
         };
         let mut exceeded = None;
         match verdict {
@@ -161,6 +168,7 @@ impl Machine {
         let Some((limit, allowed, count)) = exceeded else {
             return Step {
                 verdict: Some((verdict, cause)),
+                prediction,
                 ..Step::NOTHING
             };
         };
@@ -195,6 +203,7 @@ impl Machine {
             }
         };
         step.verdict = Some((verdict, cause));
+        step.prediction = prediction;
         step
     }
 }

@@ -51,8 +51,14 @@ impl Machine {
     pub fn new(policy: Arc<Policy>, watch: Watch, now: Timestamp) -> Self {
         let rules: Arc<[ProbeRules]> = policy.rules().into();
         let first = now.plus(policy.initial_delay);
+        let trends = if rules.iter().any(|r| r.forecast.is_some()) {
+            vec![crate::forecast::Trend::default(); rules.len()]
+        } else {
+            Vec::new()
+        };
         let state = MachineState {
             started_at: now,
+            trends,
             phase: Phase::Observing {
                 bake_until: first.plus(policy.bake_time),
             },
@@ -71,7 +77,7 @@ impl Machine {
 
     /// Resume from a persisted state. Refused when the state does not fit the
     /// policy (a different number of probes).
-    pub fn resume(policy: Arc<Policy>, state: MachineState) -> crate::Result<Self> {
+    pub fn resume(policy: Arc<Policy>, mut state: MachineState) -> crate::Result<Self> {
         if state.counts.len() != policy.probes.len() {
             return Err(Error::invalid(format!(
                 "the saved state of target {} has {} probes but the policy has {}; finish or discard the old watch before changing the policy's probes",
@@ -81,6 +87,10 @@ impl Machine {
             )));
         }
         let rules: Arc<[ProbeRules]> = policy.rules().into();
+        // A state saved before the policy forecast starts its trends empty.
+        if rules.iter().any(|r| r.forecast.is_some()) {
+            state.trends.resize(rules.len(), Default::default());
+        }
         Ok(Machine {
             policy,
             rules,
@@ -176,6 +186,7 @@ impl Machine {
             decision: Some(decision),
             transition: Some(t),
             verdict: None,
+            prediction: None,
             ignored: None,
         }
     }

@@ -150,6 +150,10 @@ impl Machine {
             .counts
             .iter_mut()
             .for_each(|c| *c = ProbeCounts::default());
+        self.state
+            .trends
+            .iter_mut()
+            .for_each(crate::forecast::Trend::clear);
         self.state.next_measure_at = now.plus(self.policy.interval);
         let t = self.set_phase(Phase::Verifying {
             restored: to,

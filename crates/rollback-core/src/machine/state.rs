@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::{Breach, Phase};
+use crate::forecast::Trend;
 use crate::{RevisionHealth, RevisionId, TargetId, Timestamp};
 
 /// A revision of the target's history, with what is known of its health.
@@ -91,4 +92,9 @@ pub struct MachineState {
     pub seen_triggers: BTreeSet<String>,
     /// The breach that ended observation, if any.
     pub breach: Option<Breach>,
+    /// The latest values of each probe, in policy order, for the probes'
+    /// trend forecasts in the current judging period; empty when no probe
+    /// forecasts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trends: Vec<Trend>,
 }

@@ -405,6 +405,16 @@ impl Policy {
                 ));
             }
             first_of.insert(&p.name, i);
+            if let Some(f) = &p.forecast {
+                f.check(p.success.as_ref()).map_err(|(field, reason)| {
+                    let field = if field.is_empty() {
+                        at("forecast")
+                    } else {
+                        at(&format!("forecast.{field}"))
+                    };
+                    PolicyError::new(field, reason)
+                })?;
+            }
             if p.success.is_none() && p.failure.is_none() {
                 return Err(PolicyError::new(
                     format!("probes[{i}]"),

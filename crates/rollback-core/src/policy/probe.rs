@@ -3,6 +3,7 @@
 
 use super::Policy;
 use crate::condition::{Condition, NoData};
+use crate::forecast::Forecast;
 
 /// The judging of one probe. Limits left out take the policy-wide value.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -31,6 +32,10 @@ pub struct ProbePolicy {
     /// Overrides the policy's `no_data`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_data: Option<NoData>,
+    /// A trend forecast of the success condition: early detection of a
+    /// slow burn ([`crate::forecast`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<Forecast>,
 }
 
 impl ProbePolicy {
@@ -45,6 +50,7 @@ impl ProbePolicy {
             inconclusive_limit: None,
             consecutive_error_limit: None,
             no_data: None,
+            forecast: None,
         }
     }
 
@@ -57,6 +63,12 @@ impl ProbePolicy {
     /// Set the failure condition.
     pub fn failure(mut self, c: Condition) -> Self {
         self.failure = Some(c);
+        self
+    }
+
+    /// Set the trend forecast of the success condition.
+    pub fn forecast(mut self, f: Forecast) -> Self {
+        self.forecast = Some(f);
         self
     }
 }
@@ -85,6 +97,7 @@ impl Policy {
                         .consecutive_error_limit
                         .unwrap_or(self.consecutive_error_limit),
                     no_data: p.no_data.unwrap_or(self.no_data),
+                    forecast: p.forecast,
                 }
             })
             .collect()
@@ -108,16 +121,28 @@ pub(crate) struct ProbeRules {
     pub consecutive_error_limit: u32,
     /// How no data counts.
     pub no_data: NoData,
+    /// The trend forecast, if any.
+    pub forecast: Option<Forecast>,
 }
 
 impl ProbeRules {
     /// The conditions as written: `success < 0.01, failure >= 0.05`.
+    /// With a forecast: `success < 0.01, forecast 10m (least squares over 10)`.
     pub(crate) fn describe(&self) -> String {
-        match (&self.success, &self.failure) {
+        let conditions = match (&self.success, &self.failure) {
             (Some(s), Some(f)) => format!("success {s}, failure {f}"),
             (Some(s), None) => format!("success {s}"),
             (None, Some(f)) => format!("failure {f}"),
             (None, None) => "no condition".into(),
+        };
+        match &self.forecast {
+            Some(f) => format!(
+                "{conditions}, forecast {} ({} over {})",
+                crate::time::format_duration(f.horizon),
+                f.method,
+                f.window
+            ),
+            None => conditions,
         }
     }
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 pub use series::{Sample, Series};
 
 use crate::condition::judge;
+use crate::forecast::{self, Trend};
 use crate::machine::{Decision, Event, Machine, Phase, ProbeCounts, Watch};
 use crate::{
     Candidate, Error, Measurement, Policy, ProbeRules, Result, RevisionHealth, Timestamp, Verdict,
@@ -205,10 +206,15 @@ impl<'a> Replay<'a> {
         let mut counts = vec![[0u64; 3]; probes.len()];
         let mut tentative = vec![ProbeCounts::default(); probes.len()];
         let mut judged = vec![(Verdict::Pass, None, None); probes.len()];
+        let mut tentative_trends: Vec<Trend> = Vec::new();
         'run: loop {
             if let Phase::Observing { bake_until } = *machine.phase() {
                 let state = machine.state();
                 let mut probe_counts = state.counts.clone();
+                // The trends of forecasting probes: judged and kept round by
+                // round, like the counts.
+                let mut trends = state.trends.clone();
+                tentative_trends.resize(trends.len(), Trend::default());
                 let mut next = state.next_measure_at;
                 let mut advanced = false;
                 'round: while next <= bake_until && next <= end {
@@ -217,12 +223,29 @@ impl<'a> Replay<'a> {
                     for (i, samples) in probes.iter().enumerate() {
                         let m = measurement(samples, &mut cursors[i], now, staleness);
                         let rules = &self.rules[i];
-                        let (verdict, _) = judge(
-                            &m,
-                            rules.success.as_ref(),
-                            rules.failure.as_ref(),
-                            rules.no_data,
-                        );
+                        let verdict = match (&rules.forecast, tentative_trends.get_mut(i)) {
+                            (Some(f), Some(trend)) => {
+                                trend.clone_from(&trends[i]);
+                                forecast::judge(
+                                    &m,
+                                    rules.success.as_ref(),
+                                    rules.failure.as_ref(),
+                                    rules.no_data,
+                                    Some((f, trend)),
+                                    now,
+                                )
+                                .verdict
+                            }
+                            _ => {
+                                judge(
+                                    &m,
+                                    rules.success.as_ref(),
+                                    rules.failure.as_ref(),
+                                    rules.no_data,
+                                )
+                                .0
+                            }
+                        };
                         if !count(&mut tentative[i], rules, verdict) {
                             // Past a limit: the machine judges this round.
                             break 'round;
@@ -230,6 +253,11 @@ impl<'a> Replay<'a> {
                         judged[i] = (verdict, m.value, m.baseline);
                     }
                     std::mem::swap(&mut probe_counts, &mut tentative);
+                    for (i, r) in self.rules.iter().enumerate() {
+                        if r.forecast.is_some() {
+                            std::mem::swap(&mut trends[i], &mut tentative_trends[i]);
+                        }
+                    }
                     for (i, &(verdict, value, baseline)) in judged.iter().enumerate() {
                         tally(&mut counts[i], verdict);
                         observe(&ReplayMeasurement {
@@ -247,6 +275,7 @@ impl<'a> Replay<'a> {
                 if advanced {
                     let mut state = machine.state().clone();
                     state.counts = probe_counts;
+                    state.trends = trends;
                     state.next_measure_at = next;
                     machine = Machine::resume(policy.clone(), state)
                         .expect("the state came from a machine of this policy");
