@@ -10,7 +10,9 @@
 //!   convergence, its idempotence, health marks (changes the target);
 //! - [`check_interrupted_rollback`]: a rollback cut short after each of its
 //!   steps, then asked again, ends complete with its records written once;
-//! - [`check_probe`]: a probe's name and concurrent measurements.
+//! - [`check_probe`]: a probe's name and concurrent measurements;
+//! - [`check_state_store`]: a [`crate::store::StateStore`] loads back what
+//!   it saved, keeps targets apart and takes concurrent saves.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -27,6 +29,7 @@
 
 mod interrupted;
 mod rollbacker;
+mod store;
 mod target;
 
 use std::time::Duration;
@@ -37,6 +40,10 @@ pub use rollbacker::{
     repeated_rollback_is_already_at, rollback_makes_the_revision_current,
     rollbacker_serves_its_target, server_dry_run, unknown_revision_is_not_found,
     wait_converged_reports_convergence,
+};
+pub use store::{
+    check_state_store, concurrent_saves_land, saved_state_loads_back, targets_are_kept_apart,
+    unsaved_target_loads_none,
 };
 pub use target::{
     check_target, history_has_no_duplicates, history_holds_the_current_revision,

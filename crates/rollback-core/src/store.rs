@@ -46,6 +46,19 @@ fn decode(bytes: &[u8], what: &str) -> Result<MachineState> {
     Ok(stored.state)
 }
 
+/// The bytes a store keeps for `state`: the JSON every store of this
+/// crate writes (`{"format": 1, "state": …}`), for stores kept elsewhere
+/// (a Kubernetes ConfigMap) to write the same.
+pub fn state_to_bytes(state: &MachineState) -> Result<Vec<u8>> {
+    encode(state)
+}
+
+/// The state in bytes [`state_to_bytes`] wrote; `what` names where they
+/// were read in the [`ErrorKind::Corrupt`] error for anything else.
+pub fn state_from_bytes(bytes: &[u8], what: &str) -> Result<MachineState> {
+    decode(bytes, what)
+}
+
 /// Persists one [`MachineState`] per target.
 ///
 /// # Contract

@@ -159,3 +159,15 @@ async fn an_interrupted_in_memory_rollback_completes_once() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn the_memory_and_file_stores_conform() {
+    let memory = crate::store::MemoryStateStore::new();
+    let report = check_state_store(&memory, "").await.unwrap();
+    assert_eq!(report.passed.len(), 4, "{report:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::store::FileStateStore::new(dir.path()).unwrap();
+    check_state_store(&file, "").await.unwrap();
+    // Twice on one store, under another prefix.
+    check_state_store(&file, "second/").await.unwrap();
+}
