@@ -68,6 +68,9 @@ MANAGED = {
     ('apps', 'v1', 'replicasets'): ('ReplicaSet', True, True),
     ('', 'v1', 'pods'): ('Pod', True, False),
     ('', 'v1', 'namespaces'): ('Namespace', False, False),
+    # leader election (coordination.k8s.io/v1 Lease) and the shared state store
+    ('coordination.k8s.io', 'v1', 'leases'): ('Lease', True, False),
+    ('', 'v1', 'configmaps'): ('ConfigMap', True, False),
 }
 
 
