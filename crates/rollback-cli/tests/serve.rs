@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::{Running, until};
 
 const TOKEN: &str = "cli-serve-token-0123";
 const WAIT: Duration = Duration::from_secs(30);
@@ -31,106 +30,20 @@ fn file(extra_target: &str) -> String {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `rollback serve`, its stderr lines on a channel; killed when
-/// dropped.
-struct Serve {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    base: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
-    fn start(dir: &std::path::Path, args: &[&str]) -> Serve {
-        let port = free_port();
-        let mut child = Command::new(common::bin())
-            .current_dir(dir)
-            .args(["serve", "-c", "rollback.yaml", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(args)
-            .env("BOT_TOKEN", TOKEN)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting rollback serve");
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Serve {
-            child,
-            lines,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success());
-    }
-
-    /// Stderr lines until one satisfies `pred`; all of them.
-    fn lines_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    let done = pred(&l);
-                    seen.push(l);
-                    if done {
-                        return seen;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no log line {what} within {WAIT:?}; stderr so far:\n{}", seen.join("\n"));
-    }
+/// `rollback serve -c rollback.yaml` in `dir` on a free port, with `args`;
+/// its log lines read; its base URL.
+fn serve(dir: &std::path::Path, args: &[&str]) -> (Running, String) {
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let mut all = vec!["serve", "-c", "rollback.yaml", "--listen", &listen];
+    all.extend_from_slice(args);
+    let running = Running::start_logging(dir, &all, &[("BOT_TOKEN", TOKEN)]);
+    (running, format!("http://{listen}"))
 }
 
 async fn get(http: &reqwest::Client, url: String) -> Option<(u16, String)> {
     let r = http.get(url).bearer_auth(TOKEN).send().await.ok()?;
     let status = r.status().as_u16();
     Some((status, r.text().await.ok()?))
-}
-
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: not within {WAIT:?}");
 }
 
 fn target_view(list: &str, id: &str) -> Option<serde_json::Value> {
@@ -146,16 +59,15 @@ fn target_view(list: &str, id: &str) -> Option<serde_json::Value> {
 async fn serve_judges_rolls_back_answers_reloads_and_stops_with_exit_code_0() {
     let dir = tempfile::tempdir().unwrap();
     common::write(dir.path(), "rollback.yaml", &file(""));
-    let mut serve = Serve::start(dir.path(), &["--log-format", "json"]);
+    let (mut serve, base) = serve(dir.path(), &["--log-format", "json"]);
     let http = reqwest::Client::new();
-    let base = serve.base.clone();
 
-    let (status, body) = until("/healthz answers", || get(&http, format!("{base}/healthz"))).await;
+    let (status, body) = until("/healthz answers", WAIT, || get(&http, format!("{base}/healthz"))).await;
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
 
     // v2 breaches its SLO: served, judged and rolled back to v1 without a
     // command.
-    let view = until("shop/checkout is rolled back", || async {
+    let view = until("shop/checkout is rolled back", WAIT, || async {
         let (_, list) = get(&http, format!("{base}/api/v1/targets")).await?;
         let v = target_view(&list, "shop/checkout")?;
         (v["phase"]["phase"] == "rolled_back").then_some(v)
@@ -174,8 +86,8 @@ async fn serve_judges_rolls_back_answers_reloads_and_stops_with_exit_code_0() {
     assert_eq!((status, ready.as_str()), (200, r#"{"status":"ready","targets":1}"#));
 
     // --log-format json: every line a JSON object; one of them the start.
-    let lines = serve.lines_until("saying the server is ready", |l| l.contains("is ready"));
-    for l in &lines {
+    serve.wait_for("rollback serve is ready", WAIT);
+    for l in &serve.seen {
         let v: serde_json::Value = serde_json::from_str(l)
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
         assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
@@ -188,7 +100,7 @@ async fn serve_judges_rolls_back_answers_reloads_and_stops_with_exit_code_0() {
         &file("- url: memory://shop/cart\n  revisions: [{id: v1, health: good}]\n"),
     );
     serve.signal("HUP");
-    let list = until("shop/cart is served after SIGHUP", || async {
+    let list = until("shop/cart is served after SIGHUP", WAIT, || async {
         let (_, list) = get(&http, format!("{base}/api/v1/targets")).await?;
         target_view(&list, "shop/cart").map(|_| list)
     })
@@ -198,15 +110,7 @@ async fn serve_judges_rolls_back_answers_reloads_and_stops_with_exit_code_0() {
 
     // SIGTERM: a graceful stop, exit code 0.
     serve.signal("TERM");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(s) = serve.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "rollback serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0), "{status}");
+    assert_eq!(common::exit_code_within(&mut serve.child, WAIT), Some(0));
 }
 
 #[test]

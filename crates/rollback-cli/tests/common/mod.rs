@@ -38,8 +38,8 @@ pub(crate) fn policy(bake: &str, extra: &str) -> String {
     )
 }
 
-/// A `rollback watch` running in the background, its stdout read line by
-/// line.
+/// A `rollback watch` (or `serve`) running in the background, its stdout
+/// (or stderr) read line by line.
 pub(crate) struct Running {
     pub(crate) child: Child,
     lines: mpsc::Receiver<String>,
@@ -54,16 +54,35 @@ impl Running {
 
     /// Start `rollback ARGS` in `dir` with extra environment variables.
     pub(crate) fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        Self::spawn(dir, args, env, false)
+    }
+
+    /// Start `rollback ARGS` in `dir` with extra environment variables,
+    /// reading its stderr (the log of `rollback serve`) instead of stdout.
+    pub(crate) fn start_logging(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        Self::spawn(dir, args, env, true)
+    }
+
+    fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: bool) -> Running {
+        let (out, err) = if stderr {
+            (Stdio::null(), Stdio::piped())
+        } else {
+            (Stdio::piped(), Stdio::inherit())
+        };
         let mut child = Command::new(bin())
             .args(args)
             .current_dir(dir)
             .envs(env.iter().copied())
             .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .expect("start rollback");
-        let out = child.stdout.take().unwrap();
+        let out: Box<dyn std::io::Read + Send> = match (child.stdout.take(), child.stderr.take()) {
+            (Some(o), _) => Box::new(o),
+            (None, Some(e)) => Box::new(e),
+            (None, None) => unreachable!("one of stdout and stderr is piped"),
+        };
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -124,5 +143,41 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A free port on 127.0.0.1 (bound, then let go, for a child to listen on).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Poll `f` every 50 ms until it gives a value; panics after `within`.
+pub(crate) async fn until<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within {within:?}");
+}
+
+/// Wait (at most `within`) for a child to exit; its exit code.
+pub(crate) fn exit_code_within(child: &mut Child, within: Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s.code();
+        }
+        assert!(std::time::Instant::now() < deadline, "the command did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
