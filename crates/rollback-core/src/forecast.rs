@@ -15,9 +15,11 @@
 //!       window: 10            # the last 10 measurements
 //! ```
 //!
-//! The forecast judges once `window` measurements with a finite value are
-//! known (of the current judging period: verifying a restored revision
-//! starts again); until then the plain conditions judge alone. A failure
+//! The trend is fitted to the latest `window` values the success condition
+//! passed (of the current judging period: verifying a restored revision
+//! starts again), and judges once it has that many; until then the plain
+//! conditions judge alone. A value the conditions fail is theirs to count
+//! and stays out of the fit, so one outlier does not tilt it. A failure
 //! the conditions find is a failure whatever the trend says; the trend only
 //! turns a pass into a failure, never the other way round.
 //!
@@ -85,8 +87,8 @@ pub struct Forecast {
     /// How the trend is fitted. Default `least_squares`.
     #[serde(default)]
     pub method: TrendMethod,
-    /// How many of the latest measurements (with a finite value) are
-    /// fitted; the forecast judges once it has this many. Default 10, at
+    /// How many of the latest measurements the success condition passed
+    /// are fitted; the forecast judges once it has this many. Default 10, at
     /// least 3, at most 1000.
     #[serde(default = "default_window")]
     pub window: u32,
@@ -447,12 +449,15 @@ pub(crate) fn judge(
         cause,
         prediction: None,
     };
-    let (Some((f, trend)), Some(v)) = (forecast, m.value) else {
+    // The trend is fitted to the values the success condition passes: one
+    // it fails is the conditions' to count, and an outlier past the bound
+    // would tilt the fit for a whole window after it.
+    let (Some((f, trend)), Some(v), VerdictCause::SuccessMatched) = (forecast, m.value, cause)
+    else {
         return judged;
     };
     trend.push(now, v, f.window);
-    if cause == VerdictCause::SuccessMatched
-        && let Some(s) = success
+    if let Some(s) = success
         && let Some(p) = f.predict(s, trend, now)
         && p.within_horizon()
     {

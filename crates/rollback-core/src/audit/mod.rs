@@ -447,7 +447,7 @@ fn cause_text(c: VerdictCause) -> &'static str {
         VerdictCause::NoData => "no data",
         VerdictCause::NotFinite => "not a finite number",
         VerdictCause::NoBaseline => "no baseline",
-        VerdictCause::ForecastBreach => "the trend breaks the success condition within the horizon",
+        VerdictCause::ForecastBreach => "trend breaks the success condition within the horizon",
     }
 }
 

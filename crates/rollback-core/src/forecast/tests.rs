@@ -320,3 +320,16 @@ fn the_trend_is_saved_with_the_state_and_resumed() {
     assert_eq!(again.state().trends.len(), 1);
     assert!(again.state().trends[0].is_empty());
 }
+
+#[test]
+fn an_outlier_past_the_bound_stays_out_of_the_fit() {
+    let policy = Policy::from_yaml(&format!("{POLICY}consecutive_failure_limit: 1\n")).unwrap();
+    let mut values = vec![0.01; 30];
+    values[12] = 0.2;
+    let (verdicts, decided) = feed(&mut machine(&policy), &values);
+    assert!(decided.is_none());
+    let fails: Vec<usize> = (0..verdicts.len())
+        .filter(|&i| verdicts[i] == Verdict::Fail)
+        .collect();
+    assert_eq!(fails, [12], "only the outlier fails: {verdicts:?}");
+}

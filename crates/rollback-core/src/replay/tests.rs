@@ -420,6 +420,7 @@ mod fast_path {
             (limit.clone(), limit, 0u32..4),
             (any::<bool>(), any::<bool>(), 0usize..3),
             prop_oneof![Just("inconclusive"), Just("fail"), Just("pass")],
+            proptest::option::of((3u32..6, 1u64..20, any::<bool>())),
         )
             .prop_map(
                 |(
@@ -427,6 +428,7 @@ mod fast_path {
                     (failure_limit, consecutive, inconclusive),
                     (dry_run, manual, conditions),
                     no_data,
+                    forecast,
                 )| {
                     let success = ["< 0.5", "between 0.1 and 0.6", "<= +10%"][conditions];
                     let mut text = format!(
@@ -441,8 +443,17 @@ mod fast_path {
                     if let Some(l) = consecutive {
                         text.push_str(&format!("consecutive_failure_limit: {l}\n"));
                     }
+                    // Probe b forecasts, sometimes: its trend goes through the
+                    // fast path's rounds as its counts do.
+                    let forecast = forecast.map_or(String::new(), |(window, horizon, holt)| {
+                        format!(
+                            ", forecast: {{horizon: {}s, window: {window}, method: {}}}",
+                            interval * horizon,
+                            if holt { "holt" } else { "least_squares" }
+                        )
+                    });
                     text.push_str(&format!(
-                        "probes:\n  - {{name: a, success: '{success}', failure: '>= 0.8'}}\n  - {{name: b, success: '< 0.7'}}\n"
+                        "probes:\n  - {{name: a, success: '{success}', failure: '>= 0.8'}}\n  - {{name: b, success: '< 0.7'{forecast}}}\n"
                     ));
                     Policy::from_yaml(&text).unwrap()
                 },
