@@ -2,7 +2,9 @@
 //! without being asked, as Argo Rollouts and Flagger judge each rollout.
 //!
 //! A [`Supervisor`] looks at each target's current revision every
-//! interval. A revision it has not started a watch of gets one
+//! interval, and at once when the target says it changed
+//! ([`Target::changes`](crate::Target::changes): a Kubernetes watch, an
+//! in-memory deploy). A revision it has not started a watch of gets one
 //! ([`Engine::watch`]): a saved watch of it resumes where it was, a watch
 //! that had ended stays ended (a revision already judged is not judged
 //! again), and a new revision starts a new watch. Targets are added and
@@ -183,6 +185,7 @@ async fn look_after(
 ) {
     let id = spec.target.id().clone();
     let mut watched: Option<RevisionId> = None;
+    let mut changes = spec.target.changes();
     loop {
         let now = match spec.target.current().await {
             Ok(current) => {
@@ -220,7 +223,18 @@ async fn look_after(
             }
             *noticed.lock().unwrap_or_else(|e| e.into_inner()) = n;
         }
-        tokio::time::sleep(interval).await;
+        // The next look: after the interval, or at once when the target
+        // says it changed (its word is a hint; a target that stops giving
+        // it is polled).
+        match changes.as_mut() {
+            Some(rx) => tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                changed = rx.changed() => if changed.is_err() {
+                    changes = None;
+                },
+            },
+            None => tokio::time::sleep(interval).await,
+        }
     }
 }
 
@@ -271,6 +285,23 @@ mod tests {
             .filter(|r| matches!(r.entry, crate::audit::AuditEntry::WatchStarted { .. }))
             .map(|r| format!("{} {}", r.target, r.revision))
             .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_target_that_says_it_changed_is_looked_at_at_once() {
+        let (store, audit) = (MemoryStateStore::new(), MemoryAuditSink::new());
+        let t = InMemoryTarget::new("web", [RevisionRecord::new("v1")]).unwrap();
+        let probe = ScriptedProbe::new("error_rate").script([0.001]);
+        let e = engine(&store, &audit);
+        // An hour between polls: only the target's word can be noticed.
+        let s = Supervisor::new(e.clone(), Duration::from_secs(3600));
+        s.add(spec(&t, probe)).unwrap();
+        tokio::time::sleep(Duration::from_secs(70)).await;
+        assert!(matches!(phase_of(&e, "web"), Some(Phase::Promoted { .. })));
+        t.deploy(RevisionRecord::new("v2"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(watches_started(&audit), ["web v1", "web v2"]);
+        assert!(matches!(phase_of(&e, "web"), Some(Phase::Observing { .. })));
     }
 
     #[tokio::test(start_paused = true)]

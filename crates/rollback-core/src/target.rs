@@ -146,6 +146,18 @@ pub trait Target: fmt::Debug + Send + Sync + 'static {
     /// The revisions, newest first, including the current one.
     async fn history(&self) -> Result<Vec<HistoryEntry>>;
 
+    /// Word of changes, for a supervisor: a receiver marked changed
+    /// whenever the target may run another revision (a Kubernetes watch
+    /// event on a Deployment, for instance), so that a
+    /// [`Supervisor`](crate::supervisor::Supervisor) looks at once instead
+    /// of at its next poll. A hint only: `current()` stays the truth, and
+    /// the supervisor keeps polling. `None` (the default): polled only.
+    /// Whatever the backend runs to notice changes stops when the receiver
+    /// is dropped. Called within a tokio runtime.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<()>> {
+        None
+    }
+
     /// Record a health verdict for a revision in the backend.
     async fn mark(&self, mark: &Mark) -> Result<()> {
         let _ = mark;

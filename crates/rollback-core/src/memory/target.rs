@@ -46,6 +46,8 @@ pub struct RollbackRecord {
 pub struct InMemoryTarget {
     id: TargetId,
     state: Arc<Mutex<TargetState>>,
+    /// Marked on each deploy and rollback ([`Target::changes`]).
+    changed: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 impl InMemoryTarget {
@@ -83,6 +85,7 @@ impl InMemoryTarget {
                 current,
                 records: Vec::new(),
             })),
+            changed: Arc::new(tokio::sync::watch::Sender::new(())),
         })
     }
 
@@ -97,6 +100,8 @@ impl InMemoryTarget {
         s.current = revision.id.clone();
         s.history
             .insert(0, (Arc::new(revision), health.unwrap_or_default()));
+        drop(s);
+        self.changed.send_replace(());
     }
 
     /// Set what the backend knows of a revision's health.
@@ -156,6 +161,8 @@ impl InMemoryTarget {
         let entry = s.history.remove(i);
         s.history.insert(0, entry);
         s.current = id.clone();
+        drop(s);
+        self.changed.send_replace(());
         Ok(true)
     }
 
@@ -173,6 +180,10 @@ impl InMemoryTarget {
 impl Target for InMemoryTarget {
     fn id(&self) -> &TargetId {
         &self.id
+    }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<()>> {
+        Some(self.changed.subscribe())
     }
 
     fn capabilities(&self) -> Capabilities {
