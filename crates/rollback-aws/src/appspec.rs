@@ -357,7 +357,10 @@ Resources:
             err("Resources: [", Platform::Lambda)
         );
         assert_eq!(
-            err(&LAMBDA.replace("        TargetVersion: \"3\"\n", ""), Platform::Lambda),
+            err(
+                &LAMBDA.replace("        TargetVersion: \"3\"\n", ""),
+                Platform::Lambda
+            ),
             "Resources[0].payments.Properties.TargetVersion: missing"
         );
         assert_eq!(
@@ -365,7 +368,10 @@ Resources:
             "Resources[0].payments.Type: is AWS::Lambda::Function, but a ECS deployment group deploys AWS::ECS::Service"
         );
         assert_eq!(
-            err(&LAMBDA.replace("CurrentVersion: 2", "CurrentVersion: 3"), Platform::Lambda),
+            err(
+                &LAMBDA.replace("CurrentVersion: 2", "CurrentVersion: 3"),
+                Platform::Lambda
+            ),
             "Resources[0].payments.Properties.TargetVersion: is the CurrentVersion (3); CodeDeploy shifts an alias only to another version"
         );
         assert_eq!(

@@ -116,9 +116,7 @@ impl GroupApi {
             .send()
             .await
             .map_err(|e| ApiError::from_sdk("GetDeploymentGroup", e))?;
-        Ok(out
-            .deployment_group_info
-            .and_then(|g| g.compute_platform))
+        Ok(out.deployment_group_info.and_then(|g| g.compute_platform))
     }
 
     /// Stop a deployment; with `auto_rollback`, CodeDeploy redeploys the

@@ -7,8 +7,8 @@ use std::fmt;
 use aws_sdk_codedeploy::types::{DeploymentInfo, DeploymentStatus};
 use rollback_core::{Revision, RevisionId, Timestamp};
 
-use crate::history::{self, ROLLBACK_DESCRIPTION_PREFIX, deployment_id, is_in_flight, status_str};
 use crate::appspec::LambdaSpec;
+use crate::history::{self, ROLLBACK_DESCRIPTION_PREFIX, deployment_id, is_in_flight, status_str};
 use crate::revision::CodeDeployRevision;
 
 /// CodeDeploy refuses longer deployment descriptions; stay well within.
@@ -171,7 +171,9 @@ pub(crate) fn shift_from(
     to: &LambdaSpec,
 ) -> Result<String, String> {
     let Some(newest) = deployments.first() else {
-        return Err("the group has no deployments, so no version of the alias to shift from".into());
+        return Err(
+            "the group has no deployments, so no version of the alias to shift from".into(),
+        );
     };
     let revision = history::revision_of(newest);
     let Some(spec) = revision.lambda() else {

@@ -315,17 +315,13 @@ impl CodeDeployRollbacker {
         self.steps
             .step_paced("create a deployment of the revision")
             .await?;
-        let created = t
-            .api()
-            .create(location, text)
-            .await
-            .map_err(|e| {
-                e.into_error(&format!(
-                    "creating a rollback deployment of {} in {}",
-                    r.to.label(),
-                    t.describe()
-                ))
-            })?;
+        let created = t.api().create(location, text).await.map_err(|e| {
+            e.into_error(&format!(
+                "creating a rollback deployment of {} in {}",
+                r.to.label(),
+                t.describe()
+            ))
+        })?;
         self.remember(r.to.id(), &created);
         let detail = match reverts {
             Some(bad) => format!(

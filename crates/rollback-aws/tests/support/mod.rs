@@ -12,13 +12,15 @@ use std::time::Duration;
 
 use aws_sdk_codedeploy::Client;
 use aws_sdk_codedeploy::types::{
-    DeploymentInfo, GitHubLocation, RevisionLocation, RevisionLocationType,
+    ComputePlatform, DeploymentInfo, GitHubLocation, RevisionLocation, RevisionLocationType,
 };
 use rollback_aws::local::{Agent, LocalCodeDeploy, venv_or};
 use rollback_aws::{CodeDeployTarget, attributes};
 use rollback_core::{
     Actor, RevisionHealth, RevisionId, RevisionRef, RollbackRequest, Target, TargetExt, Timestamp,
 };
+
+pub(crate) mod lambda;
 
 /// ListDeployments page size of the test server: small, so that tests page.
 pub(crate) const PAGE_SIZE: usize = 10;
@@ -111,6 +113,16 @@ pub(crate) struct Group {
 
 impl Group {
     pub(crate) async fn new(prefix: &str) -> Group {
+        Group::on(prefix, None, None).await
+    }
+
+    /// A fresh application of `platform` (CodeDeploy's default, Server,
+    /// when `None`) whose group deploys with `config`.
+    pub(crate) async fn on(
+        prefix: &str,
+        platform: Option<ComputePlatform>,
+        config: Option<&str>,
+    ) -> Group {
         let moto = moto();
         let client = moto.client();
         let n = GROUPS.fetch_add(1, Ordering::SeqCst);
@@ -119,6 +131,7 @@ impl Group {
         client
             .create_application()
             .application_name(&app)
+            .set_compute_platform(platform)
             .send()
             .await
             .unwrap_or_else(|e| panic!("CreateApplication: {e:?}\n{}", moto.stderr_tail()));
@@ -127,6 +140,7 @@ impl Group {
             .application_name(&app)
             .deployment_group_name(&name)
             .service_role_arn("arn:aws:iam::123456789012:role/CodeDeployServiceRole")
+            .set_deployment_config_name(config.map(str::to_owned))
             .send()
             .await
             .unwrap_or_else(|e| panic!("CreateDeploymentGroup: {e:?}\n{}", moto.stderr_tail()));

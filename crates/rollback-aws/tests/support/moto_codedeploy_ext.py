@@ -18,6 +18,18 @@ response handler in this process, then serves moto on a loopback port:
 - BatchGetDeployments refuses more than 25 ids (BatchLimitExceededException).
 - CreateDeployment refuses a second active deployment in one group
   (DeploymentLimitExceededException), as AWS does.
+- Lambda applications (computePlatform Lambda) shift the alias of their
+  AppSpec in moto's own Lambda service as CodeDeploy does: a deployment
+  moved to `InProgress` points the alias at TargetVersion at once
+  (CodeDeployDefault.LambdaAllAtOnce) or sends 10 % of its traffic there
+  (canary and linear configurations: RoutingConfig AdditionalVersionWeights);
+  `Succeeded` points it at TargetVersion alone; `Failed` and `Stopped` leave
+  it where traffic shifting had it (AWS's troubleshooting guide: a stopped
+  Lambda deployment without rollback can leave the alias on two versions).
+  A function, alias or version that does not exist fails the deployment
+  (INVALID_LAMBDA_FUNCTION). StopDeployment with autoRollbackEnabled rolls
+  a Lambda deployment back as CodeDeploy does: a rollback deployment whose
+  AppSpec shifts the alias from TargetVersion back to CurrentVersion.
 
 Control endpoint for the tests (plain JSON over HTTP on the same port):
 
@@ -37,6 +49,7 @@ Run: python moto_codedeploy_ext.py [--page-size N]. It binds 127.0.0.1:0, prints
 so it dies with the test process that started it.
 """
 
+import hashlib
 import io
 import json
 import os
@@ -45,6 +58,8 @@ import sys
 import threading
 from typing import Any
 
+import yaml
+from moto.awslambda.models import lambda_backends
 from moto.codedeploy import models, responses
 from moto.codedeploy.exceptions import CodeDeployException
 from moto.core.responses import ActionResult
@@ -102,11 +117,73 @@ def _find_deployment(
     return None
 
 
+def _lambda_properties(deployment: models.DeploymentInfo) -> dict[str, Any] | None:
+    """The resource key and Properties of a Lambda deployment's AppSpec."""
+    if getattr(deployment.application, "compute_platform", None) != "Lambda":
+        return None
+    revision = deployment.revision or {}
+    holder = revision.get("appSpecContent") or revision.get("string") or {}
+    try:
+        doc = yaml.safe_load(holder.get("content") or "")
+        (resource,) = doc["Resources"]
+        ((key, body),) = resource.items()
+        props = body["Properties"]
+        found = {k: str(props[k]) for k in ("Name", "Alias", "CurrentVersion", "TargetVersion")}
+    except Exception:  # noqa: BLE001 - an AppSpec CodeDeploy would refuse
+        return None
+    found["resource"] = key
+    return found
+
+
+def _backend_of(deployment: models.DeploymentInfo) -> models.CodeDeployBackend | None:
+    for backend in _backends():
+        if backend.deployments.get(deployment.deployment_id) is deployment:
+            return backend
+    return None
+
+
+def _shift_alias(deployment: models.DeploymentInfo, status: str) -> None:
+    """Move a Lambda deployment's alias as CodeDeploy does at `status`."""
+    props = _lambda_properties(deployment)
+    backend = _backend_of(deployment)
+    if props is None or backend is None:
+        return
+    target = props["TargetVersion"]
+    config = str(deployment.deployment_config_name)
+    if status == "InProgress" and "AllAtOnce" not in config:
+        version, routing = props["CurrentVersion"], {"AdditionalVersionWeights": {target: 0.1}}
+    elif status in ("InProgress", "Succeeded"):
+        version, routing = target, {}
+    else:
+        return
+    functions = lambda_backends[backend.account_id][backend.region_name]
+    try:
+        functions.update_alias(props["Alias"], props["Name"], version, None, routing)
+    except Exception as e:  # noqa: BLE001 - moto's Lambda errors
+        deployment.status = "Failed"
+        deployment.complete_time = utcnow()
+        deployment.ext_error = {
+            "code": "INVALID_LAMBDA_FUNCTION",
+            "message": f"could not shift alias {props['Alias']} of {props['Name']} to version {version}: {e}",
+        }
+
+
 def _set_status(
     deployment: models.DeploymentInfo,
     status: str,
     error_code: str | None = None,
     error_message: str | None = None,
+) -> None:
+    _set_status_only(deployment, status, error_code, error_message)
+    if status != "Failed":
+        _shift_alias(deployment, status)
+
+
+def _set_status_only(
+    deployment: models.DeploymentInfo,
+    status: str,
+    error_code: str | None,
+    error_message: str | None,
 ) -> None:
     now = utcnow()
     deployment.status = status
@@ -226,6 +303,35 @@ def _stop_deployment(self: responses.CodeDeployResponse) -> ActionResult:
             return ActionResult(
                 {"status": "Succeeded", "statusMessage": "The deployment was stopped."}
             )
+        lambda_props = _lambda_properties(deployment)
+        if lambda_props is not None:
+            # CodeDeploy shifts the alias back to the version it came from.
+            content = json.dumps(
+                {
+                    "version": 0.0,
+                    "Resources": [
+                        {
+                            lambda_props["resource"]: {
+                                "Type": "AWS::Lambda::Function",
+                                "Properties": {
+                                    "Name": lambda_props["Name"],
+                                    "Alias": lambda_props["Alias"],
+                                    "CurrentVersion": lambda_props["TargetVersion"],
+                                    "TargetVersion": lambda_props["CurrentVersion"],
+                                },
+                            }
+                        }
+                    ],
+                }
+            )
+            restored = {
+                "revisionType": "AppSpecContent",
+                "appSpecContent": {
+                    "content": content,
+                    "sha256": hashlib.sha256(content.encode()).hexdigest(),
+                },
+            }
+            return _roll_back(backend, deployment, restored)
         good = [
             d
             for d in backend.deployments.values()
@@ -245,10 +351,21 @@ def _stop_deployment(self: responses.CodeDeployResponse) -> ActionResult:
                 }
             )
         last_good = max(good, key=lambda d: d.create_time)
+        return _roll_back(backend, deployment, last_good.revision)
+
+
+def _roll_back(
+    backend: models.CodeDeployBackend,
+    deployment: models.DeploymentInfo,
+    revision: dict[str, Any],
+) -> ActionResult:
+    """CodeDeploy's rollback of a stopped deployment: a deployment of `revision`."""
+    deployment_id = deployment.deployment_id
+    with LOCK:
         rollback = models.DeploymentInfo(
             deployment.application,
             deployment.deployment_group,
-            last_good.revision,
+            revision,
             deployment.deployment_config_name,
             None,
             deployment.ignore_application_stop_failures,
