@@ -287,6 +287,36 @@ pub enum VerdictCause {
     /// The success condition matched, but the probe's trend forecast
     /// crosses its bound within the horizon ([`crate::forecast`]).
     ForecastBreach,
+    /// The canary is significantly higher than its baseline
+    /// ([`crate::canary`]).
+    CanaryHigher,
+    /// The canary is significantly lower than its baseline.
+    CanaryLower,
+    /// The canary is higher than its baseline past the critical effect size
+    /// of a critical metric: a breach at once.
+    CriticallyHigher,
+    /// The canary is lower than its baseline past the critical effect size
+    /// of a critical metric: a breach at once.
+    CriticallyLower,
+    /// No significant difference between canary and baseline in the
+    /// direction that fails.
+    NoSignificantDifference,
+    /// Fewer canary or baseline values than the judge's `min_samples`.
+    TooFewSamples,
+    /// A probe judged by `mann_whitney` returned one value, not samples of
+    /// canary and baseline.
+    NoSamples,
+}
+
+impl VerdictCause {
+    /// Whether this cause breaches at once, whatever the failure limits (a
+    /// critical metric of [`crate::canary`]).
+    pub fn is_critical(self) -> bool {
+        matches!(
+            self,
+            VerdictCause::CriticallyHigher | VerdictCause::CriticallyLower
+        )
+    }
 }
 
 /// Judge a measurement against success and failure conditions, the way Argo

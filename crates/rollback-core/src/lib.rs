@@ -17,6 +17,7 @@
 //! | [`supervisor`] | every new revision of every target judged, continuously |
 //! | [`auth`] | who may give operator commands |
 //! | [`condition`] | `< 0.01`, `<= +10%`, verdicts |
+//! | [`canary`] | canary against baseline by statistics: Kayenta's Mann-Whitney judge |
 //! | [`plan`] | targets that depend on each other, rolled back in order |
 //! | [`policy`] | the parts of a policy |
 //! | [`time`] | timestamps, clocks, human durations |
@@ -69,6 +70,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod canary;
 pub mod condition;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

@@ -4,6 +4,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::canary::Samples;
 use crate::{Result, RevisionId, TargetId, Timestamp};
 
 /// One measurement of an SLI.
@@ -19,6 +20,11 @@ pub struct Measurement {
     /// timeline (`progress deadline exceeded; 3 pods in CrashLoopBackOff`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Values of the canary and of its baseline, for a probe judged by
+    /// `mann_whitney` ([`crate::canary`]); `value` and `baseline` are then
+    /// their means, for the timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<Samples>,
 }
 
 impl Measurement {
@@ -28,6 +34,7 @@ impl Measurement {
             value: Some(v),
             baseline: None,
             detail: None,
+            samples: None,
         }
     }
 
@@ -36,6 +43,7 @@ impl Measurement {
         value: None,
         baseline: None,
         detail: None,
+        samples: None,
     };
 
     /// A value with a baseline.
@@ -44,6 +52,19 @@ impl Measurement {
             value: Some(v),
             baseline: Some(baseline),
             detail: None,
+            samples: None,
+        }
+    }
+
+    /// Samples of canary and baseline, with their means as value and
+    /// baseline (`None` for a side without values).
+    pub fn samples(samples: Samples) -> Self {
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        Measurement {
+            value: mean(&samples.canary),
+            baseline: mean(&samples.baseline),
+            detail: None,
+            samples: Some(samples),
         }
     }
 

@@ -46,7 +46,7 @@ mod parse;
 use parse::{Problems, format_of, relative, substitute, tree};
 
 /// The keys of a probe entry that are the policy's, not the probe kind's.
-const CONDITION_KEYS: [&str; 8] = [
+const CONDITION_KEYS: [&str; 9] = [
     "success",
     "failure",
     "failure_limit",
@@ -55,6 +55,7 @@ const CONDITION_KEYS: [&str; 8] = [
     "consecutive_error_limit",
     "no_data",
     "forecast",
+    "mann_whitney",
 ];
 
 /// How the audit log is written.

@@ -92,6 +92,7 @@ impl Trace {
                             value: v,
                             baseline: None,
                             detail: None,
+                            samples: None,
                         },
                     },
                 );
@@ -496,6 +497,7 @@ fn to_event(e: &Ev, clock: &mut i64) -> Event {
                 value: VALUES[*v as usize],
                 baseline: None,
                 detail: None,
+                samples: None,
             },
         },
         Ev::Error(p) => Event::ProbeError { probe: *p },

@@ -234,6 +234,7 @@ impl PrometheusProbe {
             value,
             baseline,
             detail: None,
+            samples: None,
         })
     }
 

@@ -448,6 +448,15 @@ fn cause_text(c: VerdictCause) -> &'static str {
         VerdictCause::NotFinite => "not a finite number",
         VerdictCause::NoBaseline => "no baseline",
         VerdictCause::ForecastBreach => "trend breaks the success condition within the horizon",
+        VerdictCause::CanaryHigher => "canary significantly higher than baseline",
+        VerdictCause::CanaryLower => "canary significantly lower than baseline",
+        VerdictCause::CriticallyHigher => {
+            "canary higher than baseline past the critical effect size"
+        }
+        VerdictCause::CriticallyLower => "canary lower than baseline past the critical effect size",
+        VerdictCause::NoSignificantDifference => "no significant difference from baseline",
+        VerdictCause::TooFewSamples => "too few canary or baseline values",
+        VerdictCause::NoSamples => "one value, not canary and baseline samples",
     }
 }
 

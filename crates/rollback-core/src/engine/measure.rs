@@ -44,9 +44,9 @@ impl WatchRun {
             }
         }
         results.sort_by_key(|(i, _)| *i);
-        for (i, result) in results {
+        for (i, mut result) in results {
             let name = self.spec.policy.probes[i].name.clone();
-            let event = match &result {
+            let event = match &mut result {
                 // The machine judges numbers; the words go to the audit log.
                 Ok(m) => Event::Measured {
                     probe: i,
@@ -54,6 +54,7 @@ impl WatchRun {
                         value: m.value,
                         baseline: m.baseline,
                         detail: None,
+                        samples: m.samples.take(),
                     },
                 },
                 Err(_) => Event::ProbeError { probe: i },
@@ -68,10 +69,17 @@ impl WatchRun {
                     verdict: step.verdict.map(|v| v.0),
                     cause: step.verdict.and_then(|v| v.1),
                     against: step.verdict.map(|_| self.conditions[i].clone()),
-                    detail: match (m.detail, &step.prediction) {
-                        (d, None) => d,
-                        (None, Some(p)) => Some(p.to_string()),
-                        (Some(d), Some(p)) => Some(format!("{d}; {p}")),
+                    detail: {
+                        let judged = step
+                            .prediction
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .or_else(|| step.comparison.as_ref().map(ToString::to_string));
+                        match (m.detail, judged) {
+                            (d, None) => d,
+                            (None, Some(p)) => Some(p),
+                            (Some(d), Some(p)) => Some(format!("{d}; {p}")),
+                        }
                     },
                 },
                 Err(e) => AuditEntry::ProbeFailed {

@@ -19,6 +19,9 @@ pub enum Limit {
     InconclusiveLimit,
     /// `consecutive_error_limit`
     ConsecutiveErrorLimit,
+    /// A critical metric changed past its critical effect size
+    /// (`mann_whitney.critical`): a breach at once.
+    CriticalEffect,
 }
 
 impl Limit {
@@ -28,6 +31,7 @@ impl Limit {
             Limit::ConsecutiveFailureLimit => "consecutive_failure_limit",
             Limit::InconclusiveLimit => "inconclusive_limit",
             Limit::ConsecutiveErrorLimit => "consecutive_error_limit",
+            Limit::CriticalEffect => "mann_whitney.critical",
         }
     }
 }
@@ -83,11 +87,22 @@ impl fmt::Display for Breach {
                 verdict_cause,
                 conditions,
             } => {
+                if *limit == Limit::CriticalEffect {
+                    write!(
+                        f,
+                        "probe {probe} changed past its critical effect size against its baseline ({conditions})"
+                    )?;
+                    if let Some(v) = value {
+                        write!(f, "; canary mean {v}")?;
+                    }
+                    return Ok(());
+                }
                 let what = match limit {
                     Limit::FailureLimit => "failed",
                     Limit::ConsecutiveFailureLimit => "failed in a row",
                     Limit::InconclusiveLimit => "was inconclusive",
                     Limit::ConsecutiveErrorLimit => "could not be measured in a row",
+                    Limit::CriticalEffect => unreachable!("written above"),
                 };
                 write!(
                     f,

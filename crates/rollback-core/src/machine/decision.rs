@@ -201,6 +201,9 @@ pub struct Step {
     /// When the probe's trend forecast crosses its success condition, if
     /// that made the verdict a failure ([`VerdictCause::ForecastBreach`]).
     pub prediction: Option<Prediction>,
+    /// The Mann-Whitney judge's numbers, for a probe it judges
+    /// ([`crate::canary`]).
+    pub comparison: Option<crate::canary::Judgement>,
     /// Why nothing happened, when nothing did for a reason worth recording.
     pub ignored: Option<Ignored>,
 }
@@ -211,6 +214,7 @@ impl Step {
         transition: None,
         verdict: None,
         prediction: None,
+        comparison: None,
         ignored: None,
     };
 }

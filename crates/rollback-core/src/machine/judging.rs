@@ -2,7 +2,7 @@
 //! probe's limits, and the end of the bake time or of the verification.
 
 use super::{Breach, Decision, Ignored, Limit, Machine, Phase, Step};
-use crate::condition::Verdict;
+use crate::condition::{Verdict, VerdictCause};
 use crate::forecast::judge;
 use crate::{Actor, Measurement, RevisionHealth, Timestamp};
 
@@ -105,7 +105,17 @@ impl Machine {
             .forecast
             .as_ref()
             .zip(self.state.trends.get_mut(probe));
+        let mut comparison = None;
         let (verdict, cause, prediction) = match &m {
+            Some(m) if rules.mann_whitney.is_some() => {
+                let j = rules
+                    .mann_whitney
+                    .as_ref()
+                    .map(|judge| judge.judge_measurement(m, rules.no_data))
+                    .expect("checked by the guard");
+                comparison = Some(j);
+                (j.verdict, Some(j.cause), None)
+            }
             Some(m) => {
                 let j = judge(
                     m,
@@ -130,7 +140,9 @@ impl Machine {
                 counts.failures += 1;
                 counts.consecutive_failures += 1;
                 counts.consecutive_errors = 0;
-                if let Some(l) = rules.failure_limit.filter(|l| counts.failures > *l) {
+                if cause.is_some_and(VerdictCause::is_critical) {
+                    exceeded = Some((Limit::CriticalEffect, 0, counts.failures));
+                } else if let Some(l) = rules.failure_limit.filter(|l| counts.failures > *l) {
                     exceeded = Some((Limit::FailureLimit, l, counts.failures));
                 } else if let Some(l) = rules
                     .consecutive_failure_limit
@@ -169,6 +181,7 @@ impl Machine {
             return Step {
                 verdict: Some((verdict, cause)),
                 prediction,
+                comparison,
                 ..Step::NOTHING
             };
         };
@@ -182,9 +195,10 @@ impl Machine {
             conditions: rules.describe(),
         };
         let mut step = match (limit, verifying) {
-            (Limit::FailureLimit | Limit::ConsecutiveFailureLimit, false) => {
-                self.on_breach(now, breach)
-            }
+            (
+                Limit::FailureLimit | Limit::ConsecutiveFailureLimit | Limit::CriticalEffect,
+                false,
+            ) => self.on_breach(now, breach),
             (_, true) => {
                 let restored = self.judged_revision().clone();
                 self.mark(&restored, RevisionHealth::Bad);
@@ -204,6 +218,7 @@ impl Machine {
         };
         step.verdict = Some((verdict, cause));
         step.prediction = prediction;
+        step.comparison = comparison;
         step
     }
 }

@@ -187,6 +187,7 @@ impl Machine {
             transition: Some(t),
             verdict: None,
             prediction: None,
+            comparison: None,
             ignored: None,
         }
     }

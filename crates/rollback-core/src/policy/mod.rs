@@ -405,6 +405,27 @@ impl Policy {
                 ));
             }
             first_of.insert(&p.name, i);
+            if let Some(judge) = &p.mann_whitney {
+                judge.check().map_err(|(field, reason)| {
+                    PolicyError::new(at(&format!("mann_whitney.{field}")), reason)
+                })?;
+                for (field, set) in [
+                    ("success", p.success.is_some()),
+                    ("failure", p.failure.is_some()),
+                    ("forecast", p.forecast.is_some()),
+                ] {
+                    if set {
+                        return Err(PolicyError::new(
+                            at(field),
+                            format!(
+                                "probe {:?} is judged by mann_whitney, canary against baseline; it takes no `{field}`",
+                                p.name
+                            ),
+                        ));
+                    }
+                }
+                continue;
+            }
             if let Some(f) = &p.forecast {
                 f.check(p.success.as_ref()).map_err(|(field, reason)| {
                     let field = if field.is_empty() {
@@ -419,7 +440,7 @@ impl Policy {
                 return Err(PolicyError::new(
                     format!("probes[{i}]"),
                     format!(
-                        "probe {:?} needs a `success` or a `failure` condition (or both)",
+                        "probe {:?} needs a `success` or a `failure` condition (or both), or a `mann_whitney` judge",
                         p.name
                     ),
                 ));

@@ -2,6 +2,7 @@
 //! rules once the policy-wide defaults are applied.
 
 use super::Policy;
+use crate::canary::MannWhitney;
 use crate::condition::{Condition, NoData};
 use crate::forecast::Forecast;
 
@@ -36,6 +37,10 @@ pub struct ProbePolicy {
     /// slow burn ([`crate::forecast`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast: Option<Forecast>,
+    /// Judge the probe's canary and baseline samples by Kayenta's
+    /// Mann-Whitney judge instead of conditions ([`crate::canary`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mann_whitney: Option<MannWhitney>,
 }
 
 impl ProbePolicy {
@@ -51,6 +56,7 @@ impl ProbePolicy {
             consecutive_error_limit: None,
             no_data: None,
             forecast: None,
+            mann_whitney: None,
         }
     }
 
@@ -69,6 +75,12 @@ impl ProbePolicy {
     /// Set the trend forecast of the success condition.
     pub fn forecast(mut self, f: Forecast) -> Self {
         self.forecast = Some(f);
+        self
+    }
+
+    /// Judge canary against baseline samples by Mann-Whitney.
+    pub fn mann_whitney(mut self, judge: MannWhitney) -> Self {
+        self.mann_whitney = Some(judge);
         self
     }
 }
@@ -98,6 +110,7 @@ impl Policy {
                         .unwrap_or(self.consecutive_error_limit),
                     no_data: p.no_data.unwrap_or(self.no_data),
                     forecast: p.forecast,
+                    mann_whitney: p.mann_whitney,
                 }
             })
             .collect()
@@ -123,12 +136,17 @@ pub(crate) struct ProbeRules {
     pub no_data: NoData,
     /// The trend forecast, if any.
     pub forecast: Option<Forecast>,
+    /// The Mann-Whitney judge, if any: it replaces the conditions.
+    pub mann_whitney: Option<MannWhitney>,
 }
 
 impl ProbeRules {
     /// The conditions as written: `success < 0.01, failure >= 0.05`.
     /// With a forecast: `success < 0.01, forecast 10m (least squares over 10)`.
     pub(crate) fn describe(&self) -> String {
+        if let Some(judge) = &self.mann_whitney {
+            return judge.to_string();
+        }
         let conditions = match (&self.success, &self.failure) {
             (Some(s), Some(f)) => format!("success {s}, failure {f}"),
             (Some(s), None) => format!("success {s}"),

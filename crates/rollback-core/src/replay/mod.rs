@@ -221,8 +221,18 @@ impl<'a> Replay<'a> {
                     let now = next;
                     tentative.copy_from_slice(&probe_counts);
                     for (i, samples) in probes.iter().enumerate() {
-                        let m = measurement(samples, &mut cursors[i], now, staleness);
                         let rules = &self.rules[i];
+                        if let Some(judge) = &rules.mann_whitney {
+                            let m = sample_sets(samples, &mut cursors[i], now, staleness);
+                            let j = judge.judge_measurement(&m, rules.no_data);
+                            if j.critical || !count(&mut tentative[i], rules, j.verdict) {
+                                // A critical change or past a limit: the machine judges this round.
+                                break 'round;
+                            }
+                            judged[i] = (j.verdict, m.value, m.baseline);
+                            continue;
+                        }
+                        let m = measurement(samples, &mut cursors[i], now, staleness);
                         let verdict = match (&rules.forecast, tentative_trends.get_mut(i)) {
                             (Some(f), Some(trend)) => {
                                 trend.clone_from(&trends[i]);
@@ -292,7 +302,11 @@ impl<'a> Replay<'a> {
                 Some(Decision::Measure) => {
                     report.rounds += 1;
                     for (i, samples) in probes.iter().enumerate() {
-                        let m = measurement(samples, &mut cursors[i], now, staleness);
+                        let m = if self.rules[i].mann_whitney.is_some() {
+                            sample_sets(samples, &mut cursors[i], now, staleness)
+                        } else {
+                            measurement(samples, &mut cursors[i], now, staleness)
+                        };
                         let (value, baseline) = (m.value, m.baseline);
                         let step = machine.handle(
                             now,
@@ -366,9 +380,34 @@ fn measurement(
             value: s.value,
             baseline: s.baseline,
             detail: None,
+            samples: None,
         },
         _ => Measurement::NO_DATA,
     }
+}
+
+/// What a probe judged by `mann_whitney` measures at `now`: every sample
+/// of its latest time at or before `now` (if less than `staleness` old),
+/// the values as the canary's and the baselines as the baseline's.
+fn sample_sets(
+    samples: &[Sample],
+    cursor: &mut usize,
+    now: Timestamp,
+    staleness: Staleness,
+) -> Measurement {
+    let latest = measurement(samples, cursor, now, staleness);
+    let Some(last) = cursor.checked_sub(1).and_then(|j| samples.get(j)) else {
+        return latest;
+    };
+    if now.as_millis().saturating_sub(last.at.as_millis()) >= staleness.0 {
+        return latest;
+    }
+    let first = samples[..*cursor].partition_point(|s| s.at < last.at);
+    let rows = &samples[first..*cursor];
+    Measurement::samples(crate::canary::Samples::new(
+        rows.iter().filter_map(|s| s.value).collect(),
+        rows.iter().filter_map(|s| s.baseline).collect(),
+    ))
 }
 
 /// Count a verdict as the observing machine does; `false` when the count
