@@ -3,7 +3,7 @@
 //! that health came back, and record every step.
 //!
 //! This crate gathers the workspace: [`core`] (always), and the backends
-//! behind features: `prometheus`, `k8s`, `aws`, `mlflow`, `git` (`full` for all).
+//! behind features: `prometheus`, `k8s`, `aws`, `mlflow`, `git`, `web` (`full` for all).
 //! See the README (below) for a tour and the policy reference.
 #![doc = ""]
 #![doc = include_str!("../README.md")]
@@ -21,12 +21,15 @@ pub use rollback_k8s as k8s;
 pub use rollback_mlflow as mlflow;
 #[cfg(feature = "prometheus")]
 pub use rollback_prometheus as prometheus;
+#[cfg(feature = "web")]
+pub use rollback_web as web;
 
 /// The registry of this build: `memory://` targets and `scripted` probes
 /// always; `k8s://` targets and `kubernetes` probes (feature `k8s`),
 /// `codedeploy://` (feature `aws`), `mlflow://` (feature `mlflow`),
 /// `git+file://`, `git+ssh://`, `git+https://`, `git+http://` and `git://`
-/// (feature `git`) and `prometheus` probes (feature `prometheus`).
+/// (feature `git`), `prometheus` probes (feature `prometheus`) and `web`
+/// probes (feature `web`).
 ///
 /// ```
 /// let registry = rollback::registry();
@@ -46,5 +49,7 @@ pub fn registry() -> rollback_core::registry::Registry {
     let registry = rollback_git::register(registry);
     #[cfg(feature = "prometheus")]
     let registry = registry.probe(rollback_prometheus::PrometheusProbeKind);
+    #[cfg(feature = "web")]
+    let registry = rollback_web::register(registry);
     registry
 }
