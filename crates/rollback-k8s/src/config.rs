@@ -131,55 +131,71 @@ impl K8sConfig {
         self
     }
 
-    /// The client kubectl would use: the kubeconfig (`kubeconfig`, else
-    /// `KUBECONFIG`, else `~/.kube/config`) at `context` (else its current
-    /// context), or the in-cluster service account when there is no
-    /// kubeconfig and no context is named.
+    /// The client kubectl would use: see [`kube_client`].
     async fn client(&self) -> Result<kube::Client> {
-        let options = KubeConfigOptions {
-            context: self.context.clone(),
-            ..KubeConfigOptions::default()
-        };
-        let context = match &self.context {
-            Some(c) => format!("context {c:?}"),
-            None => "the current context".to_owned(),
-        };
-        let config = match (&self.kubeconfig, &self.context) {
-            (Some(path), _) => {
-                let file = Kubeconfig::read_from(path).map_err(|e| {
-                    Error::invalid(format!(
-                        "K8sConfig.kubeconfig: cannot read {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                kube::Config::from_custom_kubeconfig(file, &options)
-                    .await
-                    .map_err(|e| {
-                        Error::invalid(format!(
-                            "K8sConfig: {context} of kubeconfig {}: {e}",
-                            path.display()
-                        ))
-                    })?
-            }
-            (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+        kube_client(
+            self.kubeconfig.as_deref(),
+            self.context.as_deref(),
+            "K8sConfig",
+        )
+        .await
+    }
+}
+
+/// The client kubectl would use: the kubeconfig (`kubeconfig`, else
+/// `KUBECONFIG`, else `~/.kube/config`) at `context` (else its current
+/// context), or the in-cluster service account when there is no kubeconfig
+/// and no context is named. Errors are [`rollback_core::ErrorKind::InvalidInput`],
+/// their messages starting with `what` (the configuration the fields belong
+/// to, such as `serve.leader_election`).
+pub async fn kube_client(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+    what: &str,
+) -> Result<kube::Client> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    let named = match context {
+        Some(c) => format!("context {c:?}"),
+        None => "the current context".to_owned(),
+    };
+    let config = match (kubeconfig, context) {
+        (Some(path), _) => {
+            let file = Kubeconfig::read_from(path).map_err(|e| {
+                Error::invalid(format!(
+                    "{what}.kubeconfig: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            kube::Config::from_custom_kubeconfig(file, &options)
                 .await
                 .map_err(|e| {
                     Error::invalid(format!(
-                        "K8sConfig.context: {context} of the kubeconfig (KUBECONFIG or ~/.kube/config): {e}"
+                        "{what}: {named} of kubeconfig {}: {e}",
+                        path.display()
                     ))
-                })?,
-            (None, None) => kube::Config::infer().await.map_err(|e| {
+                })?
+        }
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| {
                 Error::invalid(format!(
-                    "K8sConfig: no Kubernetes credentials: {e}; set KUBECONFIG, or run in a pod with a service account"
+                    "{what}.context: {named} of the kubeconfig (KUBECONFIG or ~/.kube/config): {e}"
                 ))
             })?,
-        };
-        kube::Client::try_from(config).map_err(|e| {
+        (None, None) => kube::Config::infer().await.map_err(|e| {
             Error::invalid(format!(
-                "K8sConfig: building a Kubernetes client for {context}: {e}"
+                "{what}: no Kubernetes credentials: {e}; set KUBECONFIG, or run in a pod with a service account"
             ))
-        })
-    }
+        })?,
+    };
+    kube::Client::try_from(config).map_err(|e| {
+        Error::invalid(format!(
+            "{what}: building a Kubernetes client for {named}: {e}"
+        ))
+    })
 }
 
 impl K8sDeployment {

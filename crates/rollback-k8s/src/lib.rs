@@ -15,6 +15,10 @@
 //!   restart` does (a new `kubectl.kubernetes.io/restartedAt` in the pod
 //!   template), for servers that must reload what they loaded at start.
 //! - [`K8sDeployment::wait_rollout`] waits like `kubectl rollout status`.
+//! - [`LeaseElector`] elects a leader on a `coordination.k8s.io/v1` Lease
+//!   with client-go's semantics, and [`ConfigMapStateStore`] keeps the
+//!   engine's state in ConfigMaps with resourceVersion preconditions: two
+//!   replicas of `rollback serve`, one of them acting.
 //! - [`KubernetesProbe`] counts the Deployment's problems (progress deadline,
 //!   unavailable replicas, restarts and CrashLoopBackOff of the judged
 //!   revision's pods); judge it with `failure: "> 0"`.
@@ -38,6 +42,7 @@
 mod client;
 mod config;
 mod error;
+pub mod lease;
 pub mod patch;
 mod plan;
 mod probe;
@@ -45,14 +50,17 @@ mod registry;
 mod restart;
 mod revision;
 mod rollbacker;
+mod state_store;
 mod status;
 mod target;
 
-pub use config::K8sConfig;
+pub use config::{K8sConfig, kube_client};
+pub use lease::{LeaseElector, LeaseTimings};
 pub use probe::{KubernetesProbe, Problem};
 pub use registry::{KubernetesProbeKind, k8s_scheme};
 pub use restart::{RestartOptions, RestartOutcome};
 pub use revision::K8sRevision;
 pub use rollbacker::{UndoOptions, UndoTo};
+pub use state_store::ConfigMapStateStore;
 pub use status::{PROGRESS_DEADLINE_EXCEEDED, RolloutStatus};
 pub use target::{K8sDeployment, K8sDeploymentBuilder, Snapshot};
