@@ -11,6 +11,15 @@
 //! deployment whose description names it) is bad. The last known good
 //! revision is the last one whose deployment succeeded.
 //!
+//! The compute platform comes from the application (each deployment names
+//! it): on Lambda and ECS a revision is an AppSpec, identified by what it
+//! puts in service, `lambda:FUNCTION:ALIAS@TARGET_VERSION` or
+//! `ecs:TASK_DEFINITION#CONTAINER:PORT`, and a Lambda rollback deploys the
+//! last good AppSpec shifting the alias from the version it is on now (see
+//! the crate's README). An AppSpec that does not read is named, with where
+//! and why, and never deployed; a platform this crate does not know is
+//! `Unsupported`.
+//!
 //! A [`CodeDeployRollbacker`] does what CodeDeploy users do:
 //! - a bad deployment still in flight is stopped with
 //!   `StopDeployment(autoRollbackEnabled = true)`, and the rollback

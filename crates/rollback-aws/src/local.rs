@@ -9,7 +9,10 @@
 //! `ListDeployments` newest first, the 25-id limit of `BatchGetDeployments`,
 //! one active deployment per group, and a control endpoint to set a
 //! deployment's status, inject AWS errors (before a call, or after it took
-//! effect, as a lost answer) and count calls. An [`Agent`]
+//! effect, as a lost answer) and count calls; for Lambda applications it
+//! shifts the AppSpec's alias in moto's own Lambda service as CodeDeploy
+//! does, and rolls a stopped Lambda deployment back by shifting the alias
+//! back. An [`Agent`]
 //! plays the CodeDeploy agent: it takes new deployments through
 //! `InProgress` to `Succeeded` (or `Failed`).
 //!

@@ -369,6 +369,112 @@ mod tests {
         ));
     }
 
+    /// A deployment of a Lambda group shifting alias `live` of `payments`.
+    fn shift(
+        id: &str,
+        current: u32,
+        target: u32,
+        status: DeploymentStatus,
+        at: i64,
+    ) -> DeploymentInfo {
+        use aws_sdk_codedeploy::types::{
+            AppSpecContent, ComputePlatform, RevisionLocation, RevisionLocationType,
+        };
+        let spec = format!(
+            "Resources:\n  - f:\n      Type: AWS::Lambda::Function\n      Properties: {{Name: payments, Alias: live, CurrentVersion: {current}, TargetVersion: {target}}}\n"
+        );
+        let mut d = deployment(id, "unused", status, at);
+        d.compute_platform = Some(ComputePlatform::Lambda);
+        d.revision = Some(
+            RevisionLocation::builder()
+                .revision_type(RevisionLocationType::AppSpecContent)
+                .app_spec_content(AppSpecContent::builder().content(spec).build())
+                .build(),
+        );
+        d
+    }
+
+    #[test]
+    fn lambda_rollbacks_shift_the_alias_from_where_it_is() {
+        let to = |ds: &[DeploymentInfo], v: u32| {
+            ds.iter()
+                .map(history::revision_of)
+                .find(|r| {
+                    r.lambda()
+                        .is_some_and(|s| s.target_version == v.to_string())
+                })
+                .unwrap()
+        };
+        let complete = vec![
+            shift("d2", 2, 3, Succeeded, 20),
+            shift("d1", 1, 2, Succeeded, 10),
+        ];
+        let good = to(&complete, 2);
+        assert_eq!(good.id().as_str(), "lambda:payments:live@2");
+        assert_eq!(shift_from(&complete, good.lambda().unwrap()).unwrap(), "3");
+        assert!(matches!(
+            plan(&complete, &good, DECIDED).course,
+            Course::Create { .. }
+        ));
+
+        // In flight from 2: CodeDeploy's own rollback shifts back to 2.
+        let canary = vec![
+            shift("d2", 2, 3, InProgress, 20),
+            shift("d1", 1, 2, Succeeded, 10),
+        ];
+        assert_eq!(
+            codedeploy_rollback_restores(&canary).unwrap().as_str(),
+            "lambda:payments:live@2"
+        );
+        assert!(matches!(
+            plan(&canary, &to(&canary, 2), DECIDED).course,
+            Course::StopWithAutoRollback { .. }
+        ));
+        // To 1, which the canary does not shift from: stop, then deploy.
+        let older = vec![
+            shift("d3", 2, 3, InProgress, 30),
+            shift("d2", 1, 2, Succeeded, 20),
+            shift("d1", 0, 1, Succeeded, 10),
+        ];
+        assert!(matches!(
+            plan(&older, &to(&older, 1), DECIDED).course,
+            Course::StopThenCreate { .. }
+        ));
+        assert_eq!(
+            shift_from(&older, to(&older, 1).lambda().unwrap()).unwrap(),
+            "3"
+        );
+
+        // A rollback to 2 that failed: shift again, from where it came.
+        let failed = vec![
+            shift("d3", 3, 2, Failed, 30),
+            shift("d2", 2, 3, Succeeded, 20),
+            shift("d1", 1, 2, Succeeded, 10),
+        ];
+        assert_eq!(
+            shift_from(&failed, to(&failed, 2).lambda().unwrap()).unwrap(),
+            "3"
+        );
+
+        // Another function's deployment on top: the alias cannot be told.
+        let mut other = shift("d3", 5, 6, Succeeded, 30);
+        other.revision = other.revision.map(|mut r| {
+            r.app_spec_content = r.app_spec_content.map(|mut c| {
+                c.content = c
+                    .content
+                    .map(|t| t.replace("Name: payments", "Name: ledger"));
+                c
+            });
+            r
+        });
+        let mixed = vec![other, shift("d1", 1, 2, Succeeded, 10)];
+        let e = shift_from(&mixed, to(&mixed, 2).lambda().unwrap()).unwrap_err();
+        assert_eq!(
+            e,
+            "the newest deployment d3 shifts alias live of function ledger, not alias live of function payments"
+        );
+    }
+
     #[test]
     fn plans_say_what_they_would_do() {
         let p = |course| Plan {
