@@ -205,7 +205,9 @@ async fn look_after(
                 if watched.as_ref() == Some(&current) || busy {
                     None
                 } else {
-                    match engine.watch(spec.clone()).await {
+                    // Boxed: this future lives as long as the target is
+                    // supervised; the watch's start only while it runs.
+                    match Box::pin(engine.watch(spec.clone())).await {
                         Ok(_) => {
                             tracing::info!(target = %id, revision = %current, "watching");
                             watched = Some(current.clone());

@@ -87,7 +87,8 @@ pub struct CommandReceipt {
 struct Running {
     /// The watched revision.
     revision: RevisionId,
-    inputs: mpsc::Sender<Input>,
+    /// Boxed: a channel's first block holds 32 of them, per watch.
+    inputs: mpsc::Sender<Box<Input>>,
     phase: watch::Receiver<Phase>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -396,7 +397,7 @@ impl Engine {
         v
     }
 
-    fn sender(&self, target: &TargetId) -> Option<mpsc::Sender<Input>> {
+    fn sender(&self, target: &TargetId) -> Option<mpsc::Sender<Box<Input>>> {
         self.watches()
             .get(target)
             .filter(|r| !r.task.is_finished())
@@ -439,11 +440,11 @@ impl Engine {
             return Err(Error::not_found(reason));
         };
         let (reply, rx) = oneshot::channel();
-        tx.send(Input::Command {
+        tx.send(Box::new(Input::Command {
             command,
             actor,
             reply,
-        })
+        }))
         .await
         .map_err(|_| Error::permanent(format!("the watch of target {target} has stopped")))?;
         rx.await.map_err(|_| {
@@ -461,7 +462,11 @@ impl TriggerSink for Engine {
             return Ok(TriggerOutcome::NoWatch);
         };
         let (reply, rx) = oneshot::channel();
-        if tx.send(Input::Trigger { trigger, reply }).await.is_err() {
+        if tx
+            .send(Box::new(Input::Trigger { trigger, reply }))
+            .await
+            .is_err()
+        {
             return Ok(TriggerOutcome::NoWatch);
         }
         Ok(rx.await.unwrap_or(TriggerOutcome::NoWatch))
