@@ -156,8 +156,9 @@ pub struct SamplePaths {
 /// `{{target}}`, `{{revision}}`, `{{start}}` and `{{end}}` (RFC 3339), and
 /// `{{start_seconds}}`, `{{end_seconds}}`, `{{start_millis}}`,
 /// `{{end_millis}}` (Unix time) are replaced in the URL (percent-encoded),
-/// in `body` (as they are) and in the strings of `json_body`. `end` is the
-/// measurement's time, `start` is `window` earlier.
+/// in `body` (as they are) and in the strings of `json_body`, where a string
+/// that is one Unix-time placeholder (`"{{end_millis}}"`) becomes the number.
+/// `end` is the measurement's time, `start` is `window` earlier.
 ///
 /// ```
 /// # use rollback_web::WebConfig;

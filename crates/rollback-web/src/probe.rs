@@ -98,9 +98,19 @@ fn render(text: &str, values: &[(&str, String)], encode: bool) -> String {
     out
 }
 
+/// A JSON body with the placeholders replaced in its strings; a string that
+/// is one Unix-time placeholder (`"{{end_millis}}"`) becomes that number.
 fn render_json(v: &Value, values: &[(&str, String)]) -> Value {
     match v {
-        Value::String(s) => Value::String(render(s, values, false)),
+        Value::String(s) => {
+            if s.ends_with("_seconds}}") || s.ends_with("_millis}}") {
+                let whole = values.iter().find(|(key, _)| key == s);
+                if let Some(n) = whole.and_then(|(_, value)| value.parse::<i64>().ok()) {
+                    return Value::from(n);
+                }
+            }
+            Value::String(render(s, values, false))
+        }
         Value::Array(items) => Value::Array(items.iter().map(|i| render_json(i, values)).collect()),
         Value::Object(m) => Value::Object(
             m.iter()
