@@ -341,6 +341,13 @@ impl CodeDeployRollbacker {
         let mut last = None;
         for _ in 0..2 {
             let (rollback, plan) = self.plan(request).await?;
+            // A plan that ends in a deployment that cannot be made changes
+            // nothing, not even the stop before it.
+            if let (Course::Create { .. } | Course::StopThenCreate { .. }, Err(why)) =
+                (&plan.course, &rollback.location)
+            {
+                return Err(Error::permanent(why.clone()));
+            }
             if request.dry_run == DryRun::Client {
                 return Ok(RollbackOutcome::DryRun {
                     detail: format!("{}: would {plan}", self.target.describe()),

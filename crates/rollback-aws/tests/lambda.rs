@@ -450,3 +450,88 @@ Resources:
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_cannot_tell_where_the_alias_is_stops_nothing() {
+    let l = LambdaGroup::new("lambda-unknown-alias", ALL_AT_ONCE, 3).await;
+    let no_target = appspec_yaml(&l.function, 3, 4).replace("        TargetVersion: \"4\"\n", "");
+    let mut steps = vec![(l.shift(1, 2), "Succeeded"), (l.shift(2, 3), "Succeeded")];
+    steps.push((content(&no_target), "InProgress"));
+    let ids = l.group.seed(&steps).await;
+    let t = l.group.target();
+    // CodeDeploy's own rollback would restore @3, so the plan is a stop
+    // then a deployment of @2, whose AppSpec needs the alias's version.
+    let e = t
+        .rollbacker()
+        .rollback(&request(revision(&t, &l.id(2)).await))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Permanent);
+    assert!(
+        e.message().contains(&format!(
+            "cannot shift alias live of function {} back to version 2: the version alias live of function {} is on is unknown, because of the newest deployment {}: its AppSpec does not read (Resources[0].payments.Properties.TargetVersion: missing)",
+            l.function, l.function, ids[2]
+        )),
+        "{}",
+        e.message()
+    );
+    assert_eq!(
+        l.group.deployment(&ids[2]).await.status(),
+        Some(&DeploymentStatus::InProgress),
+        "not stopped"
+    );
+    assert_eq!(l.group.deployments().await.len(), 3, "nothing deployed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_rolls_a_lambda_group_back_and_verifies_the_last_good_version() {
+    use rollback_aws::{CodeDeployConfig, CodeDeployTarget};
+    use rollback_core::audit::MemoryAuditSink;
+    use rollback_core::memory::ScriptedProbe;
+    use rollback_core::{Engine, Phase, Policy, WatchSpec};
+
+    let l = LambdaGroup::new("lambda-engine", ALL_AT_ONCE, 3).await;
+    l.seed(&[(1, 2, "Succeeded"), (2, 3, "Succeeded")]).await;
+    let _agent = l.group.agent(&[]).await;
+    // The configuration of a Server group: the platform comes from CodeDeploy.
+    let mut config = CodeDeployConfig::new(&l.group.app, &l.group.name);
+    config.poll_interval = Duration::from_millis(50);
+    let t = CodeDeployTarget::connect(&config, Some(l.group.client.clone()))
+        .await
+        .unwrap();
+    let errors = ScriptedProbe::new("error_rate")
+        .script_for(l.id(3), [0.004, 0.031])
+        .script_for(l.id(2), [0.002]);
+    let policy = Policy::from_yaml(
+        "interval: 100ms\nbake_time: 1m\nverify: 300ms\nrollback_timeout: 30s\n\
+         probes: [{name: error_rate, success: '< 0.01', failure: '>= 0.01'}]",
+    )
+    .unwrap();
+    let audit = MemoryAuditSink::new();
+    let engine = Engine::builder().audit(Arc::new(audit.clone())).build();
+    let mut handle = engine
+        .watch(WatchSpec::new(
+            policy,
+            Arc::new(t.clone()),
+            Arc::new(t.rollbacker()),
+            vec![Arc::new(errors)],
+        ))
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(60), handle.finished())
+        .await
+        .unwrap_or_else(|_| panic!("the watch did not end\n{}", l.group.moto.stderr_tail()));
+    let log: Vec<String> = audit.records().iter().map(|r| r.describe()).collect();
+    assert!(
+        matches!(&end, Phase::RolledBack { to, .. } if to.as_str() == l.id(2)),
+        "{end:?}\n{log:#?}"
+    );
+    assert_eq!(l.alias(), ("2".into(), serde_json::Value::Null));
+    assert_eq!(
+        summary(&t).await,
+        vec![
+            (l.id(2), RevisionHealth::Good, "Succeeded".into()),
+            (l.id(3), RevisionHealth::Bad, "Succeeded".into()),
+        ]
+    );
+}
