@@ -92,10 +92,10 @@ pub struct Forecast {
     /// least 3, at most 1000.
     #[serde(default = "default_window")]
     pub window: u32,
-    /// Holt's level smoothing factor, in (0, 1]. Default 0.5; `holt` only.
+    /// Holt's level smoothing factor, in (0, 1]. Default 0.3; `holt` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
-    /// Holt's trend smoothing factor, in (0, 1]. Default 0.3; `holt` only.
+    /// Holt's trend smoothing factor, in (0, 1]. Default 0.1; `holt` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beta: Option<f64>,
 }
@@ -179,16 +179,17 @@ fn least_squares(points: &VecDeque<TrendPoint>) -> Option<Line> {
     })
 }
 
+/// Holt's smoothing through the window, started from the window's
+/// least-squares line at its first point (two noisy points make a poor
+/// start for the trend, which a small `beta` keeps for long).
 fn holt(points: &VecDeque<TrendPoint>, alpha: f64, beta: f64) -> Option<Line> {
-    let mut it = points.iter();
-    let &(t0, y0) = it.next()?;
-    let &(t1, y1) = it.next()?;
-    let dt = seconds(t0, t1);
-    if dt <= 0.0 {
-        return None;
-    }
-    let (mut level, mut slope, mut at) = (y1, (y1 - y0) / dt, t1);
-    for &(t, y) in it {
+    let start = least_squares(points)?;
+    let (first, _) = *points.front()?;
+    let (last, _) = *points.back()?;
+    let mut slope = start.slope;
+    let mut level = start.level + slope * seconds(last, first);
+    let mut at = first;
+    for &(t, y) in points.iter().skip(1) {
         let dt = seconds(at, t);
         if dt <= 0.0 {
             return None;
@@ -278,9 +279,9 @@ impl Forecast {
     /// The default `window`.
     pub const DEFAULT_WINDOW: u32 = 10;
     /// The default `alpha` of `holt`.
-    pub const DEFAULT_ALPHA: f64 = 0.5;
+    pub const DEFAULT_ALPHA: f64 = 0.3;
     /// The default `beta` of `holt`.
-    pub const DEFAULT_BETA: f64 = 0.3;
+    pub const DEFAULT_BETA: f64 = 0.1;
 
     /// A least-squares forecast over the default window with this horizon.
     pub fn new(horizon: Duration) -> Self {
