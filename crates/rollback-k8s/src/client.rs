@@ -48,6 +48,11 @@ impl DeploymentApi {
         format!("Deployment {}/{}", self.namespace, self.name)
     }
 
+    /// Word of the Deployment's changes ([`deployment_changes`]).
+    pub(crate) fn changes(&self) -> tokio::sync::watch::Receiver<()> {
+        deployment_changes(self.deployments.clone(), &self.name)
+    }
+
     /// The Deployment, raw. A 404 says whether the namespace or the Deployment is missing.
     pub(crate) async fn deployment(&self) -> Result<DynamicObject, Error> {
         match self
@@ -250,4 +255,57 @@ mod tests {
         };
         assert_eq!(selector_string(&s), "app=web,tier in (a,b),!canary");
     }
+}
+
+/// Word of the Deployment's changes ([`rollback_core::Target::changes`]): a
+/// watch of the Deployment (by `metadata.name`) marks the receiver each time
+/// its `metadata.generation` (a new template: a deploy or a rollback) or
+/// its `status.observedGeneration` (the controller has made the new
+/// ReplicaSet, so the new revision can be read) changes, or it is deleted.
+/// The watch restarts with backoff after errors (a server without watches
+/// leaves the supervisor polling), and stops when the receiver is dropped.
+pub(crate) fn deployment_changes(
+    deployments: Api<DynamicObject>,
+    name: &str,
+) -> tokio::sync::watch::Receiver<()> {
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::{self, Event};
+
+    let (tx, rx) = tokio::sync::watch::channel(());
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(watcher::watcher(deployments, config).default_backoff());
+        let generations = |d: &DynamicObject| {
+            let observed = d.data["status"]["observedGeneration"].as_i64();
+            (d.metadata.generation, observed)
+        };
+        let mut seen = None;
+        loop {
+            let event = tokio::select! {
+                () = tx.closed() => return,
+                event = events.next() => event,
+            };
+            match event {
+                Some(Ok(Event::Apply(d) | Event::InitApply(d))) => {
+                    let now = generations(&d);
+                    if seen.is_some_and(|s| s != now) {
+                        tx.send_replace(());
+                    }
+                    seen = Some(now);
+                }
+                Some(Ok(Event::Delete(_))) => {
+                    seen = None;
+                    tx.send_replace(());
+                }
+                Some(Ok(Event::Init | Event::InitDone)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(deployment = %name, "watching the Deployment: {e}")
+                }
+                None => return,
+            }
+        }
+    });
+    rx
 }

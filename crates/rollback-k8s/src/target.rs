@@ -333,6 +333,12 @@ impl Target for K8sDeployment {
         Ok(Arc::new(snapshot.current_revision()?.clone()))
     }
 
+    /// A watch of the Deployment: a new template (a deploy, a rollback) or
+    /// its ReplicaSet made by the controller is noticed at once.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<()>> {
+        Some(self.api.changes())
+    }
+
     async fn history(&self) -> Result<Vec<HistoryEntry>> {
         let snapshot = self.snapshot().await?;
         Ok(snapshot

@@ -25,7 +25,7 @@ Its PATCH itself is fine (a list body is applied as a JSON patch, a dict body
 as a merge patch with null deleting), but it picks the kind of patch by the
 body's shape, not by the content type.
 
-What it still does not do (the tests do not need it): watches, strategic merge
+What it still does not do (the tests do not need it): watch bookmarks, strategic merge
 patch directives (a strategic merge patch is applied as a JSON merge patch),
 server-side apply, field selectors, validation and defaulting, admission,
 garbage collection, and any controller: the tests play the deployment
@@ -177,11 +177,56 @@ def now():
     return datetime.datetime.now(tz=datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
+class Store(dict):
+    """The objects, recording each write and deletion as a watch event (``ApiServer.watch``)."""
+
+    def __init__(self, server):
+        super().__init__()
+        self.server = server
+        self.events = []  # (resourceVersion, type, plural, namespace, object), oldest first
+        self.changed = asyncio.Event()
+
+    def _event(self, kind, key, obj):
+        rv = int(obj.get('metadata', {}).get('resourceVersion') or 0)
+        self.events.append((rv, kind, key[0], key[1], copy.deepcopy(obj)))
+        del self.events[:-10000]
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+    def __setitem__(self, key, obj):
+        kind = 'MODIFIED' if key in self else 'ADDED'
+        super().__setitem__(key, obj)
+        self._event(kind, key, obj)
+
+    def __delitem__(self, key):
+        obj = copy.deepcopy(self[key])
+        super().__delitem__(key)
+        obj.setdefault('metadata', {})['resourceVersion'] = self.server.next_rv()
+        self._event('DELETED', key, obj)
+
+
+def fields_match(selector, obj):
+    """A ``fieldSelector`` of ``metadata.name`` and ``metadata.namespace`` terms (``=``, ``==``, ``!=``)."""
+    meta = obj.get('metadata', {})
+    fields = {'metadata.name': meta.get('name'), 'metadata.namespace': meta.get('namespace')}
+    for term in (selector or '').split(','):
+        term = term.strip()
+        if not term:
+            continue
+        negated = '!=' in term
+        key, value = (x.strip() for x in term.replace('!=', '=').replace('==', '=').split('=', 1))
+        if key not in fields:
+            raise ApiError(400, 'BadRequest', f'field label not supported by the rollback-k8s test server: {key}')
+        if (fields[key] == value) == negated:
+            return False
+    return True
+
+
 class ApiServer(kmock.KubernetesEmulator):
     """kmock's emulator (discovery) with the managed resources served by ``serve_managed``."""
 
     def setup(self):
-        self.store = {}  # (plural, namespace, name) -> object
+        self.store = Store(self)  # (plural, namespace, name) -> object
         self.rv = 1000
         self.log = []
         self.faults = []
@@ -276,7 +321,7 @@ class ApiServer(kmock.KubernetesEmulator):
         if namespaced and namespace is None and verb != 'list':
             raise ApiError(404, 'NotFound', 'the server could not find the requested resource')
         if verb == 'watch':
-            raise ApiError(405, 'MethodNotAllowed', 'watch is not implemented by the rollback-k8s test server')
+            return await self.watch(raw, plural, namespace, params)
         dry_run = params.get('dryRun') == 'All'
         if verb == 'list':
             return self.list(group, version, plural, kind, namespace, params.get('labelSelector'))
@@ -301,6 +346,61 @@ class ApiServer(kmock.KubernetesEmulator):
         else:
             raise ApiError(405, 'MethodNotAllowed', f'{method} is not supported on {path_of(parsed)}')
         return self.write(group, plural, key, current, drop_nulls(desired), sub, verb, dry_run)
+
+    async def watch(self, raw, plural, namespace, params):
+        """A watch: JSON lines of ``{"type", "object"}`` after ``resourceVersion``
+        (from the start, the matching objects as ADDED), filtered by namespace,
+        ``labelSelector`` and ``fieldSelector``, until ``timeoutSeconds`` or the
+        client goes away. No bookmarks; a ``resourceVersion`` older than the
+        events kept is 410 Gone, as the apiserver answers a compacted one."""
+        since = params.get('resourceVersion') or '0'
+        try:
+            since = int(since)
+        except ValueError:
+            raise ApiError(400, 'BadRequest', f'invalid resourceVersion {since!r}')
+        labels, fields = params.get('labelSelector'), params.get('fieldSelector')
+        events = self.store.events
+
+        def wanted(ev_plural, ev_ns, obj):
+            return (ev_plural == plural and (namespace is None or ev_ns == namespace)
+                    and selector_matches(labels, obj.get('metadata', {}).get('labels'))
+                    and fields_match(fields, obj))
+
+        if since and events and since < events[0][0] - 1 and len(events) >= 10000:
+            raise ApiError(410, 'Expired', f'too old resource version: {since}')
+        pending = []
+        if since == 0:
+            pending = [('ADDED', obj) for (p, ns, _), obj in sorted(self.store.items()) if wanted(p, ns, obj)]
+            since = self.rv
+        response = aiohttp.web.StreamResponse(headers={'Content-Type': 'application/json'})
+        await response.prepare(raw)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(params.get('timeoutSeconds') or 1800)
+        try:
+            while True:
+                for kind, obj in pending:
+                    line = json.dumps({'type': kind, 'object': obj}, separators=(',', ':'))
+                    await response.write(line.encode() + b'\n')
+                changed = self.store.changed
+                pending = []
+                for rv, kind, ev_plural, ev_ns, obj in events:
+                    if rv > since and wanted(ev_plural, ev_ns, obj):
+                        pending.append((kind, obj))
+                if events:
+                    since = max(since, events[-1][0])
+                if pending:
+                    continue
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(changed.wait(), timeout=left)
+                except asyncio.TimeoutError:
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            return response
+        await response.write_eof()
+        return response
 
     def list(self, group, version, plural, kind, namespace, selector):
         items = [copy.deepcopy(obj) for (p, ns, _), obj in sorted(self.store.items())
