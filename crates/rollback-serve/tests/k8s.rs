@@ -1,7 +1,8 @@
 //! A Deployment on the test API server (kmock, from rollback-k8s's test
 //! support, with its stand-in deployment controller) gets a new revision
 //! while the server runs: the server notices it, judges it and rolls it
-//! back to the last known good ReplicaSet, without a restart.
+//! back to the last known good ReplicaSet, without a restart. Its poll is
+//! an hour apart: the Deployment's watch is what gives word of the deploy.
 
 mod common;
 #[allow(clippy::all, unreachable_pub)]
@@ -51,7 +52,7 @@ async fn a_new_revision_shipped_while_serving_is_judged_and_rolled_back() {
             "policy:\n  interval: 100ms\n  bake_time: 500ms\n  verify: 500ms\n\
              probes:\n  - name: error_rate\n    success: \"< 0.01\"\n    scripted:\n      values: [0.05]\n      per_revision: {{aaa: [0.001], bbb: [0.001]}}\n\
              state: state\naudit: audit.jsonl\n\
-             targets:\n  - url: k8s://shop/web\n    kubeconfig: {}\n    poll_interval: 100ms\n{SERVE}  poll_interval: 200ms\n",
+             targets:\n  - url: k8s://shop/web\n    kubeconfig: {}\n    poll_interval: 100ms\n{SERVE}  poll_interval: 1h\n",
             kube.kubeconfig().display()
         ),
     );
