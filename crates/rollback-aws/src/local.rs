@@ -301,8 +301,8 @@ impl LocalCodeDeploy {
 
     /// Play the CodeDeploy agent for the deployment group: every deployment
     /// created from now on goes `InProgress`, then `Succeeded`, one step per
-    /// `step`; deployments of a revision whose GitHub commit or S3 version is
-    /// in `failing` end `Failed` instead. Stops when the [`Agent`] is dropped.
+    /// `step`; deployments of a revision whose GitHub commit, S3 version or
+    /// Lambda target version is in `failing` end `Failed` instead. Stops when the [`Agent`] is dropped.
     pub async fn agent(
         self: &Arc<Self>,
         application: &str,
@@ -333,10 +333,12 @@ impl LocalCodeDeploy {
                     for d in api.batch_get(&fresh).await.unwrap_or_default() {
                         let id = d.deployment_id().unwrap_or_default().to_owned();
                         let loc = d.revision();
+                        let revision = crate::history::revision_of(&d);
                         let names = [
                             loc.and_then(|r| r.git_hub_location())
                                 .and_then(|g| g.commit_id()),
                             loc.and_then(|r| r.s3_location()).and_then(|s| s.version()),
+                            revision.lambda().map(|spec| spec.target_version.as_str()),
                         ];
                         let fails = names.iter().flatten().any(|n| failing.contains(*n));
                         let result = match d.status() {

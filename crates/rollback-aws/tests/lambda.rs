@@ -535,3 +535,48 @@ async fn the_engine_rolls_a_lambda_group_back_and_verifies_the_last_good_version
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_shift_the_alias_is_shifted_back_from_the_failed_version() {
+    let l = LambdaGroup::new("lambda-failed", ALL_AT_ONCE, 3).await;
+    l.seed(&[(1, 2, "Succeeded")]).await;
+    let _agent = l.group.agent(&["3"]).await;
+    let t = l.group.target();
+    let failed = l.group.deploy(l.shift(2, 3)).await;
+    let r = t.rollbacker();
+    assert!(matches!(
+        r.wait_converged(
+            &rollback_core::RevisionId::new(l.id(3)),
+            Duration::from_secs(20)
+        )
+        .await
+        .unwrap(),
+        Convergence::Failed { .. }
+    ));
+    // All at once: the failed deployment left the alias on 3.
+    assert_eq!(l.alias(), ("3".into(), serde_json::Value::Null));
+    assert_eq!(t.history().await.unwrap()[0].health, RevisionHealth::Bad);
+    r.rollback(&request(revision(&t, &l.id(2)).await))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.wait_converged(
+            &rollback_core::RevisionId::new(l.id(2)),
+            Duration::from_secs(20)
+        )
+        .await
+        .unwrap(),
+        Convergence::Converged
+    );
+    let all = l.group.deployments().await;
+    assert_eq!(versions(all.last().unwrap()), ("3".into(), "2".into()));
+    assert!(
+        all.last()
+            .unwrap()
+            .description()
+            .unwrap_or_default()
+            .starts_with(&format!("Rollback of deployment {failed} ")),
+        "{all:?}"
+    );
+    assert_eq!(l.alias(), ("2".into(), serde_json::Value::Null));
+}
