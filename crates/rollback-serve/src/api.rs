@@ -435,6 +435,22 @@ async fn give(
     };
     let kind = command.kind();
     let id = TargetId::new(target);
+    if let (Some(l), Ok(_)) = (&s.leadership, &authenticated) {
+        let shard = l.shard_of(&id);
+        if !l.leads(shard) {
+            s.metrics.command(kind.as_str(), "rejected");
+            let leader = l
+                .leader_of(shard)
+                .unwrap_or_else(|| "not elected yet".to_owned());
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "replica {} does not lead target {id} (shard {shard}); its leader is {leader}: give the command there",
+                    l.identity
+                ),
+            ));
+        }
+    }
     let actor = match &authenticated {
         Ok(a) => a.clone(),
         Err(_) => Actor::new(UNAUTHENTICATED),

@@ -27,6 +27,14 @@
 //!         events: [escalated, frozen, awaiting_approval]
 //!       - webhook: https://hooks.example.com/rollback
 //!         auth: { bearer: { token: "${HOOK_TOKEN}" } }
+//!   leader_election:            # two or more replicas, one actor per target (feature k8s)
+//!     namespace: rollback       # where the Leases and the state ConfigMaps live
+//!     name: rollback-serve      # the Lease (rollback-serve-0, -1, … with shards)
+//!     lease: 15s                # Argo Rollouts' defaults
+//!     renew: 10s
+//!     retry: 2s
+//!     shards: 1                 # targets divided among this many Leases
+//!     identity: "${POD_NAME}"   # default: POD_NAME, else HOSTNAME, else the host name
 //! ```
 //!
 //! Unknown fields are refused and every problem names its field
@@ -114,6 +122,84 @@ pub struct ServeConfig {
     /// Where notifications go.
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// Leader election among replicas, and state kept in ConfigMaps
+    /// (needs the `k8s` feature). Absent: this replica acts on every
+    /// target.
+    #[serde(default)]
+    pub leader_election: Option<LeaderElectionConfig>,
+}
+
+fn default_lease_name() -> String {
+    "rollback-serve".to_owned()
+}
+fn default_lease() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_renew() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_lease_retry() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_shards() -> usize {
+    1
+}
+
+/// `serve.leader_election`: the replicas elect, per shard of the targets,
+/// one leader on a `coordination.k8s.io/v1` Lease (client-go's semantics);
+/// only a shard's leader acts on its targets (rollbacks, marks,
+/// notifications), the others serve the read-only API and metrics. State
+/// lives in one ConfigMap per target (`NAME-state-…`), so a new leader
+/// resumes what the old one was doing.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LeaderElectionConfig {
+    /// The namespace of the Leases and the state ConfigMaps.
+    pub namespace: String,
+    /// The Lease's name (with shards: `NAME-0`, `NAME-1`, …); also the
+    /// prefix of the state ConfigMaps. Default `rollback-serve`.
+    #[serde(default = "default_lease_name")]
+    pub name: String,
+    /// `leaseDurationSeconds`: how long the others wait before taking over
+    /// a leader that stopped renewing. Whole seconds. Default 15s.
+    #[serde(default = "default_lease", with = "duration")]
+    pub lease: Duration,
+    /// How long a leader keeps trying to renew before it stops acting
+    /// (shorter than `lease`). Default 10s.
+    #[serde(default = "default_renew", with = "duration")]
+    pub renew: Duration,
+    /// How often the leader renews and the others try to acquire. Default 2s.
+    #[serde(default = "default_lease_retry", with = "duration")]
+    pub retry: Duration,
+    /// Shards: the targets are divided among this many Leases by
+    /// rendezvous hashing, so several replicas share a large fleet. Default 1.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+    /// This replica's identity in the Leases; each replica needs its own.
+    /// Default: `POD_NAME`, else `HOSTNAME`, else the host name.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// The kubeconfig to reach the API server with. Default: the in-cluster
+    /// service account, else `KUBECONFIG` or `~/.kube/config`.
+    #[serde(default)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context. Default: its current context.
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+impl LeaderElectionConfig {
+    /// The Lease of each shard.
+    pub fn lease_names(&self) -> Vec<String> {
+        if self.shards == 1 {
+            vec![self.name.clone()]
+        } else {
+            (0..self.shards)
+                .map(|i| format!("{}-{i}", self.name))
+                .collect()
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -127,6 +213,7 @@ impl Default for ServeConfig {
             operators: Vec::new(),
             alertmanager: None,
             notifications: NotificationsConfig::default(),
+            leader_election: None,
         }
     }
 }
@@ -351,6 +438,63 @@ impl ServeConfig {
         }
         if let Err((field, why)) = n.retry.validate() {
             add(format!("serve.notifications.retry.{field}"), why);
+        }
+        if let Some(l) = &self.leader_election {
+            let f = "serve.leader_election";
+            if l.lease.is_zero() || l.lease.subsec_nanos() != 0 {
+                add(
+                    format!("{f}.lease"),
+                    "must be whole seconds, at least 1s (leaseDurationSeconds)".into(),
+                );
+            } else if l.renew >= l.lease {
+                add(
+                    format!("{f}.renew"),
+                    format!(
+                        "must be shorter than lease ({})",
+                        rollback_core::time::format_duration(l.lease)
+                    ),
+                );
+            } else if l.retry.is_zero() || l.retry.mul_f64(1.2) >= l.renew {
+                add(
+                    format!("{f}.retry"),
+                    "must be more than zero and, times 1.2 (the jitter), shorter than renew".into(),
+                );
+            }
+            if !(1..=1000).contains(&l.shards) {
+                add(format!("{f}.shards"), "must be between 1 and 1000".into());
+            }
+            let dns = |s: &str| {
+                !s.is_empty()
+                    && s.len() <= 63
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !s.starts_with('-')
+                    && !s.ends_with('-')
+            };
+            if !dns(&l.namespace) {
+                add(
+                    format!("{f}.namespace"),
+                    format!(
+                        "{:?} is not a namespace name (lowercase letters, digits and '-', at most 63)",
+                        l.namespace
+                    ),
+                );
+            }
+            if !dns(&l.name) || l.name.len() > 40 {
+                add(
+                    format!("{f}.name"),
+                    format!(
+                        "{:?} is not a Lease name this server can use (lowercase letters, digits and '-', at most 40)",
+                        l.name
+                    ),
+                );
+            }
+            if matches!(&l.identity, Some(i) if i.trim().is_empty()) {
+                add(
+                    format!("{f}.identity"),
+                    "is empty: leave it out for the pod name".into(),
+                );
+            }
         }
         let mut names = BTreeSet::new();
         for (i, c) in n.channels.iter().enumerate() {

@@ -62,6 +62,7 @@
 mod api;
 mod auth;
 mod config;
+mod leader;
 mod logging;
 mod metrics;
 mod notify;
@@ -76,7 +77,9 @@ use rollback_core::{Error, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
 pub use api::{OPENAPI_YAML, ROUTES};
-pub use config::{ChannelConfig, NotificationsConfig, OperatorConfig, ServeConfig};
+pub use config::{
+    ChannelConfig, LeaderElectionConfig, NotificationsConfig, OperatorConfig, ServeConfig,
+};
 pub use logging::{DEFAULT_FILTER, LogFormat, init_logging};
 pub use notify::{Notice, NoticeKind, WEBHOOK_VERSION};
 pub use server::{ReloadReport, Server, ServerBuilder, ShutdownReport};

@@ -16,6 +16,7 @@
 //! | `rollback_notifications_total` | counter | `channel`, `outcome` (`sent`, `failed`, `dropped`) | notifications, by how their delivery ended |
 //! | `rollback_reloads_total` | counter | `outcome` (`succeeded`, `failed`) | reloads of the watch file |
 //! | `rollback_targets` | gauge | | targets supervised |
+//! | `rollback_leader` | gauge | `shard` | with `serve.leader_election`: 1 while this replica leads the shard |
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -73,6 +74,11 @@ struct CommandOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardLabel {
+    shard: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
     outcome: &'static str,
 }
@@ -94,6 +100,7 @@ pub(crate) struct Metrics {
     notifications: Family<ChannelOutcome, Counter>,
     reloads: Family<Outcome, Counter>,
     targets: Gauge,
+    leader: Family<ShardLabel, Gauge>,
 }
 
 impl Metrics {
@@ -173,6 +180,12 @@ impl Metrics {
         );
         let targets = Gauge::default();
         registry.register("targets", "Targets supervised", targets.clone());
+        let leader = Family::<ShardLabel, Gauge>::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads the shard (serve.leader_election), else 0",
+            leader.clone(),
+        );
         Metrics {
             registry,
             rollbacks,
@@ -187,6 +200,7 @@ impl Metrics {
             notifications,
             reloads,
             targets,
+            leader,
         }
     }
 
@@ -302,5 +316,14 @@ impl Metrics {
 
     pub(crate) fn targets(&self, n: usize) {
         self.targets.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Whether this replica leads `shard`.
+    pub(crate) fn leading(&self, shard: usize, yes: bool) {
+        self.leader
+            .get_or_create(&ShardLabel {
+                shard: shard.to_string(),
+            })
+            .set(i64::from(yes));
     }
 }

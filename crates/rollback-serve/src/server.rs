@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::auth::OperatorAccess;
 use crate::config::ServeConfig;
+use crate::leader::{LeaderNotices, LeaderRollbacker, LeaderStore, LeaderTarget, Leadership};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::observer::Observer;
@@ -41,6 +42,10 @@ type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 struct Entry {
     id: TargetId,
     url: TargetUrl,
+    /// Its watch, ready for when this replica leads its shard.
+    spec: WatchSpec,
+    /// Its shard (0 without leader election).
+    shard: usize,
     /// A hash of everything of the file that shapes the target's watch:
     /// its options, the probes, the policy. A reload restarts the targets
     /// whose fingerprint changed, and no other.
@@ -67,6 +72,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     notifier: Notifier,
     pub(crate) operators: Arc<OperatorAccess>,
+    /// With `serve.leader_election`: the shards' leases of this replica.
+    pub(crate) leadership: Option<Arc<Leadership>>,
     targets: Mutex<BTreeMap<String, Entry>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -251,17 +258,35 @@ impl ServerBuilder {
         let notifier = Notifier::new(metrics.clone(), rest.clone(), clock.clone());
         notifier.configure(&config, file.policy.verify);
         let operators = Arc::new(OperatorAccess::new(&config));
-        let store = match (self.store, file.state_store()?) {
-            (Some(s), _) | (None, Some(s)) => s,
-            (None, None) => {
+        let elected = match &config.leader_election {
+            Some(l) => Some(crate::leader::connect(l, &*env, clock.clone()).await?),
+            None => None,
+        };
+        let leadership = elected.as_ref().map(|(l, _)| l.clone());
+        let store = match (self.store, elected.map(|(_, s)| s), file.state_store()?) {
+            (Some(s), _, _) | (None, Some(s), _) | (None, None, Some(s)) => s,
+            (None, None, None) => {
                 tracing::warn!(
                     "the watch file names no `state:` directory: state is kept in memory, so a restart forgets every watch"
                 );
                 Arc::new(MemoryStateStore::new())
             }
         };
+        let (store, notices): (Arc<dyn StateStore>, Arc<dyn AuditSink>) = match &leadership {
+            Some(l) => (
+                Arc::new(LeaderStore {
+                    inner: store,
+                    leadership: l.clone(),
+                }),
+                Arc::new(LeaderNotices {
+                    inner: Arc::new(notifier.clone()),
+                    leadership: l.clone(),
+                }),
+            ),
+            None => (store, Arc::new(notifier.clone())),
+        };
         let mut engine = Engine::builder()
-            .audit(Arc::new(Tee::new(vec![rest, Arc::new(notifier.clone())])))
+            .audit(Arc::new(Tee::new(vec![rest, notices])))
             .store(store)
             .authorizer(operators.clone())
             .clock(clock.clone());
@@ -293,6 +318,7 @@ impl ServerBuilder {
             metrics,
             notifier,
             operators,
+            leadership,
             targets: Mutex::new(BTreeMap::new()),
             reloading: tokio::sync::Mutex::new(()),
             running: Running {
@@ -329,6 +355,10 @@ impl ServerBuilder {
             let shared = shared.clone();
             tokio::spawn(watch_file(shared, config.reload_check))
         });
+        let follower = shared
+            .leadership
+            .as_ref()
+            .map(|l| tokio::spawn(follow_leadership(shared.clone(), l.changes())));
         shared.state.store(READY, Ordering::SeqCst);
         tracing::info!(addr = %addr, targets = report.added.len(), file = %shared.path.display(),
             receiver = receiver.is_some(), "rollback serve is ready");
@@ -337,6 +367,7 @@ impl ServerBuilder {
             http: Some(http),
             stop_http: Some(stop_http),
             watcher,
+            follower,
         })
     }
 }
@@ -404,6 +435,28 @@ async fn watch_file(shared: Arc<Shared>, every: Duration) {
     }
 }
 
+/// Supervise the targets of the shards this replica leads, and only
+/// those, as leadership changes.
+async fn follow_leadership(shared: Arc<Shared>, changes: Vec<tokio::sync::watch::Receiver<bool>>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    for mut c in changes {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while c.changed().await.is_ok() {
+                if tx.send(()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+    // What changed before these receivers were made, too.
+    shared.rebalance();
+    while rx.recv().await.is_some() {
+        shared.rebalance();
+    }
+}
+
 /// A hash of what shapes every target's watch: the probes and the policy.
 fn shared_fingerprint(file: &WatchFile) -> u64 {
     let probes: Vec<serde_json::Value> = file
@@ -464,10 +517,69 @@ impl Shared {
             .collect()
     }
 
-    fn add(&self, spec: WatchSpec) -> Result<()> {
+    /// The target's shard, and its watch with the leader's checks before
+    /// each change (with leader election).
+    fn guard(&self, spec: WatchSpec) -> (usize, WatchSpec) {
+        let Some(l) = &self.leadership else {
+            return (0, spec);
+        };
+        let shard = l.shard_of(spec.target.id());
+        let spec = WatchSpec {
+            target: Arc::new(LeaderTarget {
+                inner: spec.target,
+                leadership: l.clone(),
+            }),
+            rollbacker: Arc::new(LeaderRollbacker {
+                inner: spec.rollbacker,
+                leadership: l.clone(),
+            }),
+            ..spec
+        };
+        (shard, spec)
+    }
+
+    /// Whether this replica acts on the targets of `shard`.
+    fn acts_on(&self, shard: usize) -> bool {
+        self.leadership.as_ref().is_none_or(|l| l.leads(shard))
+    }
+
+    /// Supervise the targets of the shards this replica leads, stop
+    /// supervising the others (their watches stop; state stays).
+    fn rebalance(&self) {
+        let Some(l) = &self.leadership else {
+            return;
+        };
+        let entries: Vec<(TargetId, usize, WatchSpec)> = lock(&self.targets)
+            .values()
+            .map(|e| (e.id.clone(), e.shard, e.spec.clone()))
+            .collect();
+        for shard in 0..l.shard_count() {
+            self.metrics.leading(shard, l.leads(shard));
+        }
+        let guard = lock(&self.supervisor);
+        let Some(s) = guard.as_ref() else {
+            return;
+        };
+        let active: std::collections::BTreeSet<TargetId> = s.targets().into_iter().collect();
+        for (id, shard, spec) in entries {
+            let leads = l.leads(shard);
+            if leads && !active.contains(&id) {
+                tracing::info!(target = %id, shard, identity = %l.identity, "leading: supervising");
+                if let Err(e) = s.add(spec) {
+                    tracing::error!(target = %id, "cannot supervise: {}", e.full_message());
+                }
+            } else if !leads && active.contains(&id) {
+                tracing::warn!(target = %id, shard, identity = %l.identity, "no longer leading: watch stopped");
+                s.remove(&id);
+            }
+        }
+    }
+
+    fn add(&self, spec: WatchSpec, shard: usize) -> Result<()> {
         let id = spec.target.id().clone();
         self.observer.track(&id);
         let added = match lock(&self.supervisor).as_ref() {
+            Some(_) if !self.acts_on(shard) => Ok(()),
             Some(s) => s.add(spec),
             None => Err(Error::permanent("the server is shutting down")),
         };
@@ -585,11 +697,12 @@ impl Shared {
         let mut failed = Vec::new();
         for (url, entry, fp, spec) in resolved {
             let id = spec.target.id().clone();
+            let (shard, spec) = self.guard(spec);
             let old = lock(&self.targets).get(&url).cloned();
             if let Some(old) = &old {
                 self.remove(&old.id);
             }
-            match self.add(spec) {
+            match self.add(spec.clone(), shard) {
                 Ok(()) => {
                     if old.is_some() {
                         report.changed.push(id.clone());
@@ -601,6 +714,8 @@ impl Shared {
                         Entry {
                             id,
                             url: entry.url,
+                            spec,
+                            shard,
                             fingerprint: fp,
                         },
                     );
@@ -678,6 +793,7 @@ pub struct Server {
     http: Option<tokio::task::JoinHandle<()>>,
     stop_http: Option<oneshot::Sender<()>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
+    follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl fmt::Debug for Server {
@@ -690,6 +806,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(w) = self.watcher.take() {
             w.abort();
+        }
+        if let Some(f) = self.follower.take() {
+            f.abort();
         }
         if let Some(h) = self.http.take() {
             h.abort();
@@ -763,6 +882,9 @@ impl Server {
         if let Some(w) = self.watcher.take() {
             w.abort();
         }
+        if let Some(f) = self.follower.take() {
+            f.abort();
+        }
         if let Some(tx) = self.stop_http.take() {
             let _ = tx.send(());
         }
@@ -793,6 +915,10 @@ impl Server {
             shared.engine.unwatch(&t);
         }
         report.waited = started.elapsed();
+        // Watches stopped: hand the leases over at once.
+        if let Some(l) = &shared.leadership {
+            l.release().await;
+        }
         if !report.interrupted.is_empty() {
             tracing::warn!(targets = %names(&report.interrupted),
                 "stopping with rollbacks in flight; the next start resumes them");
