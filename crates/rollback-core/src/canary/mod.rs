@@ -50,6 +50,7 @@ use crate::condition::{NoData, Verdict, VerdictCause};
 
 /// Values of the canary and of the baseline, measured over the same window.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Samples {
     /// The canary's values (the revision being judged).
     pub canary: Vec<f64>,

@@ -15,6 +15,8 @@ pub enum ScriptStep {
     Value(f64),
     /// A value with a baseline (for relative conditions).
     WithBaseline(f64, f64),
+    /// Samples of canary and baseline, for a probe judged by `mann_whitney`.
+    Samples(crate::canary::Samples),
     /// No data.
     NoData,
     /// The probe fails to measure with this message.
@@ -126,6 +128,7 @@ impl HealthProbe for ScriptedProbe {
         match step {
             ScriptStep::Value(v) => Ok(Measurement::value(v)),
             ScriptStep::WithBaseline(v, b) => Ok(Measurement::with_baseline(v, b)),
+            ScriptStep::Samples(samples) => Ok(Measurement::samples(samples)),
             ScriptStep::NoData => Ok(Measurement::NO_DATA),
             ScriptStep::Error(msg) => Err(Error::transient(format!("probe {}: {msg}", self.name))),
         }

@@ -82,23 +82,35 @@ impl TargetScheme for Memory {
 
 /// `scripted`: values played back, the same for every revision
 /// (`values: [0.002, 0.03]`) or per revision (`per_revision: {v2: [0.03],
-/// v1: [0.001]}`); `null` is no data; the last value repeats.
+/// v1: [0.001]}`); `null` is no data; `{canary: [...], baseline: [...]}` is
+/// one measurement's samples for a probe judged by `mann_whitney`; the last
+/// value repeats.
 #[derive(Debug, Clone, Copy)]
 pub struct Scripted;
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ScriptValue {
+    Value(Option<f64>),
+    Samples(crate::canary::Samples),
+}
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ScriptedOptions {
     #[serde(default)]
-    values: Vec<Option<f64>>,
+    values: Vec<ScriptValue>,
     #[serde(default)]
-    per_revision: BTreeMap<String, Vec<Option<f64>>>,
+    per_revision: BTreeMap<String, Vec<ScriptValue>>,
 }
 
-fn steps(values: &[Option<f64>]) -> Vec<ScriptStep> {
+fn steps(values: &[ScriptValue]) -> Vec<ScriptStep> {
     values
         .iter()
-        .map(|v| v.map_or(ScriptStep::NoData, ScriptStep::Value))
+        .map(|v| match v {
+            ScriptValue::Value(v) => v.map_or(ScriptStep::NoData, ScriptStep::Value),
+            ScriptValue::Samples(s) => ScriptStep::Samples(s.clone()),
+        })
         .collect()
 }
 
