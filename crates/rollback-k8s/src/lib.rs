@@ -19,6 +19,12 @@
 //!   with client-go's semantics, and [`ConfigMapStateStore`] keeps the
 //!   engine's state in ConfigMaps with resourceVersion preconditions: two
 //!   replicas of `rollback serve`, one of them acting.
+//! - [`K8sWorkload`] is a StatefulSet or DaemonSet as a target and
+//!   rollbacker: its revisions are the ControllerRevisions it controls,
+//!   [`K8sWorkload::undo`] restores one as `kubectl rollout undo` does (the
+//!   revision's strategic merge patch with `$patch: replace`), and
+//!   [`K8sWorkload::wait_rollout`] waits like `kubectl rollout status`
+//!   (partitioned rolling updates, `updatedNumberScheduled`).
 //! - [`KubernetesProbe`] counts the Deployment's problems (progress deadline,
 //!   unavailable replicas, restarts and CrashLoopBackOff of the judged
 //!   revision's pods); judge it with `failure: "> 0"`.
@@ -53,14 +59,19 @@ mod rollbacker;
 mod state_store;
 mod status;
 mod target;
+mod workload;
 
 pub use config::{K8sConfig, kube_client};
 pub use lease::{LeaseElector, LeaseTimings};
 pub use probe::{KubernetesProbe, Problem};
-pub use registry::{KubernetesProbeKind, k8s_scheme};
+pub use registry::{K8sTargetConfig, KubernetesProbeKind, k8s_scheme, k8s_target_config};
 pub use restart::{RestartOptions, RestartOutcome};
 pub use revision::K8sRevision;
 pub use rollbacker::{UndoOptions, UndoTo};
 pub use state_store::ConfigMapStateStore;
 pub use status::{PROGRESS_DEADLINE_EXCEEDED, RolloutStatus};
 pub use target::{K8sDeployment, K8sDeploymentBuilder, Snapshot};
+pub use workload::{
+    K8sControllerRevision, K8sWorkload, K8sWorkloadBuilder, K8sWorkloadConfig, WorkloadKind,
+    WorkloadSnapshot, WorkloadStatus,
+};

@@ -2,7 +2,9 @@
 //! (kubectl's `polymorphichelpers/rollback.go`): which ReplicaSet a revision
 //! number means, whether a template already matches, which annotations the
 //! Deployment gets, and the JSON patch that restores a revision; and what
-//! `kubectl rollout restart` sends (`polymorphichelpers/objectrestarter.go`).
+//! `kubectl rollout restart` sends (`polymorphichelpers/objectrestarter.go`);
+//! and for StatefulSets and DaemonSets, what their ControllerRevisions hold
+//! and the strategic merge patch that restores one.
 //!
 //! Templates stay raw JSON so that fields this crate's `k8s-openapi` does not
 //! know survive the copy from the ReplicaSet into the Deployment.
@@ -19,6 +21,52 @@ pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 /// The annotation `kubectl --record` and deploy tools use for the reason of a change.
 pub const CHANGE_CAUSE_ANNOTATION: &str = "kubernetes.io/change-cause";
+
+/// The strategic merge patch directive that replaces a map wholesale.
+pub const PATCH_DIRECTIVE: &str = "$patch";
+
+/// What a StatefulSet's or DaemonSet's controller stores in a
+/// ControllerRevision's `data` for `template`, the strategic merge patch that
+/// restores it: `{"spec": {"template": {"$patch": "replace", ...}}}`
+/// (kubectl's `getStatefulSetPatch` and `getDaemonSetPatch` compute the same
+/// of the current object to decide "skipped rollback").
+pub fn controller_revision_data(template: &Value) -> Value {
+    let mut t = template.clone();
+    if let Some(map) = t.as_object_mut() {
+        map.insert(PATCH_DIRECTIVE.to_owned(), json!("replace"));
+    }
+    json!({"spec": {"template": t}})
+}
+
+/// The pod template a ControllerRevision's `data` restores: its
+/// `spec.template` without the `$patch` directive; `None` when it holds none.
+pub fn revision_template(data: &Value) -> Option<Value> {
+    let mut t = data.pointer("/spec/template")?.clone();
+    t.as_object_mut()?.remove(PATCH_DIRECTIVE);
+    Some(t)
+}
+
+/// Two pod templates are the same (nil versus empty aside, as Go's semantic
+/// equality has it). kubectl compares the bytes of its own encoding of the
+/// object with the revision's; this compares what they mean, so a server
+/// that writes the same template differently still matches.
+pub fn templates_equal(a: &Value, b: &Value) -> bool {
+    normalized(a) == normalized(b)
+}
+
+/// The strategic merge patch that restores a ControllerRevision: its `data`
+/// as kubectl sends it, with `metadata.resourceVersion` as a precondition
+/// when given (kubectl sends none and can overwrite a concurrent change).
+pub fn revision_patch(data: &Value, resource_version: Option<&str>) -> Value {
+    let mut patch = data.clone();
+    if let (Some(rv), Some(map)) = (resource_version, patch.as_object_mut()) {
+        let meta = map.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert("resourceVersion".to_owned(), json!(rv));
+        }
+    }
+    patch
+}
 
 /// The annotations kubectl keeps from the Deployment and never copies from
 /// the ReplicaSet (`annotationsToSkip` in kubectl's rollback.go).
@@ -328,6 +376,25 @@ mod tests {
                 (json!("add"), json!("/metadata/annotations")),
             ]
         );
+    }
+
+    #[test]
+    fn controller_revisions_hold_a_replacing_patch_of_the_template() {
+        let t = json!({"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "db:1"}]}});
+        let data = controller_revision_data(&t);
+        assert_eq!(data["spec"]["template"]["$patch"], json!("replace"));
+        assert_eq!(revision_template(&data), Some(t.clone()));
+        assert_eq!(revision_template(&json!({"spec": {}})), None);
+        assert!(templates_equal(
+            &t,
+            &json!({"metadata": {"labels": {"app": "db"}, "creationTimestamp": null}, "spec": {"containers": [{"name": "c", "image": "db:1", "resources": {}}]}})
+        ));
+        assert!(!templates_equal(&t, &json!({"spec": {}})));
+        assert_eq!(
+            revision_patch(&data, Some("7")),
+            json!({"metadata": {"resourceVersion": "7"}, "spec": {"template": t.clone().as_object().unwrap().clone().into_iter().chain([("$patch".to_owned(), json!("replace"))]).collect::<Map<_, _>>()}})
+        );
+        assert_eq!(revision_patch(&data, None), data);
     }
 
     struct N(i64);

@@ -107,24 +107,7 @@ impl K8sRevision {
             .as_ref()
             .map(|t| Timestamp::from_millis(t.0.as_millisecond()));
 
-        let mut attributes = BTreeMap::new();
-        let mut images = Vec::new();
-        for list in ["/spec/initContainers", "/spec/containers"] {
-            for c in template
-                .pointer(list)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let cname = c.get("name").and_then(Value::as_str).unwrap_or_default();
-                let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
-                attributes.insert(format!("image.{cname}"), image.to_owned());
-                if list.ends_with("/containers") {
-                    images.push(format!("{cname}={image}"));
-                }
-            }
-        }
-        attributes.insert("images".into(), images.join(","));
+        let mut attributes = image_attributes(&template);
         attributes.insert("revision".into(), number.to_string());
         attributes.insert("replicaset".into(), name.clone());
         if let Some(cause) = annotations.get(CHANGE_CAUSE_ANNOTATION) {
@@ -144,6 +127,31 @@ impl K8sRevision {
             annotations,
         })
     }
+}
+
+/// The `images` (`container=image`, comma-separated, in container order)
+/// and `image.<container>` attributes of a pod template (containers and
+/// init containers).
+pub(crate) fn image_attributes(template: &Value) -> BTreeMap<String, String> {
+    let mut attributes = BTreeMap::new();
+    let mut images = Vec::new();
+    for list in ["/spec/initContainers", "/spec/containers"] {
+        for c in template
+            .pointer(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let cname = c.get("name").and_then(Value::as_str).unwrap_or_default();
+            let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+            attributes.insert(format!("image.{cname}"), image.to_owned());
+            if list.ends_with("/containers") {
+                images.push(format!("{cname}={image}"));
+            }
+        }
+    }
+    attributes.insert("images".into(), images.join(","));
+    attributes
 }
 
 impl Numbered for K8sRevision {

@@ -173,8 +173,8 @@ impl K8sDeploymentBuilder {
         let name = self
             .name
             .ok_or_else(|| Error::invalid("K8sDeployment: the Deployment name is required"))?;
-        check_dns_name("namespace", &namespace, 63)?;
-        check_dns_name("Deployment name", &name, 253)?;
+        check_dns_name("K8sDeployment", "namespace", &namespace, 63)?;
+        check_dns_name("K8sDeployment", "Deployment name", &name, 253)?;
         if self.poll_interval.is_zero() {
             return Err(Error::invalid(
                 "K8sDeployment: poll_interval must be more than zero",
@@ -207,7 +207,9 @@ impl std::fmt::Debug for K8sDeploymentBuilder {
     }
 }
 
-fn check_dns_name(what: &str, value: &str, max: usize) -> Result<()> {
+/// Check a namespace or object name (DNS-1123), `owner` (the handle's type)
+/// starting the error.
+pub(crate) fn check_dns_name(owner: &str, what: &str, value: &str, max: usize) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= max
         && value
@@ -219,7 +221,7 @@ fn check_dns_name(what: &str, value: &str, max: usize) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "K8sDeployment: {what} {value:?} is not a valid Kubernetes name (lowercase letters, digits, '-', '.', at most {max} characters)"
+            "{owner}: {what} {value:?} is not a valid Kubernetes name (lowercase letters, digits, '-', '.', at most {max} characters)"
         )))
     }
 }

@@ -4,8 +4,11 @@
 It is PyPI's ``kmock`` (an in-memory Kubernetes API mock) with the apiserver
 semantics the tests need and kmock 0.8 lacks. kmock serves discovery (with its
 bundled resource list, so ``kubectl`` maps ``deployment/NAME``) and the HTTP
-plumbing; this extension serves Namespaces, Deployments, ReplicaSets and Pods
-itself, because kmock 0.8's emulator (checked against its sources and by
+plumbing; this extension serves Namespaces, Deployments, ReplicaSets,
+StatefulSets, DaemonSets, ControllerRevisions, Pods,
+Leases and ConfigMaps itself (a PUT or PATCH carrying a stale
+``metadata.resourceVersion`` is a 409 Conflict, as leader election and the
+ConfigMap state store rely on), because kmock 0.8's emulator (checked against its sources and by
 requests):
 
 * keeps no ``uid``, ``resourceVersion``, ``generation`` or
@@ -25,11 +28,21 @@ Its PATCH itself is fine (a list body is applied as a JSON patch, a dict body
 as a merge patch with null deleting), but it picks the kind of patch by the
 body's shape, not by the content type.
 
-What it still does not do (the tests do not need it): watch bookmarks, strategic merge
-patch directives (a strategic merge patch is applied as a JSON merge patch),
-server-side apply, field selectors, validation and defaulting, admission,
-garbage collection, and any controller: the tests play the deployment
-controller themselves.
+A strategic merge patch is a JSON merge patch that also obeys the
+``$patch: replace`` and ``$patch: delete`` directives in maps (what ``kubectl
+rollout undo`` of a StatefulSet or DaemonSet sends: the ControllerRevision's
+``{"spec": {"template": {"$patch": "replace", ...}}}``); any other directive
+(``$retainKeys``, ``$setElementOrder/…``, ``$deleteFromPrimitiveList/…``) is a
+422 naming it, and lists are replaced, not merged by their patch merge keys. A
+ControllerRevision's ``data`` is kept raw (nulls included, as the apiserver
+keeps a RawExtension), and every answer is compact JSON, as the apiserver's Go
+encoder writes it, so ``kubectl`` can compare a revision's bytes with its own
+encoding of the current template (how it decides "skipped rollback").
+
+What it still does not do (the tests do not need it): watch bookmarks, server-side
+apply, field selectors other than ``metadata.name`` and ``metadata.namespace``,
+validation and defaulting, admission, garbage collection, and any controller: the tests play the Deployment,
+StatefulSet and DaemonSet controllers themselves.
 
 Test-only control endpoints, under ``/_test/``:
 
@@ -68,6 +81,10 @@ MANAGED = {
     ('apps', 'v1', 'replicasets'): ('ReplicaSet', True, True),
     ('', 'v1', 'pods'): ('Pod', True, False),
     ('', 'v1', 'namespaces'): ('Namespace', False, False),
+    # StatefulSets and DaemonSets keep their history in ControllerRevisions
+    ('apps', 'v1', 'statefulsets'): ('StatefulSet', True, True),
+    ('apps', 'v1', 'daemonsets'): ('DaemonSet', True, True),
+    ('apps', 'v1', 'controllerrevisions'): ('ControllerRevision', True, False),
     # leader election (coordination.k8s.io/v1 Lease) and the shared state store
     ('coordination.k8s.io', 'v1', 'leases'): ('Lease', True, False),
     ('', 'v1', 'configmaps'): ('ConfigMap', True, False),
@@ -80,7 +97,7 @@ class ApiError(Exception):
         self.code, self.reason, self.message, self.details = code, reason, message, details or {}
 
     def response(self):
-        return aiohttp.web.json_response({
+        return json_response({
             'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Failure',
             'message': self.message, 'reason': self.reason, 'details': self.details, 'code': self.code,
         }, status=self.code)
@@ -151,6 +168,12 @@ def selector_matches(selector, labels):
     return True
 
 
+def field_labels(obj):
+    """The fields a ``fieldSelector`` may name (``kubectl rollout status`` lists by ``metadata.name``)."""
+    meta = obj.get('metadata', {})
+    return {'metadata.name': meta.get('name'), 'metadata.namespace': meta.get('namespace')}
+
+
 def merge_patch(target, patch):
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -171,6 +194,47 @@ def drop_nulls(value):
     if isinstance(value, list):
         return [drop_nulls(v) for v in value]
     return value
+
+
+def typed(plural, value):
+    """``drop_nulls``, but a ControllerRevision's ``data`` (a RawExtension) is kept as written."""
+    if plural == 'controllerrevisions' and isinstance(value, dict) and 'data' in value:
+        data = value['data']
+        value = drop_nulls({k: v for k, v in value.items() if k != 'data'})
+        value['data'] = data
+        return value
+    return drop_nulls(value)
+
+
+def json_response(obj, status=200):
+    """A JSON answer, compact as the apiserver's Go encoder writes it (key order kept)."""
+    return aiohttp.web.json_response(obj, status=status, dumps=lambda o: json.dumps(o, separators=(',', ':')))
+
+
+DELETED = object()
+
+
+def strategic_merge_patch(target, patch):
+    """A JSON merge patch obeying ``$patch: replace`` and ``$patch: delete`` in maps."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    patch = dict(patch)
+    directive = patch.pop('$patch', None)
+    if directive == 'delete':
+        return DELETED
+    if directive not in (None, 'replace'):
+        raise ApiError(422, 'Invalid', f'the rollback-k8s test server does not support the strategic merge patch directive $patch: {directive}')
+    for key in patch:
+        if key.startswith('$'):
+            raise ApiError(422, 'Invalid', f'the rollback-k8s test server does not support the strategic merge patch directive {key}')
+    result = {} if directive == 'replace' or not isinstance(target, dict) else copy.deepcopy(target)
+    for key, value in patch.items():
+        merged = None if value is None else strategic_merge_patch(result.get(key), value)
+        if merged is None or merged is DELETED:
+            result.pop(key, None)
+        else:
+            result[key] = merged
+    return result
 
 
 def now():
@@ -263,13 +327,13 @@ class ApiServer(kmock.KubernetesEmulator):
         if path == '/_test/requests':
             if raw.method == 'DELETE':
                 self.log.clear()
-            return aiohttp.web.json_response({'requests': self.log})
+            return json_response({'requests': self.log})
         if path == '/_test/faults':
             if raw.method == 'DELETE':
                 self.faults.clear()
             elif raw.method == 'POST':
                 self.faults.append(json.loads(await raw.read()))
-            return aiohttp.web.json_response({'faults': self.faults})
+            return json_response({'faults': self.faults})
         raise ApiError(404, 'NotFound', f'unknown control endpoint {path}')
 
     def fault_for(self, verb, plural, namespace, name, sub):
@@ -324,7 +388,7 @@ class ApiServer(kmock.KubernetesEmulator):
             return await self.watch(raw, plural, namespace, params)
         dry_run = params.get('dryRun') == 'All'
         if verb == 'list':
-            return self.list(group, version, plural, kind, namespace, params.get('labelSelector'))
+            return self.list(group, version, plural, kind, namespace, params.get('labelSelector'), params.get('fieldSelector'))
         if verb == 'create':
             return self.create(group, version, plural, kind, namespaced, namespace, json.loads(await raw.read()), dry_run)
         key = (plural, namespace, name)
@@ -333,11 +397,11 @@ class ApiServer(kmock.KubernetesEmulator):
             raise ApiError(404, 'NotFound', f'{qualified(group, plural)} "{name}" not found',
                            {'name': name, 'group': group, 'kind': plural})
         if verb == 'get':
-            return aiohttp.web.json_response(current)
+            return json_response(current)
         if verb == 'delete':
             if not dry_run:
                 del self.store[key]
-            return aiohttp.web.json_response(current)
+            return json_response(current)
         body = await raw.read()
         if verb == 'update':
             desired = json.loads(body)
@@ -345,7 +409,7 @@ class ApiServer(kmock.KubernetesEmulator):
             desired = self.apply_patch(current, raw.headers.get('Content-Type', ''), body)
         else:
             raise ApiError(405, 'MethodNotAllowed', f'{method} is not supported on {path_of(parsed)}')
-        return self.write(group, plural, key, current, drop_nulls(desired), sub, verb, dry_run)
+        return self.write(group, plural, key, current, typed(plural, desired), sub, verb, dry_run)
 
     async def watch(self, raw, plural, namespace, params):
         """A watch: JSON lines of ``{"type", "object"}`` after ``resourceVersion``
@@ -402,14 +466,15 @@ class ApiServer(kmock.KubernetesEmulator):
         await response.write_eof()
         return response
 
-    def list(self, group, version, plural, kind, namespace, selector):
+    def list(self, group, version, plural, kind, namespace, selector, fields=None):
         items = [copy.deepcopy(obj) for (p, ns, _), obj in sorted(self.store.items())
                  if p == plural and (namespace is None or ns == namespace)
-                 and selector_matches(selector, obj.get('metadata', {}).get('labels'))]
+                 and selector_matches(selector, obj.get('metadata', {}).get('labels'))
+                 and selector_matches(fields, field_labels(obj))]
         for item in items:  # the apiserver leaves kind/apiVersion out of list items
             item.pop('kind', None)
             item.pop('apiVersion', None)
-        return aiohttp.web.json_response({
+        return json_response({
             'kind': f'{kind}List', 'apiVersion': f'{group}/{version}' if group else version,
             'metadata': {'resourceVersion': str(self.rv)}, 'items': items,
         })
@@ -441,10 +506,10 @@ class ApiServer(kmock.KubernetesEmulator):
         if MANAGED[(group, version, plural)][2]:
             meta['generation'] = 1
         obj.pop('status', None)  # status is written through the status subresource only
-        obj = drop_nulls(obj)
+        obj = typed(plural, obj)
         if not dry_run:
             self.store[key] = obj
-        return aiohttp.web.json_response(obj, status=201)
+        return json_response(obj, status=201)
 
     def apply_patch(self, current, content_type, body):
         content_type = content_type.split(';')[0].strip()
@@ -457,8 +522,10 @@ class ApiServer(kmock.KubernetesEmulator):
                 return jsonpatch.JsonPatch(patch).apply(copy.deepcopy(current))
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as e:
                 raise ApiError(422, 'Invalid', f'the server rejected our request due to an error in our request: {e}')
-        if content_type in ('application/merge-patch+json', 'application/strategic-merge-patch+json'):
+        if content_type == 'application/merge-patch+json':
             return merge_patch(current, patch)
+        if content_type == 'application/strategic-merge-patch+json':
+            return strategic_merge_patch(current, patch)
         raise ApiError(415, 'UnsupportedMediaType', f'the body of the request was in an unknown format: {content_type}')
 
     def write(self, group, plural, key, current, desired, sub, verb, dry_run):
@@ -490,17 +557,17 @@ class ApiServer(kmock.KubernetesEmulator):
         else:
             raise ApiError(404, 'NotFound', f'the server could not find the requested resource ({sub})')
         if result == current:  # a no-op write keeps the resourceVersion
-            return aiohttp.web.json_response(current)
+            return json_response(current)
         self.bump_generation(current, result, plural)
         result['metadata']['resourceVersion'] = str(self.rv + 1)
         if not dry_run:
             self.next_rv()
             self.store[key] = result
-        return aiohttp.web.json_response(result)
+        return json_response(result)
 
     @staticmethod
     def bump_generation(current, result, plural):
-        if plural in ('deployments', 'replicasets') and current.get('spec') != result.get('spec'):
+        if plural in ('deployments', 'replicasets', 'statefulsets', 'daemonsets') and current.get('spec') != result.get('spec'):
             result['metadata']['generation'] = current['metadata'].get('generation', 1) + 1
 
 
