@@ -231,32 +231,6 @@ pub(crate) fn selector_string(selector: &LabelSelector) -> String {
     terms.join(",")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
-
-    #[test]
-    fn selector_strings_follow_apimachinery() {
-        let s = LabelSelector {
-            match_labels: Some([("app".to_owned(), "web".to_owned())].into()),
-            match_expressions: Some(vec![
-                LabelSelectorRequirement {
-                    key: "tier".into(),
-                    operator: "In".into(),
-                    values: Some(vec!["b".into(), "a".into()]),
-                },
-                LabelSelectorRequirement {
-                    key: "canary".into(),
-                    operator: "DoesNotExist".into(),
-                    values: None,
-                },
-            ]),
-        };
-        assert_eq!(selector_string(&s), "app=web,tier in (a,b),!canary");
-    }
-}
-
 /// Word of the Deployment's changes ([`rollback_core::Target::changes`]): a
 /// watch of the Deployment (by `metadata.name`) marks the receiver each time
 /// its `metadata.generation` (a new template: a deploy or a rollback) or
@@ -308,4 +282,30 @@ pub(crate) fn deployment_changes(
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    #[test]
+    fn selector_strings_follow_apimachinery() {
+        let s = LabelSelector {
+            match_labels: Some([("app".to_owned(), "web".to_owned())].into()),
+            match_expressions: Some(vec![
+                LabelSelectorRequirement {
+                    key: "tier".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["b".into(), "a".into()]),
+                },
+                LabelSelectorRequirement {
+                    key: "canary".into(),
+                    operator: "DoesNotExist".into(),
+                    values: None,
+                },
+            ]),
+        };
+        assert_eq!(selector_string(&s), "app=web,tier in (a,b),!canary");
+    }
 }
