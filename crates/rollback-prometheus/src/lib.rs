@@ -10,6 +10,10 @@
 //!   (`/api/v1/query_range`), one sample per step, for replaying a policy
 //!   on real metrics; [`history_series`] reads several probes into the
 //!   [`rollback_core::replay::Series`] that [`rollback_core::replay`] takes.
+//! - [`BurnRateProbe`]: an SLO's error-budget burn rate over multiwindow,
+//!   multi-burn-rate pairs (the SRE Workbook's four by default, scaled to a
+//!   short watch), with a floor on request volume; arithmetic in
+//!   [`burn_rate`] (no network).
 //! - [`AlertmanagerReceiver`]: an endpoint for Alertmanager's webhook
 //!   (payload version 4) that routes firing alerts by their labels to
 //!   targets and hands them once to a [`rollback_core::TriggerSink`] (the
@@ -55,6 +59,7 @@
 //! # }
 //! ```
 
+pub mod burn_rate;
 mod client;
 mod config;
 mod error;
@@ -62,6 +67,9 @@ mod probe;
 mod receiver;
 mod registry;
 
+pub use burn_rate::{
+    Assessment, Burn, BurnRateConfig, BurnRateProbe, NotJudged, WindowCount, WindowPair,
+};
 pub use client::{
     InstantSeries, MAX_POINTS_PER_QUERY, PrometheusClient, PrometheusClientBuilder, QueryResult,
     RangeSeries, Sample, format_labels,
@@ -73,4 +81,4 @@ pub use receiver::{
     AlertOutcome, AlertRecord, AlertStatus, AlertmanagerReceiver, AlertmanagerReceiverBuilder,
     Matcher, PAYLOAD_VERSION, ReceiverServer, ReceiverStats, Route, WEBHOOK_PATH,
 };
-pub use registry::PrometheusProbeKind;
+pub use registry::{BurnRateProbeKind, PrometheusProbeKind};

@@ -137,7 +137,7 @@ fn escape_promql(s: &str) -> String {
     out
 }
 
-fn render(query: &str, target: &TargetId, revision: &RevisionId) -> String {
+pub(crate) fn render(query: &str, target: &TargetId, revision: &RevisionId) -> String {
     if !query.contains("{{") {
         return query.to_owned();
     }
@@ -342,7 +342,7 @@ pub async fn history_series(
     Ok(series)
 }
 
-fn several_series<'a>(
+pub(crate) fn several_series<'a>(
     query: &str,
     n: usize,
     labels: impl Iterator<Item = &'a BTreeMap<String, String>>,

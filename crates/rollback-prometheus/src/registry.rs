@@ -8,7 +8,9 @@ use rollback_core::http::Auth;
 use rollback_core::registry::{ProbeFor, ProbeKind};
 use rollback_core::{HealthProbe, Result};
 
-use crate::{Aggregate, PrometheusClient, PrometheusConfig, PrometheusProbe};
+use crate::{
+    Aggregate, BurnRateConfig, BurnRateProbe, PrometheusClient, PrometheusConfig, PrometheusProbe,
+};
 
 /// `prometheus`: an instant PromQL query per measurement. Options: `url`
 /// (the server), `query` (`{{target}}` and `{{revision}}` are replaced),
@@ -67,6 +69,33 @@ impl ProbeKind for PrometheusProbeKind {
     async fn build(&self, probe: ProbeFor<'_>) -> Result<Arc<dyn HealthProbe>> {
         let o: Options = rollback_core::registry::options(probe.options)?;
         Ok(Arc::new(o.probe(probe.name)?))
+    }
+}
+
+/// `burn_rate`: an SLO's error-budget burn rate over window pairs
+/// ([`BurnRateProbe`]). Options: `url`, `objective` (percent), `bad` or
+/// `good`, `total` (each with `{{window}}`), `windows` (`[{long, short,
+/// factor}]`, default the Workbook's four), `watch`, `min_window`,
+/// `min_requests`, `auth`, `timeout`, `at_context_time`. Judge it with
+/// `success: "<= 1"`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BurnRateProbeKind;
+
+#[async_trait]
+impl ProbeKind for BurnRateProbeKind {
+    fn kind(&self) -> &'static str {
+        "burn_rate"
+    }
+
+    fn check(&self, options: &rollback_core::registry::Options) -> Result<()> {
+        let c: BurnRateConfig = rollback_core::registry::options(options)?;
+        BurnRateProbe::from_config("check", &c).map(drop)?;
+        Ok(())
+    }
+
+    async fn build(&self, probe: ProbeFor<'_>) -> Result<Arc<dyn HealthProbe>> {
+        let c: BurnRateConfig = rollback_core::registry::options(probe.options)?;
+        Ok(Arc::new(BurnRateProbe::from_config(probe.name, &c)?))
     }
 }
 
