@@ -66,6 +66,7 @@ mod error;
 mod probe;
 mod receiver;
 mod registry;
+mod samples;
 
 pub use burn_rate::{
     Assessment, Burn, BurnRateConfig, BurnRateProbe, NotJudged, WindowCount, WindowPair,
@@ -82,3 +83,4 @@ pub use receiver::{
     Matcher, PAYLOAD_VERSION, ReceiverServer, ReceiverStats, Route, WEBHOOK_PATH,
 };
 pub use registry::{BurnRateProbeKind, PrometheusProbeKind};
+pub use samples::SampleSplit;

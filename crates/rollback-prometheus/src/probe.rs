@@ -10,6 +10,7 @@ use rollback_core::{HealthProbe, Measurement, ProbeContext, RevisionId, TargetId
 use crate::client::{PrometheusClient, QueryResult, format_labels};
 use crate::config::{Aggregate, ProbeConfig};
 use crate::error::PrometheusError;
+use crate::samples::SampleSplit;
 
 /// A [`HealthProbe`] over an instant PromQL query.
 ///
@@ -31,6 +32,7 @@ pub struct PrometheusProbe {
     baseline_query: Option<String>,
     aggregate: Option<Aggregate>,
     at_context_time: bool,
+    samples: Option<SampleSplit>,
 }
 
 /// Builds a [`PrometheusProbe`]; see [`PrometheusProbe::builder`].
@@ -43,6 +45,7 @@ pub struct PrometheusProbeBuilder {
     baseline_query: Option<String>,
     aggregate: Option<Aggregate>,
     at_context_time: bool,
+    samples: Option<SampleSplit>,
 }
 
 impl PrometheusProbeBuilder {
@@ -73,8 +76,27 @@ impl PrometheusProbeBuilder {
         self
     }
 
+    /// Read canary and baseline samples from the query's series, split by
+    /// a label, for a probe judged by `mann_whitney`.
+    pub fn samples(mut self, split: SampleSplit) -> Self {
+        self.samples = Some(split);
+        self
+    }
+
     /// Check the settings and build the probe.
     pub fn build(self) -> Result<PrometheusProbe, PrometheusError> {
+        if let Some(split) = &self.samples {
+            split.check()?;
+            if self.baseline_query.is_some() || self.aggregate.is_some() {
+                return Err(PrometheusError::config(
+                    "samples",
+                    format!(
+                        "probe {:?}: samples come from the query's series split by {}; leave out baseline_query and aggregate",
+                        self.name, split.label
+                    ),
+                ));
+            }
+        }
         if self.name.trim().is_empty() {
             return Err(PrometheusError::config(
                 "name",
@@ -106,6 +128,7 @@ impl PrometheusProbeBuilder {
             baseline_query: self.baseline_query,
             aggregate: self.aggregate,
             at_context_time: self.at_context_time,
+            samples: self.samples,
         })
     }
 }
@@ -156,6 +179,7 @@ impl PrometheusProbe {
             baseline_query: None,
             aggregate: None,
             at_context_time: false,
+            samples: None,
         }
     }
 
@@ -221,6 +245,10 @@ impl PrometheusProbe {
     ) -> Result<Measurement, PrometheusError> {
         let at = self.at_context_time.then_some(context.at);
         let query = render(&self.query, &context.target, &context.revision);
+        if let Some(split) = &self.samples {
+            let result = self.client.query(&query, at).await?;
+            return split.measurement(&query, result, context);
+        }
         let (value, baseline) = match &self.baseline_query {
             None => (self.value(&query, at).await?, None),
             Some(b) => {
@@ -252,6 +280,13 @@ impl PrometheusProbe {
         range: HistoryRange,
     ) -> Result<Vec<ReplaySample>, PrometheusError> {
         let query = render(&self.query, target, revision);
+        if let Some(split) = &self.samples {
+            let series = self
+                .client
+                .query_range(&query, range.start, range.end, range.step)
+                .await?;
+            return Ok(split.history(&series, target, revision));
+        }
         let values = self.history_of(&query, range).await?;
         let baselines = match &self.baseline_query {
             Some(b) => Some(self.history_of(&render(b, target, revision), range).await?),

@@ -10,11 +10,13 @@ use rollback_core::{HealthProbe, Result};
 
 use crate::{
     Aggregate, BurnRateConfig, BurnRateProbe, PrometheusClient, PrometheusConfig, PrometheusProbe,
+    SampleSplit,
 };
 
 /// `prometheus`: an instant PromQL query per measurement. Options: `url`
 /// (the server), `query` (`{{target}}` and `{{revision}}` are replaced),
-/// `baseline_query`, `aggregate`, `auth`, `timeout`, `at_context_time`.
+/// `baseline_query`, `aggregate`, `auth`, `timeout`, `at_context_time`,
+/// `samples` (canary and baseline series split by a label, for `mann_whitney`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PrometheusProbeKind;
 
@@ -33,6 +35,8 @@ struct Options {
     timeout: Option<Duration>,
     #[serde(default)]
     at_context_time: bool,
+    #[serde(default)]
+    samples: Option<SampleSplit>,
 }
 
 impl Options {
@@ -50,6 +54,9 @@ impl Options {
         }
         if let Some(a) = self.aggregate {
             b = b.aggregate(a);
+        }
+        if let Some(split) = self.samples {
+            b = b.samples(split);
         }
         Ok(b.build()?)
     }
