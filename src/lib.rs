@@ -28,7 +28,7 @@ pub use rollback_web as web;
 /// always; `k8s://` targets and `kubernetes` probes (feature `k8s`),
 /// `codedeploy://` (feature `aws`), `mlflow://` (feature `mlflow`),
 /// `git+file://`, `git+ssh://`, `git+https://`, `git+http://` and `git://`
-/// (feature `git`), `prometheus` probes (feature `prometheus`) and `web`
+/// (feature `git`), `prometheus` and `burn_rate` probes (feature `prometheus`) and `web`
 /// probes (feature `web`).
 ///
 /// ```
@@ -48,7 +48,9 @@ pub fn registry() -> rollback_core::registry::Registry {
     #[cfg(feature = "git")]
     let registry = rollback_git::register(registry);
     #[cfg(feature = "prometheus")]
-    let registry = registry.probe(rollback_prometheus::PrometheusProbeKind);
+    let registry = registry
+        .probe(rollback_prometheus::PrometheusProbeKind)
+        .probe(rollback_prometheus::BurnRateProbeKind);
     #[cfg(feature = "web")]
     let registry = rollback_web::register(registry);
     registry
