@@ -1,8 +1,10 @@
 //! `rollback undo URL`: `kubectl rollout undo` for every backend.
 //!
-//! A `k8s://` target goes through [`K8sDeployment::undo`], so its revision
-//! numbers, its checks, its API calls (a read of the Deployment, a list of
-//! its ReplicaSets, one patch) and its words are kubectl's. Every other
+//! A `k8s://` target goes through [`K8sDeployment::undo`] or, for a
+//! StatefulSet or DaemonSet (`k8s://NAMESPACE/statefulset/NAME`),
+//! [`K8sWorkload::undo`], so its revision numbers, its checks, its API calls
+//! (a read of the object, a list of its ReplicaSets or ControllerRevisions,
+//! one patch) and its words are kubectl's. Every other
 //! target goes through its [`Rollbacker`](rollback::Rollbacker): its history
 //! is read, the revision picked, and the rollback asked for from the
 //! revision that runs now. Neither waits for the change to converge, as
@@ -10,8 +12,10 @@
 
 use std::time::SystemTime;
 
-use rollback::k8s::{K8sConfig, K8sDeployment, UndoOptions, UndoTo};
-use rollback::registry::{Options, Registry, TargetUrl, config_from};
+use rollback::k8s::{
+    K8sDeployment, K8sTargetConfig, K8sWorkload, UndoOptions, UndoTo, k8s_target_config,
+};
+use rollback::registry::{Options, Registry, TargetUrl};
 use rollback::{Actor, DryRun, Result, RollbackOutcome, RollbackRequest, Target, Timestamp};
 
 use crate::cli::{DryRunArg, UndoArgs};
@@ -43,38 +47,51 @@ pub async fn run(args: &UndoArgs, registry: &Registry) -> Result<Outcome> {
     Ok(Outcome::Healthy)
 }
 
-/// A Deployment, through rollback-k8s's `undo`: kubectl's semantics and
-/// API calls.
+/// A Deployment, StatefulSet or DaemonSet, through rollback-k8s's `undo`:
+/// kubectl's semantics and API calls.
 async fn undo_deployment(
     url: &TargetUrl,
     options: &Options,
     to: &UndoTarget,
     dry: DryRun,
 ) -> Result<(String, RollbackOutcome)> {
-    let (namespace, name) = url.two_parts('/', "k8s://NAMESPACE/DEPLOYMENT")?;
-    let config: K8sConfig = config_from(
-        url,
-        &[("namespace", namespace), ("deployment", name)],
-        options,
-    )?;
-    let deployment = K8sDeployment::connect(&config, None).await?;
-    let undo_to = match to {
+    let undo = UndoOptions {
+        dry_run: dry,
+        expect_current: None,
+    };
+    match k8s_target_config(url, options)? {
+        K8sTargetConfig::Deployment(config) => {
+            let deployment = K8sDeployment::connect(&config, None).await?;
+            let undo_to = undo_to(url, to, &deployment).await?;
+            let outcome = deployment.undo(&undo_to, &undo).await?;
+            Ok((format!("deployment.apps/{}", config.deployment), outcome))
+        }
+        K8sTargetConfig::Workload(config) => {
+            let workload = K8sWorkload::connect(&config, None).await?;
+            let undo_to = undo_to(url, to, &workload).await?;
+            let outcome = workload.undo(&undo_to, &undo).await?;
+            Ok((
+                format!("{}.apps/{}", config.kind.singular(), config.name),
+                outcome,
+            ))
+        }
+        _ => Err(url.error("`rollback undo` does not know this kind of k8s:// target yet")),
+    }
+}
+
+/// The revision `to` names, as rollback-k8s's `undo` takes it.
+async fn undo_to(url: &TargetUrl, to: &UndoTarget, target: &dyn Target) -> Result<UndoTo> {
+    Ok(match to {
         UndoTarget::Previous => UndoTo::Previous,
         UndoTarget::Number(n) => UndoTo::Number(*n),
         UndoTarget::Id(id) => UndoTo::Id(id.clone()),
         UndoTarget::LastGood => {
-            let history = deployment.history().await?;
-            let current = deployment.current().await?;
+            let history = target.history().await?;
+            let current = target.current().await?;
             let entry = to.pick(url, &history, current.id())?;
             UndoTo::Id(entry.revision.id().clone())
         }
-    };
-    let options = UndoOptions {
-        dry_run: dry,
-        expect_current: None,
-    };
-    let outcome = deployment.undo(&undo_to, &options).await?;
-    Ok((format!("deployment.apps/{name}"), outcome))
+    })
 }
 
 /// Any other target, through its rollbacker.
@@ -111,7 +128,9 @@ pub fn line(resource: &str, outcome: &RollbackOutcome, dry: DryRun) -> String {
                 .map(|end| detail[at..at + end + 1].to_owned())
         })
     };
-    let k8s = resource.starts_with("deployment.apps/");
+    let k8s = ["deployment.apps/", "statefulset.apps/", "daemonset.apps/"]
+        .iter()
+        .any(|kind| resource.starts_with(kind));
     match outcome {
         RollbackOutcome::RolledBack { detail } if k8s => {
             let _ = detail;
@@ -194,6 +213,16 @@ mod tests {
                 DryRun::Server
             ),
             "deployment.apps/web skipped rollback (current template already matches revision 3) (server dry run)"
+        );
+        assert_eq!(
+            line(
+                "statefulset.apps/db",
+                &RollbackOutcome::RolledBack {
+                    detail: o("rolled back StatefulSet shop/db to revision 2 (bbb, app=db:2)")
+                },
+                DryRun::None
+            ),
+            "statefulset.apps/db rolled back"
         );
         let client = line(
             d,
