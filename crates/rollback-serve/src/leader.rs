@@ -52,6 +52,17 @@ impl ShardLease for rollback_k8s::LeaseElector {
 pub(crate) struct Leadership {
     pub(crate) identity: String,
     shards: Vec<Box<dyn ShardLease>>,
+    /// With shards: this replica's own Lease, which tells the others it is
+    /// alive, and the task that reads who else is.
+    member: Option<(Box<dyn ShardLease>, tokio::task::JoinHandle<()>)>,
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        if let Some((_, task)) = &self.member {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for Leadership {
@@ -88,10 +99,23 @@ pub(crate) fn shard_of(target: &TargetId, shards: usize) -> usize {
         .unwrap_or(0)
 }
 
+/// The replica that should lead `shard` among the live `members`, by
+/// rendezvous hashing: when one dies, only its shards move.
+pub(crate) fn preferred(shard: usize, members: &[String]) -> Option<&str> {
+    members
+        .iter()
+        .max_by_key(|m| fnv1a(&[m.as_bytes(), &shard.to_le_bytes()]))
+        .map(String::as_str)
+}
+
 impl Leadership {
     #[cfg_attr(not(feature = "k8s"), allow(dead_code))]
     pub(crate) fn new(identity: String, shards: Vec<Box<dyn ShardLease>>) -> Self {
-        Leadership { identity, shards }
+        Leadership {
+            identity,
+            shards,
+            member: None,
+        }
     }
 
     pub(crate) fn shard_count(&self) -> usize {
@@ -136,7 +160,8 @@ impl Leadership {
 
     /// Give every lease up (a graceful stop).
     pub(crate) async fn release(&self) {
-        for s in &self.shards {
+        let member = self.member.as_ref().map(|(m, _)| m);
+        for s in self.shards.iter().chain(member) {
             if let Err(e) = s.release().await {
                 tracing::warn!(lease = %s.lease(), "releasing the lease: {}", e.full_message());
             }
@@ -187,9 +212,15 @@ pub(crate) async fn connect(
         renew_deadline: config.renew,
         retry_period: config.retry,
     };
+    // With shards, each replica contends only for the shards it should
+    // lead among the live replicas (each holds a member Lease of its own),
+    // and hands over the others, so N replicas share the shards; a shard
+    // whose preferred replica is not seen alive is contended by all.
+    let members: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let sharded = config.shards > 1;
     let mut shards: Vec<Box<dyn ShardLease>> = Vec::new();
-    for name in config.lease_names() {
-        let elector = rollback_k8s::LeaseElector::builder(
+    for (shard, name) in config.lease_names().into_iter().enumerate() {
+        let mut elector = rollback_k8s::LeaseElector::builder(
             client.clone(),
             config.namespace.clone(),
             name,
@@ -197,10 +228,70 @@ pub(crate) async fn connect(
         )
         .timings(timings)
         .clock(clock.clone())
-        .label("app.kubernetes.io/managed-by", "rollback-serve")
-        .start()?;
-        shards.push(Box::new(elector));
+        .label("app.kubernetes.io/managed-by", "rollback-serve");
+        if sharded {
+            let (members, me) = (members.clone(), identity.clone());
+            elector = elector.contend(move || {
+                let live = members.lock().unwrap_or_else(|e| e.into_inner());
+                !live.contains(&me) || preferred(shard, &live) == Some(me.as_str())
+            });
+        }
+        shards.push(Box::new(elector.start()?));
     }
+    let member = if sharded {
+        let group = format!("{}-members", config.name);
+        let mut lease_name: String = identity
+            .chars()
+            .map(|c| c.to_ascii_lowercase())
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(40)
+            .collect();
+        lease_name = format!(
+            "{}-member-{}-{:08x}",
+            config.name,
+            lease_name.trim_matches('-'),
+            fnv1a(&[identity.as_bytes()]) as u32
+        );
+        let elector = rollback_k8s::LeaseElector::builder(
+            client.clone(),
+            config.namespace.clone(),
+            lease_name,
+            identity.clone(),
+        )
+        .timings(timings)
+        .clock(clock.clone())
+        .label("app.kubernetes.io/managed-by", "rollback-serve")
+        .label("rollback.dev/members", config.name.clone())
+        .start()?;
+        let (client, namespace, every) = (client.clone(), config.namespace.clone(), config.retry);
+        let selector = format!("rollback.dev/members={}", config.name);
+        let clock = clock.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match rollback_k8s::lease::live_holders(
+                    client.clone(),
+                    &namespace,
+                    &selector,
+                    &*clock,
+                )
+                .await
+                {
+                    Ok(live) => {
+                        let mut m = members.lock().unwrap_or_else(|e| e.into_inner());
+                        if *m != live {
+                            tracing::info!(members = %live.join(", "), group = %group, "replicas alive");
+                            *m = live;
+                        }
+                    }
+                    Err(e) => tracing::warn!("reading the replicas alive: {}", e.full_message()),
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+        Some((Box::new(elector) as Box<dyn ShardLease>, task))
+    } else {
+        None
+    };
     tracing::info!(identity = %identity, namespace = %config.namespace, leases = %config.lease_names().join(", "),
         "leader election: only the leader of a target's shard acts on it");
     let store = rollback_k8s::ConfigMapStateStore::new(
@@ -208,7 +299,9 @@ pub(crate) async fn connect(
         &config.namespace,
         &format!("{}-state", config.name),
     );
-    Ok((Arc::new(Leadership::new(identity, shards)), Arc::new(store)))
+    let mut leadership = Leadership::new(identity, shards);
+    leadership.member = member;
+    Ok((Arc::new(leadership), Arc::new(store)))
 }
 
 /// Without the `k8s` feature there are no Leases to elect on.
