@@ -100,7 +100,11 @@ fn the_container_and_the_manifest_run_a_valid_serve_command() {
         .map(|e| e["name"].as_str().unwrap().to_owned())
         .collect();
     for name in file.split("${").skip(1).filter_map(|s| s.split_once('}')) {
-        assert!(set.contains(name.0), "the watch file reads ${{{}}}, which the Deployment does not set", name.0);
+        assert!(
+            set.contains(name.0),
+            "the watch file reads ${{{}}}, which the Deployment does not set",
+            name.0
+        );
     }
 }
 
@@ -117,7 +121,10 @@ fn the_configmaps_watch_file_passes_check() {
         .args(["check", "-c", "rollback.yaml"])
         .env("ROLLBACK_BOT_TOKEN", "t0ken-of-the-bot")
         .env("ALERTMANAGER_TOKEN", "t0ken-of-alertmanager")
-        .env("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x")
+        .env(
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T0/B0/x",
+        )
         .assert()
         .code(0);
 }
@@ -155,7 +162,9 @@ fn authorization_of(method: &str, path: &str, query: &str) -> Option<(String, St
         [resource, _name] => (resource.to_string(), true),
         [resource, _name, sub, ..] => (format!("{resource}/{sub}"), true),
     };
-    let watching = query.split('&').any(|q| q == "watch=true" || q == "watch=1");
+    let watching = query
+        .split('&')
+        .any(|q| q == "watch=true" || q == "watch=1");
     let verb = match (method, named) {
         ("GET", _) if watching => "watch",
         ("GET", true) => "get",

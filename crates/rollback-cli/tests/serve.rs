@@ -62,7 +62,10 @@ async fn serve_judges_rolls_back_answers_reloads_and_stops_with_exit_code_0() {
     let (mut serve, base) = serve(dir.path(), &["--log-format", "json"]);
     let http = reqwest::Client::new();
 
-    let (status, body) = until("/healthz answers", WAIT, || get(&http, format!("{base}/healthz"))).await;
+    let (status, body) = until("/healthz answers", WAIT, || {
+        get(&http, format!("{base}/healthz"))
+    })
+    .await;
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
 
     // v2 breaches its SLO: served, judged and rolled back to v1 without a
@@ -79,17 +82,21 @@ async fn serve_judges_rolls_back_answers_reloads_and_stops_with_exit_code_0() {
     let (status, metrics) = get(&http, format!("{base}/metrics")).await.unwrap();
     assert_eq!(status, 200);
     assert!(
-        metrics.contains(r#"rollback_rollbacks_total{target="shop/checkout",outcome="succeeded"} 1"#),
+        metrics
+            .contains(r#"rollback_rollbacks_total{target="shop/checkout",outcome="succeeded"} 1"#),
         "{metrics}"
     );
     let (status, ready) = get(&http, format!("{base}/readyz")).await.unwrap();
-    assert_eq!((status, ready.as_str()), (200, r#"{"status":"ready","targets":1}"#));
+    assert_eq!(
+        (status, ready.as_str()),
+        (200, r#"{"status":"ready","targets":1}"#)
+    );
 
     // --log-format json: every line a JSON object; one of them the start.
     serve.wait_for("rollback serve is ready", WAIT);
     for l in &serve.seen {
-        let v: serde_json::Value = serde_json::from_str(l)
-            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
         assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
     }
 

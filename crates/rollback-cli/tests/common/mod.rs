@@ -177,7 +177,10 @@ pub(crate) fn exit_code_within(child: &mut Child, within: Duration) -> Option<i3
         if let Some(s) = child.try_wait().expect("wait") {
             return s.code();
         }
-        assert!(std::time::Instant::now() < deadline, "the command did not exit within {within:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command did not exit within {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
