@@ -19,8 +19,9 @@ With several targets the worst wins, in the order 1 > 4 > 5 > 3 > 0.";
 
 /// What `undo --help` adds.
 pub const UNDO_NOTES: &str = "\
-A k8s:// target is rolled back exactly as `kubectl rollout undo` does it (its
-revision numbers, checks, API calls and words); every other target through
+A k8s:// target (a Deployment, or k8s://NAMESPACE/statefulset/NAME,
+k8s://NAMESPACE/daemonset/NAME) is rolled back exactly as `kubectl rollout
+undo` does it (its revision numbers, checks, API calls and words); every other target through
 its backend's rollback. The command does not wait for the change to converge,
 as kubectl does not: `rollback watch` judges and verifies.
 Options: `--option KEY=VALUE` (kubeconfig, context; region, endpoint_url;
@@ -125,7 +126,8 @@ pub enum DryRunArg {
 /// `rollback undo`.
 #[derive(Debug, Args)]
 pub struct UndoArgs {
-    /// The target: k8s://NAMESPACE/DEPLOYMENT, codedeploy://APPLICATION/GROUP,
+    /// The target: k8s://NAMESPACE/DEPLOYMENT, k8s://NAMESPACE/statefulset/NAME,
+    /// k8s://NAMESPACE/daemonset/NAME, codedeploy://APPLICATION/GROUP,
     /// mlflow://MODEL@ALIAS, memory://NAME.
     pub url: String,
     /// The revision number to roll back to (`rollback history` lists them;

@@ -48,7 +48,7 @@ impl TargetUrl {
         let raw = raw.trim();
         let bad = |why: &str| {
             Error::invalid(format!(
-                "target URL {raw:?} {why}; write it like k8s://NAMESPACE/DEPLOYMENT, codedeploy://APPLICATION/GROUP, mlflow://MODEL@ALIAS, git+ssh://HOST/REPO.git#BRANCH:PATH or memory://NAME"
+                "target URL {raw:?} {why}; write it like k8s://NAMESPACE/DEPLOYMENT, k8s://NAMESPACE/statefulset/NAME, codedeploy://APPLICATION/GROUP, mlflow://MODEL@ALIAS, git+ssh://HOST/REPO.git#BRANCH:PATH or memory://NAME"
             ))
         };
         let Some((scheme, rest)) = raw.split_once("://") else {

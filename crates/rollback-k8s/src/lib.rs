@@ -1,5 +1,5 @@
-//! `rollback-k8s`: Kubernetes Deployments for the rollback engine, with
-//! `kubectl rollout undo` semantics.
+//! `rollback-k8s`: Kubernetes Deployments, StatefulSets and DaemonSets for
+//! the rollback engine, with `kubectl rollout undo` semantics.
 //!
 //! - [`K8sDeployment`] is a [`rollback_core::Target`]: its revisions are the
 //!   ReplicaSets the Deployment controls (controller ownerReference by uid),

@@ -22,8 +22,9 @@ pub enum UndoTo {
     /// The ReplicaSet numbered so: `kubectl rollout undo --to-revision=N`
     /// (0 means [`UndoTo::Previous`], as for kubectl).
     Number(i64),
-    /// The revision with this pod-template hash, whatever its number now
-    /// (what the engine asks for: the last known good revision).
+    /// The revision with this id (a Deployment's pod-template hash, a
+    /// StatefulSet's or DaemonSet's ControllerRevision hash), whatever its
+    /// number now (what the engine asks for: the last known good revision).
     Id(RevisionId),
 }
 
