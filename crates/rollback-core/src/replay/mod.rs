@@ -9,6 +9,10 @@
 //! are sorted by time once, samples of the same time kept in their order. A
 //! probe without a sample within one interval before a measurement has no
 //! data at that measurement.
+//!
+//! A probe judged by `mann_whitney` ([`crate::canary`]) measures every row of
+//! its latest time as one measurement's samples: the rows' values are the
+//! canary's, their baselines the baseline's (a row may hold either).
 
 mod series;
 
