@@ -10,7 +10,8 @@ use rollback_core::replay::Series;
 use rollback_core::watchfile::WatchFile;
 use rollback_core::{Error, Result, RevisionId, TargetId, Timestamp};
 use rollback_prometheus::{
-    Aggregate, HistoryRange, PrometheusClient, PrometheusConfig, PrometheusProbe, history_series,
+    Aggregate, BurnRateConfig, BurnRateProbe, HistoryRange, PrometheusClient, PrometheusConfig,
+    PrometheusProbe, history_series,
 };
 
 use crate::changes::value_changes;
@@ -70,32 +71,45 @@ fn probe(name: &str, options: &rollback_core::registry::Options) -> Result<Prome
 
 /// Read the history of every probe of `file` from its Prometheus server,
 /// one sample per step, as the probe would have measured it at each step
-/// (see [`PrometheusProbe::history`]). Every probe must be a `prometheus`
-/// probe; give the series of others in a file.
+/// (see [`PrometheusProbe::history`] and [`BurnRateProbe::history`]). Every
+/// probe must be a `prometheus` or a `burn_rate` probe; give the series of
+/// others in a file.
 pub async fn fetch_history(file: &WatchFile, query: &HistoryQuery) -> Result<Series> {
     let mut probes = Vec::with_capacity(file.probes.len());
+    let mut burn_rates = Vec::new();
     for p in &file.probes {
-        if p.kind != "prometheus" {
-            return Err(Error::invalid(format!(
-                "probe {} is a {} probe: the lab reads history from prometheus probes only; give its series in a file",
-                p.name, p.kind
-            )));
+        match p.kind.as_str() {
+            "prometheus" => probes.push(probe(&p.name, &p.options)?),
+            "burn_rate" => {
+                let c: BurnRateConfig = rollback_core::registry::options(&p.options)
+                    .map_err(|e| Error::invalid(format!("probe {}: {}", p.name, e.message())))?;
+                burn_rates.push((p.name.as_str(), BurnRateProbe::from_config(&p.name, &c)?));
+            }
+            kind => {
+                return Err(Error::invalid(format!(
+                    "probe {} is a {kind} probe: the lab reads history from prometheus and burn_rate probes only; give its series in a file",
+                    p.name
+                )));
+            }
         }
-        probes.push(probe(&p.name, &p.options)?);
     }
     let range = HistoryRange {
         start: query.start,
         end: query.end,
         step: query.step.unwrap_or(file.policy.interval),
     };
+    let (target, revision) = (
+        TargetId::new(query.target.clone()),
+        RevisionId::new(query.revision.clone()),
+    );
     let refs: Vec<&PrometheusProbe> = probes.iter().collect();
-    Ok(history_series(
-        &refs,
-        &TargetId::new(query.target.clone()),
-        &RevisionId::new(query.revision.clone()),
-        range,
-    )
-    .await?)
+    let mut series = history_series(&refs, &target, &revision, range).await?;
+    for (name, p) in &burn_rates {
+        for sample in p.history(&target, &revision, range).await? {
+            series.push(name, sample);
+        }
+    }
+    Ok(series)
 }
 
 /// Change points from a series on a Prometheus server: every time the
