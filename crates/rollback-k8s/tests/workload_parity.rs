@@ -6,7 +6,7 @@
 //! patch, both send a strategic merge patch, the crate's kubectl's body (the
 //! ControllerRevision's data) plus its resourceVersion precondition. And
 //! `kubectl rollout status` and `WorkloadStatus` say the same of the same
-//! status.
+//! status; `kubectl rollout history` lists the target's history.
 
 mod support;
 mod workloads;
@@ -457,4 +457,53 @@ async fn rollout_status_says_what_kubectl_says() {
         "{} versus {kubectl_says}",
         ours.message
     );
+}
+
+/// `kubectl rollout history` and the target's history: the same revisions
+/// with the same change causes (kubectl oldest first, the target newest
+/// first), after a rollback renumbered one.
+#[tokio::test]
+async fn history_lists_what_kubectl_rollout_history_lists() {
+    for kind in KINDS {
+        let server = KubeServer::start();
+        let client = server.client();
+        support::create_namespace(&client, "h").await;
+        let mut seed = three(kind);
+        seed.revs[0].change_cause = None;
+        workloads::seed(&client, "h", &seed).await;
+        let ours = K8sWorkload::builder(client.clone(), kind)
+            .namespace("h")
+            .name("web")
+            .build()
+            .unwrap();
+        ours.undo(&UndoTo::Number(1), &UndoOptions::default())
+            .await
+            .unwrap();
+        assert!(workloads::controller_step(&client, "h", kind, "web").await);
+        let resource = format!("{}/web", kind.singular());
+        let (ok, stdout, stderr) = server.kubectl(&["-n", "h", "rollout", "history", &resource]);
+        assert!(ok, "{stderr}");
+        let kubectl: Vec<String> = stdout
+            .lines()
+            .skip(2)
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        let history = rollback_core::Target::history(&ours).await.unwrap();
+        let mut mine: Vec<String> = history
+            .iter()
+            .map(|e| {
+                let a = e.revision.attributes();
+                let cause = a.get("change-cause").map_or("<none>", String::as_str);
+                format!("{} {cause}", a["revision"])
+            })
+            .collect();
+        mine.reverse();
+        assert_eq!(mine, kubectl, "{kind}: {stdout}");
+        assert_eq!(
+            kubectl,
+            ["2 deploy web:2", "3 deploy web:3", "4 <none>"],
+            "{kind}"
+        );
+    }
 }
