@@ -333,3 +333,35 @@ fn an_outlier_past_the_bound_stays_out_of_the_fit() {
         .collect();
     assert_eq!(fails, [12], "only the outlier fails: {verdicts:?}");
 }
+
+#[test]
+fn a_watch_file_carries_the_forecast_beside_the_conditions() {
+    use crate::registry::Registry;
+    use crate::watchfile::WatchFile;
+    let parse = |forecast: &str| {
+        let text = format!(
+            "policy: {{interval: 1m, bake_time: 1h}}\nprobes:\n  - name: error_rate\n    success: '< 0.01'\n    forecast: {forecast}\n    scripted: {{values: [0.001]}}\ntargets: [{{url: memory://a, revisions: [v1, v2]}}]\n"
+        );
+        WatchFile::parse(
+            &text,
+            crate::policy::PolicyFormat::Yaml,
+            "w.yaml",
+            std::path::Path::new("."),
+            &Registry::with_memory(),
+            &|_| None,
+        )
+    };
+    let file = parse("{horizon: 10m, method: holt, alpha: 0.4}").unwrap();
+    let f = file.policy.probes[0].forecast.unwrap();
+    assert_eq!(
+        (f.method, f.alpha, f.window),
+        (TrendMethod::Holt, Some(0.4), 10)
+    );
+    let e = parse("{horizon: 10m, window: 1}").unwrap_err();
+    assert_eq!(e.problems[0].field, "probes[0].forecast.window", "{e}");
+    let e = parse("{horizon: 10m, alpha: 0.4}").unwrap_err();
+    assert_eq!(e.problems[0].field, "probes[0].forecast.alpha", "{e}");
+    let e = parse("{horizon: soon}").unwrap_err();
+    assert!(e.problems[0].field.starts_with("probes[0].forecast"), "{e}");
+    assert!(e.to_string().contains("invalid duration \"soon\""), "{e}");
+}
