@@ -376,6 +376,21 @@ impl fmt::Display for MannWhitney {
     }
 }
 
+/// A number with 5 significant digits (`0.000012346`, `12.346`, `12346`).
+struct Significant(f64);
+
+impl fmt::Display for Significant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if v == 0.0 || !v.is_finite() {
+            return write!(f, "{v}");
+        }
+        let magnitude = v.abs().log10().floor() as i32;
+        let decimals = (4 - magnitude).clamp(0, 17) as usize;
+        write!(f, "{v:.decimals$}")
+    }
+}
+
 impl fmt::Display for Judgement {
     /// `canary higher than baseline: shift 3.1 (98 % interval 1.2 to 5.0),
     /// mean ratio 1.21, p 0.0031; 12 canary and 12 baseline values`.
@@ -398,11 +413,11 @@ impl fmt::Display for Judgement {
         if let Some(t) = &self.test {
             write!(
                 f,
-                "{sep}shift {:.6} ({} % interval {:.6} to {:.6}), p {:.4}",
-                t.estimate,
+                "{sep}shift {} ({} % interval {} to {}), p {:.4}",
+                Significant(t.estimate),
                 t.confidence * 100.0,
-                t.low,
-                t.high,
+                Significant(t.low),
+                Significant(t.high),
                 t.p_value
             )?;
             sep = ", ";

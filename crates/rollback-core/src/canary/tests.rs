@@ -160,3 +160,16 @@ fn settings_are_checked_by_field() {
     assert_eq!(parsed.effect_size.critical_increase, 1.5);
     assert_eq!(parsed.effect_size.allowed_increase, 1.0);
 }
+
+#[test]
+fn the_numbers_read_at_any_scale() {
+    let judge = MannWhitney::default();
+    let tiny: Vec<f64> = BASE.iter().map(|v| v * 1e-6).collect();
+    let slower: Vec<f64> = tiny.iter().map(|v| v * 1.3).collect();
+    let j = judge.judge(&s(&slower, &tiny), NoData::Inconclusive);
+    let text = j.to_string();
+    assert!(text.contains("shift 0.0000300"), "{text}");
+    assert_eq!(Significant(12.3456789).to_string(), "12.346");
+    assert_eq!(Significant(123456.7).to_string(), "123457");
+    assert_eq!(Significant(-0.5).to_string(), "-0.50000");
+}
