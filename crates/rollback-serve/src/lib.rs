@@ -25,6 +25,14 @@
 //! approval, each saying what breached, which revisions and what happens
 //! next; they never hold up a decision ([`NoticeKind`]).
 //!
+//! Two or more replicas share the work with `serve.leader_election`
+//! ([`LeaderElectionConfig`], feature `k8s`): per shard of the targets one
+//! replica leads on a Kubernetes Lease and acts, checking its lease right
+//! before each rollback, mark, state save and notification; the others
+//! serve the read-only API and `/metrics` (`rollback_leader{shard}`), and
+//! state lives in ConfigMaps, so a new leader resumes what the old one was
+//! doing.
+//!
 //! The `serve` section of the watch file configures it all
 //! ([`ServeConfig`]). A reload (SIGHUP, or a change of the file on disk)
 //! adds and removes targets without disturbing the others; SIGTERM lets a
