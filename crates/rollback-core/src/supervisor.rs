@@ -193,7 +193,21 @@ async fn look_after(
                 // One target's phase: a look must not copy every
                 // target's (with 10,000 targets, each interval's looks
                 // would copy 10^8 phases under the engine's lock).
-                let phase = engine.phase(&id);
+                let mut phase = engine.phase(&id);
+                // A deploy while the last one is still being observed
+                // supersedes it, as a new rollout aborts the analysis of
+                // the last in Argo Rollouts: the old watch stops (its
+                // revision no longer runs) and the new revision is judged
+                // now, not after the old one's bake time. A watch that is
+                // rolling back, verifying or waiting for approval is left to
+                // finish: what it does changes what runs.
+                if matches!(phase, Some(Phase::Observing { .. }))
+                    && watched.as_ref().is_some_and(|w| *w != current)
+                {
+                    tracing::info!(target = %id, revision = %current, "a new revision supersedes the one observed");
+                    engine.unwatch(&id);
+                    phase = None;
+                }
                 let busy = phase.as_ref().is_some_and(|p| !p.kind().is_terminal());
                 // What a rollback restored is not a new revision: its
                 // watch ended rolled back to it.
@@ -304,6 +318,36 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(watches_started(&audit), ["web v1", "web v2"]);
         assert!(matches!(phase_of(&e, "web"), Some(Phase::Observing { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deploy_during_the_bake_supersedes_the_revision_observed() {
+        let (store, audit) = (MemoryStateStore::new(), MemoryAuditSink::new());
+        let t = InMemoryTarget::new("web", [RevisionRecord::new("v1")]).unwrap();
+        let probe = ScriptedProbe::new("error_rate")
+            .script_for("v1", [0.001])
+            .script_for("v2", [0.001])
+            .script_for("v3", [0.001, 0.05, 0.05]);
+        let e = engine(&store, &audit);
+        let s = Supervisor::new(e.clone(), Duration::from_secs(5));
+        s.add(spec(&t, probe)).unwrap();
+        tokio::time::sleep(Duration::from_secs(70)).await;
+        t.deploy(RevisionRecord::new("v2"));
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(matches!(phase_of(&e, "web"), Some(Phase::Observing { .. })));
+        // v3 ships 20 s into v2's one-minute bake: judged at once, and
+        // rolled back to v1 (v2 was never promoted).
+        t.deploy(RevisionRecord::new("v3"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(watches_started(&audit), ["web v1", "web v2", "web v3"]);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(
+            matches!(phase_of(&e, "web"), Some(Phase::RolledBack { ref to, .. }) if to.as_str() == "v1"),
+            "{:?}",
+            phase_of(&e, "web")
+        );
+        assert_eq!(t.health_of(&"v3".into()), Some(RevisionHealth::Bad));
+        assert_eq!(t.health_of(&"v2".into()), Some(RevisionHealth::Unknown));
     }
 
     #[tokio::test(start_paused = true)]
