@@ -196,12 +196,24 @@ def drop_nulls(value):
     return value
 
 
+def sorted_keys(value):
+    """A JSON value with every map in sorted key order."""
+    if isinstance(value, dict):
+        return {k: sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(v) for v in value]
+    return value
+
+
 def typed(plural, value):
-    """``drop_nulls``, but a ControllerRevision's ``data`` (a RawExtension) is kept as written."""
+    """``drop_nulls``, but a ControllerRevision's ``data`` (a RawExtension) is kept as written, nulls
+    included, with its maps in sorted key order: the StatefulSet and DaemonSet controllers write it with
+    Go's encoder from a map, which sorts keys, and kubectl compares those bytes with its own encoding
+    (so whether a client's JSON library keeps insertion order must not matter)."""
     if plural == 'controllerrevisions' and isinstance(value, dict) and 'data' in value:
         data = value['data']
         value = drop_nulls({k: v for k, v in value.items() if k != 'data'})
-        value['data'] = data
+        value['data'] = sorted_keys(data)
         return value
     return drop_nulls(value)
 

@@ -82,10 +82,28 @@ pub(crate) fn three(kind: WorkloadKind) -> WSeed {
 
 /// The ControllerRevision data the controller writes for a pod template,
 /// as Go's encoder writes the typed template (`creationTimestamp: null`).
+///
+/// Its maps are in sorted key order, as Go's encoder writes a map and as
+/// kubectl compares the bytes: serde_json keeps insertion order when
+/// another crate of the build turns on its `preserve_order` feature (the
+/// AWS SDK's HTTP client does, in a `--workspace` build), and the bytes
+/// must not depend on which crates are built with the test.
 pub(crate) fn data_of(template: &Value) -> Value {
     let mut t = template.clone();
     t["metadata"]["creationTimestamp"] = Value::Null;
-    controller_revision_data(&t)
+    sorted(controller_revision_data(&t))
+}
+
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 fn hash_label(kind: WorkloadKind) -> &'static str {
