@@ -101,6 +101,7 @@ pub(crate) fn shard_of(target: &TargetId, shards: usize) -> usize {
 
 /// The replica that should lead `shard` among the live `members`, by
 /// rendezvous hashing: when one dies, only its shards move.
+#[cfg_attr(not(feature = "k8s"), allow(dead_code))]
 pub(crate) fn preferred(shard: usize, members: &[String]) -> Option<&str> {
     members
         .iter()
