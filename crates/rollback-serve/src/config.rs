@@ -7,7 +7,8 @@
 //!   poll_interval: 30s          # how often each target's current revision is read
 //!   reload_check: 5s            # how often the file is checked for a change (0s: SIGHUP only)
 //!   shutdown_grace: 30s         # on SIGTERM, how long an in-flight rollback may take
-//!   timeline: 50                # audit records kept per target for the API
+//!   timeline: 50                # per target, the last records other than measurements for the API
+//!   timeline_measurements: 2    # per target and probe, the last measurements (measured, probe_failed)
 //!   operators:                  # bearer tokens, from the environment, mapped to actors
 //!     - actor: chatops-bot
 //!       token: "${ROLLBACK_BOT_TOKEN}"
@@ -55,6 +56,7 @@ use rollback_prometheus::ReceiverConfig;
 use serde::Deserialize;
 
 use crate::notify::NoticeKind;
+use crate::observer::TimelineCapacity;
 
 /// The actor name a request without a valid token is audited as.
 pub(crate) const UNAUTHENTICATED: &str = "unauthenticated";
@@ -70,6 +72,9 @@ fn default_shutdown_grace() -> Duration {
 }
 fn default_timeline() -> usize {
     50
+}
+fn default_timeline_measurements() -> usize {
+    2
 }
 fn default_queue() -> usize {
     256
@@ -109,10 +114,21 @@ pub struct ServeConfig {
     /// the server stops anyway (the next start resumes it). Default 30s.
     #[serde(default = "default_shutdown_grace", with = "duration")]
     pub shutdown_grace: Duration,
-    /// How many audit records of each target the API's timeline keeps in
-    /// memory (the audit log keeps all of them). Default 50.
+    /// How many audit records of each target other than measurements
+    /// (watches, decisions, transitions, actions, commands, alerts) the
+    /// API's timeline keeps in memory; the audit log keeps all of them.
+    /// Measurements, which come every interval, are kept apart
+    /// (`timeline_measurements`), so they never push these out. `0` keeps
+    /// none. Default 50.
     #[serde(default = "default_timeline")]
     pub timeline: usize,
+    /// How many measurements (`measured` and `probe_failed` records, one
+    /// per probe each interval) of each probe of each target the API's
+    /// timeline keeps in memory beside `timeline`'s records; the audit log
+    /// keeps all of them and `/metrics` counts them. `0` keeps none.
+    /// Default 2.
+    #[serde(default = "default_timeline_measurements")]
+    pub timeline_measurements: usize,
     /// Who may call the operator API, by bearer token.
     #[serde(default)]
     pub operators: Vec<OperatorConfig>,
@@ -210,6 +226,7 @@ impl Default for ServeConfig {
             reload_check: default_reload_check(),
             shutdown_grace: default_shutdown_grace(),
             timeline: default_timeline(),
+            timeline_measurements: default_timeline_measurements(),
             operators: Vec::new(),
             alertmanager: None,
             notifications: NotificationsConfig::default(),
@@ -420,6 +437,15 @@ impl ServeConfig {
                 ),
             );
         }
+        if self.timeline_measurements > 10_000 {
+            add(
+                "serve.timeline_measurements".into(),
+                format!(
+                    "{} measurements per probe of each target; at most 10000 are kept in memory (the audit log keeps all)",
+                    self.timeline_measurements
+                ),
+            );
+        }
         if matches!(self.poll_interval, Some(d) if d < Duration::from_millis(10)) {
             add("serve.poll_interval".into(), "must be at least 10ms".into());
         }
@@ -540,6 +566,14 @@ impl ServeConfig {
         out
     }
 
+    /// How many records of each target the timeline keeps.
+    pub(crate) fn timeline_capacity(&self) -> TimelineCapacity {
+        TimelineCapacity {
+            events: self.timeline,
+            measurements: self.timeline_measurements,
+        }
+    }
+
     /// The name of channel `i`: its `name`, else its kind with its position
     /// among channels of that kind when there are several.
     pub(crate) fn channel_name(&self, i: usize) -> String {
@@ -582,6 +616,7 @@ mod tests {
         assert_eq!(c.reload_check, Duration::from_secs(5));
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));
         assert_eq!(c.timeline, 50);
+        assert_eq!(c.timeline_measurements, 2);
         assert!(c.operators.is_empty() && c.alertmanager.is_none());
         assert_eq!(c.notifications.retry.max_attempts, 5);
     }
@@ -635,6 +670,11 @@ notifications:
         assert_eq!(e.problems[0].field, "serve.operators[0].commands[0]");
         let e = parse("listen: nowhere").unwrap_err();
         assert_eq!(e.problems[0].field, "serve.listen");
+        let e = parse("timeline_measurements: 20000").unwrap_err();
+        assert_eq!(e.problems[0].field, "serve.timeline_measurements");
+        assert!(e.problems[0].message.contains("at most 10000"), "{e}");
+        let c = parse("timeline: 0\ntimeline_measurements: 0").unwrap();
+        assert_eq!((c.timeline, c.timeline_measurements), (0, 0));
         let e = parse(
             r#"
 operators:

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET /api/v1/targets` | every target with its phase and last decision |
 //! | `GET /api/v1/targets/{target}` | one target |
-//! | `GET /api/v1/targets/{target}/timeline?limit=N` | its last audit records |
+//! | `GET /api/v1/targets/{target}/timeline?limit=N` | its last audit records: `serve.timeline` events, `serve.timeline_measurements` measurements per probe |
 //! | `POST /api/v1/targets/{target}/{pause,resume,approve,promote}` | operator commands |
 //! | `POST /api/v1/targets/{target}/rollback` | roll back now, to `{"to": "REVISION"}` or the policy's choice |
 //! | `GET /metrics` | Prometheus metrics ([`metrics`](crate#metrics)) |

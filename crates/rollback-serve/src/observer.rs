@@ -5,6 +5,13 @@
 //! in order per target, so the time from a breach to its rollback call, a
 //! rollback's duration and each target's phase follow from them without
 //! touching the engine.
+//!
+//! A timeline keeps two lanes, so that the records of every interval (a
+//! `measured` or `probe_failed` of each probe) never push out the rare ones
+//! an operator looks for: the last `serve.timeline` records other than
+//! measurements, and the last `serve.timeline_measurements` of each probe.
+//! Each kept record is numbered as it arrives, and the timeline shows both
+//! lanes in that order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,10 +35,50 @@ pub(crate) struct LastDecision {
     pub(crate) actor: Actor,
 }
 
+/// How many records of each target the timeline keeps in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimelineCapacity {
+    /// Records other than measurements (`serve.timeline`).
+    pub(crate) events: usize,
+    /// `measured` and `probe_failed` records per probe
+    /// (`serve.timeline_measurements`).
+    pub(crate) measurements: usize,
+}
+
+/// Kept records as JSON (smaller than the records themselves), each with
+/// its sequence number in the target's log, oldest first.
+type Lane = VecDeque<(u64, Box<str>)>;
+
+/// Push `json` and drop the oldest records beyond `capacity`.
+fn keep(lane: &mut Lane, capacity: usize, seq: u64, json: Box<str>) {
+    if capacity == 0 {
+        return;
+    }
+    while lane.len() >= capacity {
+        lane.pop_front();
+    }
+    lane.push_back((seq, json));
+}
+
+/// Drop the oldest records beyond `capacity`, and the memory they held.
+fn trim(lane: &mut Lane, capacity: usize) {
+    if lane.len() > capacity {
+        lane.drain(..lane.len() - capacity);
+        lane.shrink_to_fit();
+    }
+}
+
 #[derive(Debug, Default)]
 struct TargetLog {
-    /// The last records, as JSON (smaller than the records themselves).
-    records: VecDeque<Box<str>>,
+    /// The sequence number of the next kept record.
+    next_seq: u64,
+    /// The last records other than measurements: what an operator looks
+    /// for (watches, decisions, transitions, actions, commands, alerts),
+    /// which the records of every interval must not push out.
+    events: Lane,
+    /// The last measurements (`measured`, `probe_failed`) of each probe,
+    /// by probe name (a policy has few probes).
+    measurements: Vec<(Box<str>, Lane)>,
     last_decision: Option<LastDecision>,
     phase: Option<PhaseKind>,
     /// When the breach waiting for its rollback call was decided.
@@ -40,11 +87,32 @@ struct TargetLog {
     rollback_started_at: Option<Timestamp>,
 }
 
+impl TargetLog {
+    fn trim(&mut self, capacity: TimelineCapacity) {
+        trim(&mut self.events, capacity.events);
+        if capacity.measurements == 0 {
+            self.measurements = Vec::new();
+        }
+        for (_, lane) in &mut self.measurements {
+            trim(lane, capacity.measurements);
+        }
+    }
+}
+
+/// The probe of a record that comes every interval, or `None` for an event.
+fn measured_probe(entry: &AuditEntry) -> Option<&str> {
+    match entry {
+        AuditEntry::Measured { probe, .. } | AuditEntry::ProbeFailed { probe, .. } => Some(probe),
+        _ => None,
+    }
+}
+
 /// Timelines, last decisions and metrics from the audit records.
 #[derive(Debug)]
 pub(crate) struct Observer {
     metrics: Arc<Metrics>,
-    capacity: AtomicUsize,
+    events: AtomicUsize,
+    measurements: AtomicUsize,
     /// Only supervised targets are kept: a command naming any string must
     /// not make the server keep a log of it.
     targets: Mutex<HashMap<TargetId, TargetLog>>,
@@ -55,10 +123,11 @@ fn seconds(from: Timestamp, to: Timestamp) -> f64 {
 }
 
 impl Observer {
-    pub(crate) fn new(metrics: Arc<Metrics>, capacity: usize) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>, capacity: TimelineCapacity) -> Self {
         Observer {
             metrics,
-            capacity: AtomicUsize::new(capacity),
+            events: AtomicUsize::new(capacity.events),
+            measurements: AtomicUsize::new(capacity.measurements),
             targets: Mutex::new(HashMap::new()),
         }
     }
@@ -67,13 +136,21 @@ impl Observer {
         self.targets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keep at most `n` records per target from now on.
-    pub(crate) fn set_capacity(&self, n: usize) {
-        self.capacity.store(n, Ordering::Relaxed);
+    fn capacity(&self) -> TimelineCapacity {
+        TimelineCapacity {
+            events: self.events.load(Ordering::Relaxed),
+            measurements: self.measurements.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Keep at most this many records per target from now on, and trim
+    /// the logs to it.
+    pub(crate) fn set_capacity(&self, capacity: TimelineCapacity) {
+        self.events.store(capacity.events, Ordering::Relaxed);
+        self.measurements
+            .store(capacity.measurements, Ordering::Relaxed);
         for log in self.lock().values_mut() {
-            while log.records.len() > n {
-                log.records.pop_front();
-            }
+            log.trim(capacity);
         }
     }
 
@@ -91,12 +168,20 @@ impl Observer {
         }
     }
 
-    /// The target's last `limit` records (JSON, oldest first), or `None` when it is not tracked.
+    /// The target's last `limit` kept records (JSON, oldest first): its
+    /// events and each probe's last measurements, in the order they
+    /// arrived; `None` when it is not tracked.
     pub(crate) fn timeline(&self, target: &TargetId, limit: usize) -> Option<Vec<Box<str>>> {
         let targets = self.lock();
         let log = targets.get(target)?;
-        let skip = log.records.len().saturating_sub(limit);
-        Some(log.records.iter().skip(skip).cloned().collect())
+        let mut kept: Vec<&(u64, Box<str>)> = log
+            .events
+            .iter()
+            .chain(log.measurements.iter().flat_map(|(_, lane)| lane))
+            .collect();
+        kept.sort_unstable_by_key(|(seq, _)| *seq);
+        let skip = kept.len().saturating_sub(limit);
+        Some(kept[skip..].iter().map(|(_, json)| json.clone()).collect())
     }
 
     /// The target's last decision.
@@ -186,29 +271,255 @@ impl Observer {
             _ => {}
         }
     }
+
+    /// Follow one record: metrics, phase, last decision, and the timeline
+    /// of its target if it is tracked.
+    fn observe(&self, record: &AuditRecord) {
+        self.count(record);
+        let probe = measured_probe(&record.entry);
+        let capacity = self.capacity();
+        let lane_capacity = if probe.is_some() {
+            capacity.measurements
+        } else {
+            capacity.events
+        };
+        // Serialized before the lock is taken, and only when it is kept.
+        let json = (lane_capacity > 0)
+            .then(|| serde_json::to_string(record).ok())
+            .flatten();
+        let mut targets = self.lock();
+        let Some(log) = targets.get_mut(&record.target) else {
+            return;
+        };
+        self.follow(log, record);
+        let Some(json) = json else {
+            return;
+        };
+        // Read again under the lock: a reload that changed the capacity
+        // since has already trimmed the logs to it.
+        let capacity = self.capacity();
+        let seq = log.next_seq;
+        log.next_seq += 1;
+        let json = json.into_boxed_str();
+        match probe {
+            None => keep(&mut log.events, capacity.events, seq, json),
+            Some(probe) => {
+                if capacity.measurements == 0 {
+                    return;
+                }
+                let lanes = &mut log.measurements;
+                let i = match lanes.iter().position(|(name, _)| **name == *probe) {
+                    Some(i) => i,
+                    None => {
+                        lanes.push((probe.into(), Lane::new()));
+                        lanes.len() - 1
+                    }
+                };
+                keep(&mut lanes[i].1, capacity.measurements, seq, json);
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl AuditSink for Observer {
     async fn record(&self, record: &AuditRecord) -> Result<()> {
-        self.count(record);
-        let capacity = self.capacity.load(Ordering::Relaxed);
-        let json = if capacity > 0 {
-            serde_json::to_string(record).ok()
-        } else {
-            None
-        };
-        let mut targets = self.lock();
-        let Some(log) = targets.get_mut(&record.target) else {
-            return Ok(());
-        };
-        self.follow(log, record);
-        if let Some(json) = json {
-            log.records.push_back(json.into_boxed_str());
-            while log.records.len() > capacity {
-                log.records.pop_front();
-            }
-        }
+        self.observe(record);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGET: &str = "k8s:shop/checkout";
+
+    fn record(second: i64, entry: AuditEntry) -> AuditRecord {
+        AuditRecord {
+            at: Timestamp::from_millis(1_795_780_800_000 + second * 1000),
+            target: TARGET.into(),
+            revision: "v2".into(),
+            actor: Actor::engine(),
+            entry,
+        }
+    }
+
+    fn measured(probe: &str, value: f64) -> AuditEntry {
+        AuditEntry::Measured {
+            probe: probe.into(),
+            judged: "v2".into(),
+            value: Some(value),
+            baseline: None,
+            verdict: Some(rollback_core::condition::Verdict::Pass),
+            cause: None,
+            against: Some("value < 0.01".into()),
+            detail: None,
+        }
+    }
+
+    /// A watch whose probes `a` and `b` measure many times, with a probe
+    /// failure of `b`, then a breach, its rollback decision and the
+    /// rollback's start.
+    fn watch() -> Vec<AuditRecord> {
+        let mut out = vec![record(0, AuditEntry::WatchStarted { dry_run: false })];
+        for i in 1..=20 {
+            out.push(record(i, measured("a", i as f64)));
+            out.push(record(i, measured("b", i as f64)));
+        }
+        out.push(record(
+            21,
+            AuditEntry::ProbeFailed {
+                probe: "b".into(),
+                judged: "v2".into(),
+                error: "the metrics backend is down".into(),
+            },
+        ));
+        out.push(record(21, measured("a", 21.0)));
+        out.push(record(
+            21,
+            AuditEntry::Decided {
+                decision: DecisionKind::Rollback,
+                detail: "roll back to v1: a breached".into(),
+                breach: None,
+                to: Some("v1".into()),
+            },
+        ));
+        out.push(record(
+            21,
+            AuditEntry::Transition {
+                from: PhaseKind::Observing,
+                to: PhaseKind::RollingBack,
+            },
+        ));
+        out.push(record(22, measured("a", 22.0)));
+        out.push(record(
+            22,
+            AuditEntry::ActionStarted {
+                action: ActionKind::Rollback,
+                subject: "v1".into(),
+                attempt: 1,
+            },
+        ));
+        out
+    }
+
+    fn observer(events: usize, measurements: usize) -> Observer {
+        let o = Observer::new(
+            Arc::new(Metrics::new()),
+            TimelineCapacity {
+                events,
+                measurements,
+            },
+        );
+        o.track(&TARGET.into());
+        o
+    }
+
+    /// The timeline, read back as records.
+    fn timeline(o: &Observer, limit: usize) -> Vec<AuditRecord> {
+        o.timeline(&TARGET.into(), limit)
+            .expect("tracked")
+            .iter()
+            .map(|json| serde_json::from_str(json).expect("a record"))
+            .collect()
+    }
+
+    /// The records of `all` at these indices.
+    fn pick(all: &[AuditRecord], indices: &[usize]) -> Vec<AuditRecord> {
+        indices.iter().map(|i| all[*i].clone()).collect()
+    }
+
+    #[test]
+    fn measurements_do_not_push_out_the_events() {
+        let o = observer(3, 2);
+        let records = watch();
+        for r in &records {
+            o.observe(r);
+        }
+        // Index: 0 watch started, 1..=40 a and b measured, 41 b failed,
+        // 42 a measured, 43 decided, 44 transition, 45 a measured,
+        // 46 rollback started.
+        assert_eq!(records.len(), 47);
+        // The 3 newest events (43, 44, 46) and the 2 newest measurements
+        // of a (42, 45) and of b (40, 41), in the order they came.
+        let all = pick(&records, &[40, 41, 42, 43, 44, 45, 46]);
+        assert_eq!(timeline(&o, 50), all);
+        // `limit` keeps the newest of them all.
+        assert_eq!(timeline(&o, 4), pick(&records, &[43, 44, 45, 46]));
+        assert_eq!(timeline(&o, 0), []);
+        assert_eq!(o.timeline(&"k8s:shop/other".into(), 50), None);
+    }
+
+    #[test]
+    fn a_reload_trims_both_lanes_and_keeps_to_the_new_sizes() {
+        let o = observer(3, 2);
+        let records = watch();
+        for r in &records {
+            o.observe(r);
+        }
+        o.set_capacity(TimelineCapacity {
+            events: 1,
+            measurements: 1,
+        });
+        // The newest event (46), the newest of b (41) and of a (45).
+        assert_eq!(timeline(&o, 50), pick(&records, &[41, 45, 46]));
+        let more = [
+            record(23, measured("a", 23.0)),
+            record(
+                23,
+                AuditEntry::ActionSucceeded {
+                    action: ActionKind::Rollback,
+                    detail: "restored v1".into(),
+                },
+            ),
+        ];
+        for r in &more {
+            o.observe(r);
+        }
+        let mut expected = pick(&records, &[41]);
+        expected.extend(more.iter().cloned());
+        assert_eq!(timeline(&o, 50), expected);
+        // Larger again: kept from now on, what was dropped stays dropped.
+        o.set_capacity(TimelineCapacity {
+            events: 50,
+            measurements: 2,
+        });
+        let last = record(24, measured("b", 24.0));
+        o.observe(&last);
+        expected.push(last);
+        assert_eq!(timeline(&o, 50), expected);
+    }
+
+    #[test]
+    fn nothing_kept_yet_metrics_and_the_last_decision_followed() {
+        let o = observer(0, 0);
+        for r in &watch() {
+            o.observe(r);
+        }
+        assert_eq!(timeline(&o, 50), []);
+        let last = o.last_decision(&TARGET.into()).expect("a decision");
+        assert_eq!(last.decision, DecisionKind::Rollback);
+        let metrics = o.metrics.encode(false);
+        for line in [
+            r#"rollback_measurements_total{probe="a",verdict="pass"} 22"#,
+            r#"rollback_probe_errors_total{probe="b"} 1"#,
+            r#"rollback_decisions_total{decision="rollback"} 1"#,
+            r#"rollback_target_phase{target="k8s:shop/checkout",phase="rolling_back"} 1"#,
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+        }
+        // Events only, or measurements only.
+        let records = watch();
+        let o = observer(2, 0);
+        for r in &records {
+            o.observe(r);
+        }
+        assert_eq!(timeline(&o, 50), pick(&records, &[44, 46]));
+        let o = observer(0, 1);
+        for r in &records {
+            o.observe(r);
+        }
+        assert_eq!(timeline(&o, 50), pick(&records, &[41, 45]));
     }
 }

@@ -247,7 +247,7 @@ impl ServerBuilder {
             .map_err(Error::from)?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let metrics = Arc::new(Metrics::new());
-        let observer = Arc::new(Observer::new(metrics.clone(), config.timeline));
+        let observer = Arc::new(Observer::new(metrics.clone(), config.timeline_capacity()));
         let mut sinks: Vec<Arc<dyn AuditSink>> = Vec::new();
         if let Some(file_sink) = file.audit_sink().await? {
             sinks.push(file_sink);
@@ -758,7 +758,7 @@ impl Shared {
         let mut report = self.apply(&file).await?;
         self.operators.replace(&config);
         self.notifier.configure(&config, file.policy.verify);
-        self.observer.set_capacity(config.timeline);
+        self.observer.set_capacity(config.timeline_capacity());
         *lock(&self.grace) = config.shutdown_grace;
         let r = &self.running;
         if config.listen != r.listen && config.listen.port() != 0 {
