@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-
 use super::rollback::RollbackJob;
+use super::slot::Slot;
 use super::{CommandReceipt, Inner, Input, WatchSpec};
 use crate::audit::AuditEntry;
 use crate::machine::{Decision, Event, Ignored, Machine, Phase, Step};
@@ -14,21 +13,37 @@ use crate::{
     Actor, Command, Error, Mark, Result, RevisionHealth, RevisionId, Timestamp, TriggerOutcome,
 };
 
+/// What a watch's loop does next.
+enum Next {
+    Input(Box<Input>),
+    Tick,
+    Closed,
+}
+
+type BoxedJob<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+
 pub(super) struct WatchRun {
     pub(super) engine: Arc<Inner>,
     /// The conditions of each probe, as written, for the audit log.
     pub(super) conditions: Vec<String>,
     pub(super) spec: WatchSpec,
     pub(super) machine: Machine,
-    phase: watch::Sender<Phase>,
-    inputs: mpsc::Receiver<Box<Input>>,
+    /// The phase published and the inbox, shared with the engine and the
+    /// handles; ended when this run is dropped (it ends or is aborted).
+    slot: Arc<Slot>,
     /// Whether the machine handled events since its state was last saved.
     unsaved: bool,
-    /// Whether `inputs` is still open (the engine still holds its sender).
+    /// Whether the inbox still gives inputs (the engine still holds the watch).
     inputs_open: bool,
     /// The revisions the last event made the machine mark bad, for the
     /// backend's marks when it escalates or freezes.
     newly_bad: Vec<RevisionId>,
+}
+
+impl Drop for WatchRun {
+    fn drop(&mut self) {
+        self.slot.end();
+    }
 }
 
 impl WatchRun {
@@ -36,16 +51,14 @@ impl WatchRun {
         engine: Arc<Inner>,
         spec: WatchSpec,
         machine: Machine,
-        phase: watch::Sender<Phase>,
-        inputs: mpsc::Receiver<Box<Input>>,
+        slot: Arc<Slot>,
     ) -> Self {
         WatchRun {
             engine,
             conditions: spec.policy.rules().iter().map(|r| r.describe()).collect(),
             spec,
             machine,
-            phase,
-            inputs,
+            slot,
             unsaved: false,
             inputs_open: true,
             newly_bad: Vec::new(),
@@ -96,38 +109,59 @@ impl WatchRun {
         }
     }
 
-    pub(super) async fn run(mut self) {
-        // A rollback interrupted by a restart is carried out again (idempotently).
-        if let Phase::RollingBack { to, by, since } = self.machine.phase().clone() {
-            let from = self.machine.state().watch.revision.clone();
-            let reason = match &self.machine.state().breach {
-                Some(b) => b.to_string(),
-                None => "resuming an interrupted rollback".to_owned(),
-            };
-            Box::pin(self.execute_rollback(to, from, reason, by, since, true)).await;
+    pub(super) async fn run(mut self: Box<Self>) {
+        // What each step does is boxed while it runs, and built in a scope
+        // that ends before it is awaited: this future lives as long as the
+        // watch (thousands of them in `serve`), and would otherwise hold room
+        // for the largest step and for every value moved into one (a
+        // generator keeps a moved-from local's room until its scope ends).
+        if let Some(resume) = self.resume_rollback() {
+            resume.await;
         }
-        // What a step does is boxed while it runs: this future lives as long
-        // as the watch (thousands of them in `serve`), and would otherwise be
-        // as large as the largest step (5.3 KB; boxed: under 1 KB).
         loop {
-            let sleep = self.machine.next_deadline().map(|d| {
-                let mut wait = d.since(self.now());
-                if self.engine.max_jitter > 0.0 && !wait.is_zero() {
-                    let max = self.spec.policy.interval.mul_f64(self.engine.max_jitter);
-                    wait += max.mul_f64(self.engine.jitter.unit());
-                }
-                wait
-            });
-            tokio::select! {
-                input = self.inputs.recv() => match input {
-                    Some(input) => Box::pin(self.answer(*input)).await,
-                    None => return,
-                },
-                _ = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() => {
+            let job: BoxedJob<'_> = match self.next().await {
+                Next::Input(input) => Box::pin(self.answer(*input)),
+                Next::Tick => {
                     let step = self.feed(Event::Tick);
-                    Box::pin(self.process(step, Actor::engine())).await;
+                    Box::pin(self.process(step, Actor::engine()))
                 }
+                Next::Closed => return,
+            };
+            job.await;
+        }
+    }
+
+    /// A rollback interrupted by a restart, to carry out again (idempotently).
+    fn resume_rollback(&mut self) -> Option<BoxedJob<'_>> {
+        let Phase::RollingBack { to, by, since } = self.machine.phase().clone() else {
+            return None;
+        };
+        let from = self.machine.state().watch.revision.clone();
+        let reason = match &self.machine.state().breach {
+            Some(b) => b.to_string(),
+            None => "resuming an interrupted rollback".to_owned(),
+        };
+        Some(Box::pin(
+            self.execute_rollback(to, from, reason, by, since, true),
+        ))
+    }
+
+    /// Wait for the machine's next deadline or an input.
+    async fn next(&mut self) -> Next {
+        let sleep = self.machine.next_deadline().map(|d| {
+            let mut wait = d.since(self.now());
+            if self.engine.max_jitter > 0.0 && !wait.is_zero() {
+                let max = self.spec.policy.interval.mul_f64(self.engine.max_jitter);
+                wait += max.mul_f64(self.engine.jitter.unit());
             }
+            wait
+        });
+        tokio::select! {
+            input = self.slot.recv() => match input {
+                Some(input) => Next::Input(input),
+                None => Next::Closed,
+            },
+            () = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() => Next::Tick,
         }
     }
 
@@ -308,9 +342,7 @@ impl WatchRun {
     }
 
     fn publish_phase(&self) {
-        if *self.phase.borrow() != *self.machine.phase() {
-            self.phase.send_replace(self.machine.phase().clone());
-        }
+        self.slot.set_phase(self.machine.phase());
     }
 
     /// Write a health mark to the backend, where it keeps them, now.
@@ -370,7 +402,7 @@ impl WatchRun {
         let result = loop {
             tokio::select! {
                 result = &mut running => break result,
-                input = self.inputs.recv(), if self.inputs_open => match input {
+                input = self.slot.recv(), if self.inputs_open => match input {
                     Some(input) => Box::pin(self.answer(*input)).await,
                     None => self.inputs_open = false,
                 },
