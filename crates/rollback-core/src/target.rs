@@ -149,7 +149,7 @@ pub trait Target: fmt::Debug + Send + Sync + 'static {
     /// Word of changes, for a supervisor: a receiver marked changed
     /// whenever the target may run another revision (a Kubernetes watch
     /// event on a Deployment, for instance), so that a
-    /// [`Supervisor`](crate::supervisor::Supervisor) looks at once instead
+    /// [`Supervisor`](crate::supervisor::Supervisor) looks within 50 ms instead
     /// of at its next poll. A hint only: `current()` stays the truth, and
     /// the supervisor keeps polling. `None` (the default): polled only.
     /// Whatever the backend runs to notice changes stops when the receiver
