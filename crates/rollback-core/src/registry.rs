@@ -294,7 +294,7 @@ impl Registry {
 
     /// `memory://` targets and `scripted` probes, for demos and drills.
     pub fn with_memory() -> Self {
-        Self::new().scheme(Memory).probe(Scripted)
+        Self::new().scheme(Memory).probe(Scripted::default())
     }
 
     /// Register a scheme (replacing one of the same name).

@@ -1,6 +1,5 @@
 //! The scripted probe: values, gaps and errors played per revision.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -35,16 +34,31 @@ impl From<Option<f64>> for ScriptStep {
     }
 }
 
-#[derive(Debug, Default)]
-struct Script {
-    steps: Vec<ScriptStep>,
-    next: usize,
+/// The scripts, which never change once the probe is built: shared by the
+/// probes [`ScriptedProbe::fresh`] makes (one a target in a watch file of
+/// many targets), each with its own place in them.
+#[derive(Debug, Default, Clone)]
+struct Scripts {
+    default: Vec<ScriptStep>,
+    by_revision: Vec<(RevisionId, Vec<ScriptStep>)>,
+}
+
+impl Scripts {
+    /// The script of a revision: its index (0 the default, `i + 1` the
+    /// `i`-th revision's) and its steps.
+    fn of(&self, revision: &RevisionId) -> (usize, &[ScriptStep]) {
+        match self.by_revision.iter().position(|(r, _)| r == revision) {
+            Some(i) => (i + 1, &self.by_revision[i].1),
+            None => (0, &self.default),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct ProbeState {
-    default: Script,
-    by_revision: BTreeMap<RevisionId, Script>,
+    scripts: Arc<Scripts>,
+    /// The next step of each script, by [`Scripts::of`]'s index.
+    next: Vec<usize>,
     measured: usize,
 }
 
@@ -70,10 +84,13 @@ impl ScriptedProbe {
 
     /// The script for every revision without one of its own.
     pub fn script<S: Into<ScriptStep>>(self, steps: impl IntoIterator<Item = S>) -> Self {
-        lock(&self.state).default = Script {
-            steps: steps.into_iter().map(Into::into).collect(),
-            next: 0,
-        };
+        {
+            let mut s = lock(&self.state);
+            Arc::make_mut(&mut s.scripts).default = steps.into_iter().map(Into::into).collect();
+            if let Some(n) = s.next.first_mut() {
+                *n = 0;
+            }
+        }
         self
     }
 
@@ -83,14 +100,40 @@ impl ScriptedProbe {
         revision: impl Into<RevisionId>,
         steps: impl IntoIterator<Item = S>,
     ) -> Self {
-        lock(&self.state).by_revision.insert(
-            revision.into(),
-            Script {
-                steps: steps.into_iter().map(Into::into).collect(),
-                next: 0,
-            },
-        );
+        let revision = revision.into();
+        let steps: Vec<ScriptStep> = steps.into_iter().map(Into::into).collect();
+        {
+            let mut s = lock(&self.state);
+            let scripts = Arc::make_mut(&mut s.scripts);
+            let i = match scripts.by_revision.iter().position(|(r, _)| *r == revision) {
+                Some(i) => {
+                    scripts.by_revision[i].1 = steps;
+                    i
+                }
+                None => {
+                    scripts.by_revision.push((revision, steps));
+                    scripts.by_revision.len() - 1
+                }
+            };
+            if let Some(n) = s.next.get_mut(i + 1) {
+                *n = 0;
+            }
+        }
         self
+    }
+
+    /// A probe of another name playing the same scripts from their start,
+    /// sharing them (the registry builds one a target from one definition).
+    pub fn fresh(&self, name: impl Into<String>) -> Self {
+        let scripts = lock(&self.state).scripts.clone();
+        ScriptedProbe {
+            name: name.into(),
+            state: Arc::new(Mutex::new(ProbeState {
+                scripts,
+                next: Vec::new(),
+                measured: 0,
+            })),
+        }
     }
 
     /// How many measurements were taken.
@@ -109,22 +152,18 @@ impl HealthProbe for ScriptedProbe {
         let mut s = lock(&self.state);
         s.measured += 1;
         let s = &mut *s;
-        let script = s
-            .by_revision
-            .get_mut(&context.revision)
-            .unwrap_or(&mut s.default);
-        let Some(step) = script
-            .steps
-            .get(script.next)
-            .or(script.steps.last())
-            .cloned()
-        else {
+        let (i, steps) = s.scripts.of(&context.revision);
+        if s.next.len() <= i {
+            s.next.resize(i + 1, 0);
+        }
+        let next = &mut s.next[i];
+        let Some(step) = steps.get(*next).or(steps.last()).cloned() else {
             return Err(Error::invalid(format!(
                 "scripted probe {} has no script for revision {}",
                 self.name, context.revision
             )));
         };
-        script.next = (script.next + 1).min(script.steps.len());
+        *next = (*next + 1).min(steps.len());
         match step {
             ScriptStep::Value(v) => Ok(Measurement::value(v)),
             ScriptStep::WithBaseline(v, b) => Ok(Measurement::with_baseline(v, b)),

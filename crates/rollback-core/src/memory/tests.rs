@@ -77,6 +77,85 @@ async fn unknown_revisions_and_injected_failures_change_nothing() {
 }
 
 #[tokio::test]
+async fn fresh_scripted_probes_share_the_scripts_and_play_them_each_from_the_start() {
+    let ctx = |rev: &str| ProbeContext {
+        target: "t".into(),
+        revision: rev.into(),
+        at: Timestamp::EPOCH,
+    };
+    let a = ScriptedProbe::new("e")
+        .script([1.0, 2.0])
+        .script_for("v2", [5.0, 6.0]);
+    assert_eq!(
+        a.measure(&ctx("v2")).await.unwrap(),
+        Measurement::value(5.0)
+    );
+    let b = a.fresh("f");
+    assert_eq!(b.name(), "f");
+    assert_eq!(
+        b.measure(&ctx("v2")).await.unwrap(),
+        Measurement::value(5.0)
+    );
+    assert_eq!(
+        b.measure(&ctx("v1")).await.unwrap(),
+        Measurement::value(1.0)
+    );
+    assert_eq!(
+        a.measure(&ctx("v2")).await.unwrap(),
+        Measurement::value(6.0)
+    );
+    assert_eq!((a.measured(), b.measured()), (2, 2));
+    // Scripting the copy changes the copy only.
+    let c = b.fresh("g").script_for("v2", [9.0]);
+    assert_eq!(
+        c.measure(&ctx("v2")).await.unwrap(),
+        Measurement::value(9.0)
+    );
+    assert_eq!(
+        b.measure(&ctx("v2")).await.unwrap(),
+        Measurement::value(6.0)
+    );
+
+    // The registry builds one probe a target from one definition: each
+    // plays from the start.
+    let registry = crate::registry::Registry::with_memory();
+    let kind = registry.probe_kind("scripted").unwrap();
+    let options: crate::registry::Options =
+        serde_json::from_str(r#"{"per_revision": {"v2": [0.1, 0.2]}}"#).unwrap();
+    let (url, none) = (
+        crate::registry::TargetUrl::parse("memory://t").unwrap(),
+        crate::registry::Options::new(),
+    );
+    let mut built = Vec::new();
+    for _ in 0..2 {
+        let p = kind
+            .build(crate::registry::ProbeFor {
+                name: "e",
+                options: &options,
+                url: &url,
+                target_options: &none,
+            })
+            .await
+            .unwrap();
+        built.push(p);
+    }
+    for p in &built {
+        assert_eq!(
+            p.measure(&ctx("v2")).await.unwrap(),
+            Measurement::value(0.1)
+        );
+    }
+    assert_eq!(
+        built[0].measure(&ctx("v2")).await.unwrap(),
+        Measurement::value(0.2)
+    );
+    assert_eq!(
+        built[1].measure(&ctx("v2")).await.unwrap(),
+        Measurement::value(0.2)
+    );
+}
+
+#[tokio::test]
 async fn scripted_probe_plays_per_revision_and_repeats_the_last_step() {
     let p = ScriptedProbe::new("error_rate").script([0.001]).script_for(
         "v2",
