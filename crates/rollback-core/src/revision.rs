@@ -9,16 +9,29 @@ use crate::Timestamp;
 /// The stable identity of a revision. Content-derived where the backend
 /// allows: the pod-template hash, the CodeDeploy revision location, the model
 /// version. Two revisions with the same id are the same deployable thing.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct RevisionId(String);
+///
+/// Shared, not copied: an id is kept by many maps (the engine's, the
+/// supervisor's, the server's, its timeline's, the state store's), and
+/// cloning it costs a reference count, not an allocation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RevisionId(std::sync::Arc<str>);
+
+impl serde::Serialize for RevisionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RevisionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d).map(RevisionId::new)
+    }
+}
 
 impl RevisionId {
     /// A revision id from any string.
     pub fn new(id: impl Into<String>) -> Self {
-        RevisionId(id.into())
+        RevisionId(id.into().into())
     }
 
     /// The id as a string.
@@ -35,13 +48,13 @@ impl fmt::Display for RevisionId {
 
 impl From<&str> for RevisionId {
     fn from(s: &str) -> Self {
-        RevisionId(s.to_owned())
+        RevisionId(s.into())
     }
 }
 
 impl From<String> for RevisionId {
     fn from(s: String) -> Self {
-        RevisionId(s)
+        RevisionId(s.into())
     }
 }
 
@@ -122,7 +135,7 @@ impl RevisionRecord {
         let id = id.into();
         RevisionRecord {
             label: id.clone(),
-            id: RevisionId(id),
+            id: RevisionId::new(id),
             created_at: None,
             attributes: BTreeMap::new(),
         }

@@ -8,16 +8,29 @@ use crate::{HistoryEntry, Result, RevisionHealth, RevisionId, RevisionRef, Times
 
 /// The identity of a target, unique within one engine: `k8s:shop/checkout`,
 /// `codedeploy:bank/payments`, `mlflow:recommender@champion`.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct TargetId(String);
+///
+/// Shared, not copied: an id is kept by many maps (the engine's, the
+/// supervisor's, the server's, its timeline's, the state store's), and
+/// cloning it costs a reference count, not an allocation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TargetId(std::sync::Arc<str>);
+
+impl serde::Serialize for TargetId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TargetId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d).map(TargetId::new)
+    }
+}
 
 impl TargetId {
     /// A target id from any string.
     pub fn new(id: impl Into<String>) -> Self {
-        TargetId(id.into())
+        TargetId(id.into().into())
     }
 
     /// The id as a string.
@@ -34,7 +47,7 @@ impl fmt::Display for TargetId {
 
 impl From<&str> for TargetId {
     fn from(s: &str) -> Self {
-        TargetId(s.to_owned())
+        TargetId(s.into())
     }
 }
 
