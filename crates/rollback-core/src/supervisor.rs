@@ -398,9 +398,14 @@ async fn look(
     if matches!(phase, Some(Phase::Observing { .. }))
         && watched.as_ref().is_some_and(|w| *w != current)
     {
-        tracing::info!(target = %id, revision = %current, "a new revision supersedes the one observed");
-        engine.unwatch(id);
-        phase = None;
+        // The watch decides between two of its steps: one that has just
+        // judged a breach goes on to roll back.
+        if engine.supersede(id).await {
+            tracing::info!(target = %id, revision = %current, "a new revision supersedes the one observed");
+            phase = None;
+        } else {
+            phase = engine.phase(id);
+        }
     }
     let busy = phase.as_ref().is_some_and(|p| !p.kind().is_terminal());
     // What a rollback restored is not a new revision: its watch ended

@@ -302,3 +302,50 @@ async fn the_engine_s_log_reads_back_and_verifies() {
     assert!(report.is_intact(), "{:?}", report.broken);
     assert_eq!(report.records, log.records.len());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_watch_is_superseded_only_while_it_observes_never_in_a_rollback() {
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStateStore::new());
+    let audit = MemoryAuditSink::new();
+    let e = engine(Arc::new(audit.clone()), store);
+    let id: TargetId = "shop/checkout".into();
+    assert!(
+        !e.supersede(&id).await,
+        "nothing watched: nothing superseded"
+    );
+
+    // Observing: superseded, and a new watch may start at once.
+    let t = target();
+    let r = InMemoryRollbacker::new(&t);
+    let healthy = ScriptedProbe::new("error_rate").script([0.001]);
+    e.watch(spec(&t, Arc::new(r.clone()), healthy.clone()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(e.supersede(&id).await);
+    assert_eq!(e.phase(&id), None);
+    e.watch(spec(&t, Arc::new(r.clone()), healthy))
+        .await
+        .unwrap();
+    assert!(matches!(e.phase(&id), Some(Phase::Observing { .. })));
+    e.unwatch(&id);
+
+    // Rolling back (the target converges for five minutes): not superseded,
+    // and the rollback ends as it would have.
+    let t = target();
+    let r = InMemoryRollbacker::new(&t);
+    r.converge_after(Duration::from_secs(300));
+    let mut h = e
+        .watch(spec(&t, Arc::new(r.clone()), bad_v2()))
+        .await
+        .unwrap();
+    h.wait_for(|p| matches!(p, Phase::RollingBack { .. })).await;
+    assert!(!e.supersede(&id).await);
+    assert!(matches!(e.phase(&id), Some(Phase::RollingBack { .. })));
+    let end = h.finished().await;
+    assert!(matches!(end, Phase::RolledBack { .. }), "{end:?}");
+    assert_eq!(r.performed().len(), 1);
+    assert_eq!(t.current_id().as_str(), "v1");
+    // Ended: nothing left to supersede.
+    assert!(!e.supersede(&id).await);
+}

@@ -76,6 +76,8 @@ enum Input {
         trigger: Trigger,
         reply: oneshot::Sender<TriggerOutcome>,
     },
+    /// End the watch if it only observes (see [`Engine::supersede`]).
+    Supersede { reply: oneshot::Sender<bool> },
 }
 
 /// What became of an accepted operator command.
@@ -387,6 +389,39 @@ impl Engine {
             }
             None => false,
         }
+    }
+
+    /// A new revision supersedes the one watched, as a new rollout aborts
+    /// the analysis of the last in Argo Rollouts: the watch ends if it only
+    /// observes, decided by the watch itself between two of its steps, so
+    /// a breach it is acting on is never cut short. A watch rolling back,
+    /// verifying, paused or awaiting approval goes on. Whether it ended (its
+    /// saved state stays; a new watch of the target may start at once).
+    pub async fn supersede(&self, target: &TargetId) -> bool {
+        let Some(slot) = self.sender(target) else {
+            return false;
+        };
+        let (reply, rx) = oneshot::channel();
+        if slot
+            .send(Box::new(Input::Supersede { reply }))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        if rx.await != Ok(true) {
+            return false;
+        }
+        // The task answered and ends without another step.
+        let mut watches = self.watches();
+        if watches
+            .get(target)
+            .is_some_and(|r| Arc::ptr_eq(&r.slot, &slot))
+            && let Some(r) = watches.remove(target)
+        {
+            r.task.abort();
+        }
+        true
     }
 
     /// The phase of one watched target, without copying the others'.

@@ -120,6 +120,17 @@ impl WatchRun {
         }
         loop {
             let job: BoxedJob<'_> = match self.next().await {
+                // Between two steps: nothing this watch decided is cut short.
+                Next::Input(input)
+                    if matches!(*input, Input::Supersede { .. })
+                        && matches!(self.machine.phase(), Phase::Observing { .. }) =>
+                {
+                    if let Input::Supersede { reply } = *input {
+                        tracing::info!("superseded by a new revision");
+                        let _ = reply.send(true);
+                    }
+                    return;
+                }
                 Next::Input(input) => Box::pin(self.answer(*input)),
                 Next::Tick => {
                     let step = self.feed(Event::Tick);
@@ -178,6 +189,11 @@ impl WatchRun {
             Input::Trigger { trigger, reply } => {
                 let outcome = self.on_trigger(trigger.key, trigger.summary).await;
                 let _ = reply.send(outcome);
+            }
+            // Rolling back, verifying, paused, awaiting approval or ended:
+            // not superseded (observing is answered in `run`).
+            Input::Supersede { reply } => {
+                let _ = reply.send(false);
             }
         }
     }

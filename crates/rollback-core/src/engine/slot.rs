@@ -189,6 +189,7 @@ mod tests {
         match i {
             Input::Trigger { trigger, .. } => &trigger.key,
             Input::Command { .. } => "command",
+            Input::Supersede { .. } => "supersede",
         }
     }
 
