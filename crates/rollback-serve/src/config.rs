@@ -124,8 +124,9 @@ pub struct ServeConfig {
     pub timeline: usize,
     /// How many measurements (`measured` and `probe_failed` records, one
     /// per probe each interval) of each probe of each target the API's
-    /// timeline keeps in memory beside `timeline`'s records; the audit log
-    /// keeps all of them and `/metrics` counts them. `0` keeps none.
+    /// timeline keeps in memory beside `timeline`'s records, and as many
+    /// `store_failed` records (the state is saved each interval); the audit
+    /// log keeps all of them and `/metrics` counts them. `0` keeps none.
     /// Default 2.
     #[serde(default = "default_timeline_measurements")]
     pub timeline_measurements: usize,

@@ -99,10 +99,15 @@ impl TargetLog {
     }
 }
 
-/// The probe of a record that comes every interval, or `None` for an event.
+/// The lane of a record that can come every interval (a probe's, or the
+/// state store's), or `None` for an event.
 fn measured_probe(entry: &AuditEntry) -> Option<&str> {
     match entry {
         AuditEntry::Measured { probe, .. } | AuditEntry::ProbeFailed { probe, .. } => Some(probe),
+        // The state is saved each interval: a store that is down fails each
+        // time, and must not push the decisions out either. (A probe
+        // named "(state store)" would share the lane: bounded all the same.)
+        AuditEntry::StoreFailed { .. } => Some("(state store)"),
         _ => None,
     }
 }
@@ -428,6 +433,30 @@ mod tests {
     /// The records of `all` at these indices.
     fn pick(all: &[AuditRecord], indices: &[usize]) -> Vec<AuditRecord> {
         indices.iter().map(|i| all[*i].clone()).collect()
+    }
+
+    #[test]
+    fn a_state_store_failing_each_interval_does_not_push_out_the_events() {
+        let o = observer(2, 2);
+        let started = record(0, AuditEntry::WatchStarted { dry_run: false });
+        o.observe(&started);
+        let failures: Vec<AuditRecord> = (1..=10)
+            .map(|i| {
+                record(
+                    i,
+                    AuditEntry::StoreFailed {
+                        error: format!("disk full ({i})"),
+                    },
+                )
+            })
+            .collect();
+        for r in &failures {
+            o.observe(r);
+        }
+        assert_eq!(
+            timeline(&o, 50),
+            [started, failures[8].clone(), failures[9].clone()]
+        );
     }
 
     #[test]
