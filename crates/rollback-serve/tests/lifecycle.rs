@@ -81,15 +81,54 @@ async fn a_deploy_while_serving_is_judged_and_rolled_back_without_a_restart() {
 }
 
 #[tokio::test]
+async fn a_change_on_disk_is_reloaded_unasked() {
+    let dir = tempfile::tempdir().unwrap();
+    let shelf = Shelf::default();
+    for name in ["a", "b", "c"] {
+        shelf.put(name, &["v1", "v2"]);
+    }
+    let text = |targets: &str| format!("{}targets:\n{targets}{SERVE}", policy("1h"));
+    let file = write(
+        dir.path(),
+        "rollback.yaml",
+        &text("  - url: shelf://a\n  - url: shelf://b\n"),
+    );
+    let audit = MemoryAuditSink::new();
+    let server = start(&file, shelf.registry(), &audit).await;
+    until("a and b observed", WAIT, || {
+        phase(&server, "a") == Some(PhaseKind::Observing)
+            && phase(&server, "b") == Some(PhaseKind::Observing)
+    })
+    .await;
+    // The file is checked every 100 ms (SERVE): b goes, c comes.
+    write(
+        dir.path(),
+        "rollback.yaml",
+        &text("  - url: shelf://a\n  - url: shelf://c\n"),
+    );
+    until("c observed and b gone", WAIT, || {
+        phase(&server, "c") == Some(PhaseKind::Observing) && phase(&server, "b").is_none()
+    })
+    .await;
+    assert_eq!(server.targets().len(), 2);
+    assert_eq!(events(&audit, "a"), ["started v2"], "a was not disturbed");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn reloads_add_remove_and_restart_only_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     let shelf = Shelf::default();
     for name in ["a", "b", "c"] {
         shelf.put(name, &["v1", "v2"]);
     }
+    // Reloads only when asked, so each report is the explicit reload's (a
+    // check of the file on disk could apply a change first and leave the
+    // explicit reload nothing to report; that check has its own test).
+    let serve = SERVE.replace("reload_check: 100ms", "reload_check: 0s");
     let text = |targets: &str, operators_extra: &str| {
         format!(
-            "{}targets:\n{targets}{SERVE}{operators_extra}",
+            "{}targets:\n{targets}{serve}{operators_extra}",
             policy("1h")
         )
     };
@@ -107,12 +146,14 @@ async fn reloads_add_remove_and_restart_only_what_changed() {
     })
     .await;
 
-    // A change on disk: b goes, c comes; a is not disturbed.
+    // b goes, c comes; a is not disturbed.
     write(
         dir.path(),
         "rollback.yaml",
         &text("  - url: shelf://a\n  - url: shelf://c\n", ""),
     );
+    let r = server.reload().await.unwrap();
+    assert_eq!((r.added, r.removed), (vec!["c".into()], vec!["b".into()]));
     until("c observed and b gone", WAIT, || {
         phase(&server, "c") == Some(PhaseKind::Observing) && phase(&server, "b").is_none()
     })
