@@ -170,7 +170,10 @@ impl FileStateStore {
     }
 
     /// The file of a target: its id with every byte outside `[A-Za-z0-9._-]`
-    /// percent-encoded, plus `.json`.
+    /// percent-encoded, plus `.json`. An id whose encoding is longer than
+    /// 200 bytes (file names hold 255) is cut to its first 160, then `~`
+    /// and 32 hex digits of its SHA-256: `~` is never in an encoding, so
+    /// such a name meets no other.
     pub fn path_of(&self, target: &TargetId) -> PathBuf {
         let mut name = String::new();
         for b in target.as_str().bytes() {
@@ -182,6 +185,15 @@ impl FileStateStore {
                 name.push(b as char);
             } else {
                 name.push_str(&format!("%{b:02X}"));
+            }
+        }
+        if name.len() > 200 {
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(target.as_str().as_bytes());
+            name.truncate(160);
+            name.push('~');
+            for b in &digest[..16] {
+                name.push_str(&format!("{b:02x}"));
             }
         }
         self.dir.join(format!("{name}.json"))
@@ -227,5 +239,75 @@ impl StateStore for FileStateStore {
                 Error::transient(format!("cannot write state file {}", path.display()))
                     .with_source(e)
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::machine::{Candidate, Machine, Watch};
+    use crate::{Policy, RevisionHealth, Timestamp};
+
+    fn state(target: &TargetId, revision: &str) -> MachineState {
+        let policy =
+            Arc::new(Policy::from_yaml("probes: [{name: e, success: '< 1'}]").expect("valid"));
+        let history = vec![Candidate::new(revision, RevisionHealth::Unknown)];
+        Machine::new(
+            policy,
+            Watch::new(target.clone(), revision, history),
+            Timestamp::EPOCH,
+        )
+        .state()
+        .clone()
+    }
+
+    #[tokio::test]
+    async fn ids_too_long_for_a_file_name_are_saved_and_kept_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStateStore::new(dir.path()).unwrap();
+        // A git URL of a deep path: 600 bytes encoded; two that differ
+        // only after the part a name keeps.
+        let base = format!("git:https://example.com/{}", "team/config/".repeat(40));
+        let (a, b) = (
+            TargetId::new(format!("{base}a")),
+            TargetId::new(format!("{base}b")),
+        );
+        for (id, rev) in [(&a, "va"), (&b, "vb")] {
+            store.save(&state(id, rev)).await.unwrap();
+        }
+        assert_eq!(
+            store
+                .load(&a)
+                .await
+                .unwrap()
+                .unwrap()
+                .watch
+                .revision
+                .as_str(),
+            "va"
+        );
+        assert_eq!(
+            store
+                .load(&b)
+                .await
+                .unwrap()
+                .unwrap()
+                .watch
+                .revision
+                .as_str(),
+            "vb"
+        );
+        assert_ne!(store.path_of(&a), store.path_of(&b));
+        for id in [&a, &b] {
+            let name = store.path_of(id).file_name().unwrap().len();
+            assert!(name <= 200, "{name} bytes");
+        }
+        // Short ids keep their plain names.
+        assert_eq!(
+            store.path_of(&TargetId::new("k8s:shop/web")),
+            dir.path().join("k8s%3Ashop%2Fweb.json")
+        );
     }
 }
