@@ -24,15 +24,45 @@ impl Problems {
     pub(super) fn add(&mut self, field: impl Into<String>, message: impl fmt::Display) {
         let mut message = message.to_string();
         for (value, name) in &self.secrets {
-            if !value.is_empty() {
-                message = message.replace(value.as_str(), &format!("${{{name}}}"));
-            }
+            message = mask(&message, value, &format!("${{{name}}}"));
         }
         self.list.push(Problem {
             field: field.into(),
             message,
         });
     }
+}
+
+/// `message` with each occurrence of a variable's `value` shown as its
+/// name. A value under four characters is hidden only where it stands
+/// alone (not inside a word): masked everywhere, a one-letter value turned
+/// "unknown" into "un${KEY}nown", and such a value hides nothing.
+pub(super) fn mask(message: &str, value: &str, name: &str) -> String {
+    if value.is_empty() {
+        return message.to_owned();
+    }
+    if value.chars().count() >= 4 {
+        return message.replace(value, name);
+    }
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    let mut before: Option<char> = None;
+    while let Some(at) = rest.find(value) {
+        let (head, tail) = rest.split_at(at);
+        let after = tail[value.len()..].chars().next();
+        let prev = head.chars().next_back().or(before);
+        out.push_str(head);
+        if word(prev) || word(after) {
+            out.push_str(value);
+        } else {
+            out.push_str(name);
+        }
+        before = value.chars().next_back();
+        rest = &tail[value.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 pub(super) fn format_of(path: &Path) -> Option<PolicyFormat> {

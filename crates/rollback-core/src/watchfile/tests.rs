@@ -298,3 +298,21 @@ fn a_plan_needs_known_targets_and_an_order() {
     let p = problems(&cyclic);
     assert!(p.iter().any(|l| l.contains("form a cycle")), "{p:#?}");
 }
+
+#[test]
+fn short_values_are_hidden_only_where_they_stand_alone() {
+    use super::parse::mask;
+    // One letter: "unknown" stays readable, the value alone is hidden.
+    assert_eq!(
+        mask("unknown probe kind k in x", "k", "${K}"),
+        "unknown probe kind ${K} in x"
+    );
+    assert_eq!(mask("token=ab; abc", "ab", "${T}"), "token=${T}; abc");
+    assert_eq!(mask("ab", "ab", "${T}"), "${T}");
+    assert_eq!(mask("ab ab", "ab", "${T}"), "${T} ${T}");
+    // Four characters and more: hidden everywhere, inside words too.
+    assert_eq!(mask("xhunter2y hunter2", "hunter2", "${S}"), "x${S}y ${S}");
+    assert_eq!(mask("nothing here", "", "${E}"), "nothing here");
+    assert_eq!(mask("é日本é", "日本", "${J}"), "é日本é");
+    assert_eq!(mask("é 日本 é", "日本", "${J}"), "é ${J} é");
+}
