@@ -264,6 +264,11 @@ async fn a_shutdown_lets_the_rollback_in_flight_finish_and_a_restart_resumes() {
     let (web, rollbacker) = shelf.put("web", &["v1", "bad"]);
     rollbacker.converge_after(Duration::from_millis(1500));
     let file = rolling_file(dir.path(), "10s");
+    // A verification long enough that the shutdown, which looks at the
+    // phases every 50 ms, stops it on a busy machine too (with 300 ms it
+    // once finished first and the restart resumed it rolled back).
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("verify: 300ms", "verify: 2s")).unwrap();
     let audit = MemoryAuditSink::new();
     let server = start(&file, shelf.registry(), &audit).await;
     until("the rollback is converging", WAIT, || converging(&audit)).await;
