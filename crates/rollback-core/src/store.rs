@@ -277,28 +277,10 @@ mod tests {
         for (id, rev) in [(&a, "va"), (&b, "vb")] {
             store.save(&state(id, rev)).await.unwrap();
         }
-        assert_eq!(
-            store
-                .load(&a)
-                .await
-                .unwrap()
-                .unwrap()
-                .watch
-                .revision
-                .as_str(),
-            "va"
-        );
-        assert_eq!(
-            store
-                .load(&b)
-                .await
-                .unwrap()
-                .unwrap()
-                .watch
-                .revision
-                .as_str(),
-            "vb"
-        );
+        for (id, rev) in [(&a, "va"), (&b, "vb")] {
+            let back = store.load(id).await.unwrap().expect("saved");
+            assert_eq!(back.watch.revision.as_str(), rev);
+        }
         assert_ne!(store.path_of(&a), store.path_of(&b));
         for id in [&a, &b] {
             let name = store.path_of(id).file_name().unwrap().len();

@@ -80,6 +80,30 @@ async fn a_deploy_while_serving_is_judged_and_rolled_back_without_a_restart() {
     server.shutdown().await;
 }
 
+/// A server on the file `text` (targets a and b), once both are observed.
+async fn a_and_b_observed(
+    dir: &std::path::Path,
+    shelf: &Shelf,
+    text: &str,
+    audit: &MemoryAuditSink,
+) -> Server {
+    let file = write(dir, "rollback.yaml", text);
+    let server = start(&file, shelf.registry(), audit).await;
+    until("a and b observed", WAIT, || {
+        phase(&server, "a") == Some(PhaseKind::Observing)
+            && phase(&server, "b") == Some(PhaseKind::Observing)
+    })
+    .await;
+    server
+}
+
+async fn c_replaced_b(server: &Server) {
+    until("c observed and b gone", WAIT, || {
+        phase(server, "c") == Some(PhaseKind::Observing) && phase(server, "b").is_none()
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_change_on_disk_is_reloaded_unasked() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,17 +112,13 @@ async fn a_change_on_disk_is_reloaded_unasked() {
         shelf.put(name, &["v1", "v2"]);
     }
     let text = |targets: &str| format!("{}targets:\n{targets}{SERVE}", policy("1h"));
-    let file = write(
-        dir.path(),
-        "rollback.yaml",
-        &text("  - url: shelf://a\n  - url: shelf://b\n"),
-    );
     let audit = MemoryAuditSink::new();
-    let server = start(&file, shelf.registry(), &audit).await;
-    until("a and b observed", WAIT, || {
-        phase(&server, "a") == Some(PhaseKind::Observing)
-            && phase(&server, "b") == Some(PhaseKind::Observing)
-    })
+    let server = a_and_b_observed(
+        dir.path(),
+        &shelf,
+        &text("  - url: shelf://a\n  - url: shelf://b\n"),
+        &audit,
+    )
     .await;
     // The file is checked every 100 ms (SERVE): b goes, c comes.
     write(
@@ -106,10 +126,7 @@ async fn a_change_on_disk_is_reloaded_unasked() {
         "rollback.yaml",
         &text("  - url: shelf://a\n  - url: shelf://c\n"),
     );
-    until("c observed and b gone", WAIT, || {
-        phase(&server, "c") == Some(PhaseKind::Observing) && phase(&server, "b").is_none()
-    })
-    .await;
+    c_replaced_b(&server).await;
     assert_eq!(server.targets().len(), 2);
     assert_eq!(events(&audit, "a"), ["started v2"], "a was not disturbed");
     server.shutdown().await;
@@ -132,19 +149,15 @@ async fn reloads_add_remove_and_restart_only_what_changed() {
             policy("1h")
         )
     };
-    let file = write(
-        dir.path(),
-        "rollback.yaml",
-        &text("  - url: shelf://a\n  - url: shelf://b\n", ""),
-    );
     let audit = MemoryAuditSink::new();
-    let server = start(&file, shelf.registry(), &audit).await;
-    let viewer = Bot::new(&server, Some(VIEWER));
-    until("a and b observed", WAIT, || {
-        phase(&server, "a") == Some(PhaseKind::Observing)
-            && phase(&server, "b") == Some(PhaseKind::Observing)
-    })
+    let server = a_and_b_observed(
+        dir.path(),
+        &shelf,
+        &text("  - url: shelf://a\n  - url: shelf://b\n", ""),
+        &audit,
+    )
     .await;
+    let viewer = Bot::new(&server, Some(VIEWER));
 
     // b goes, c comes; a is not disturbed.
     write(
@@ -154,10 +167,7 @@ async fn reloads_add_remove_and_restart_only_what_changed() {
     );
     let r = server.reload().await.unwrap();
     assert_eq!((r.added, r.removed), (vec!["c".into()], vec!["b".into()]));
-    until("c observed and b gone", WAIT, || {
-        phase(&server, "c") == Some(PhaseKind::Observing) && phase(&server, "b").is_none()
-    })
-    .await;
+    c_replaced_b(&server).await;
     let (_, list) = viewer.get("/api/v1/targets").await;
     let ids: Vec<&str> = list["targets"]
         .as_array()
