@@ -25,7 +25,7 @@ type BoxedJob<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Sen
 pub(super) struct WatchRun {
     pub(super) engine: Arc<Inner>,
     /// The conditions of each probe, as written, for the audit log.
-    pub(super) conditions: Vec<String>,
+    pub(super) conditions: Arc<[String]>,
     pub(super) spec: WatchSpec,
     pub(super) machine: Machine,
     /// The phase published and the inbox, shared with the engine and the
@@ -55,7 +55,7 @@ impl WatchRun {
     ) -> Self {
         WatchRun {
             engine,
-            conditions: spec.policy.rules().iter().map(|r| r.describe()).collect(),
+            conditions: crate::policy::shared_rules(&spec.policy).conditions.clone(),
             spec,
             machine,
             slot,

@@ -49,7 +49,7 @@ pub struct Machine {
 impl Machine {
     /// Start watching at `now`. The policy must be valid ([`Policy::validate`]).
     pub fn new(policy: Arc<Policy>, watch: Watch, now: Timestamp) -> Self {
-        let rules: Arc<[ProbeRules]> = policy.rules().into();
+        let rules = crate::policy::shared_rules(&policy).rules.clone();
         let first = now.plus(policy.initial_delay);
         let trends = if rules.iter().any(|r| r.forecast.is_some()) {
             vec![crate::forecast::Trend::default(); rules.len()]
@@ -86,7 +86,7 @@ impl Machine {
                 policy.probes.len()
             )));
         }
-        let rules: Arc<[ProbeRules]> = policy.rules().into();
+        let rules = crate::policy::shared_rules(&policy).rules.clone();
         // A state saved before the policy forecast starts its trends empty.
         if rules.iter().any(|r| r.forecast.is_some()) {
             state.trends.resize(rules.len(), Default::default());

@@ -1,6 +1,8 @@
 //! How each probe is judged: its policy as written, and its effective
 //! rules once the policy-wide defaults are applied.
 
+use std::sync::Arc;
+
 use super::Policy;
 use crate::canary::MannWhitney;
 use crate::condition::{Condition, NoData};
@@ -83,6 +85,41 @@ impl ProbePolicy {
         self.mann_whitney = Some(judge);
         self
     }
+}
+
+/// The rules of a policy and their descriptions, computed once per
+/// `Arc<Policy>`: every target of a watch file shares one policy, and each
+/// machine kept a copy (about 270 bytes a watch with one probe).
+pub(crate) struct SharedRules {
+    pub(crate) rules: Arc<[ProbeRules]>,
+    /// [`ProbeRules::describe`] of each, for the audit log.
+    pub(crate) conditions: Arc<[String]>,
+}
+
+type RulesCache = std::collections::HashMap<usize, (std::sync::Weak<Policy>, Arc<SharedRules>)>;
+
+static SHARED_RULES: std::sync::Mutex<Option<RulesCache>> = std::sync::Mutex::new(None);
+
+/// The rules of `policy`, shared by every holder of the same `Arc`. The
+/// cache holds a weak reference, which keeps the address from being reused
+/// while it is cached; entries of dropped policies are pruned as it grows.
+pub(crate) fn shared_rules(policy: &Arc<Policy>) -> Arc<SharedRules> {
+    let key = Arc::as_ptr(policy) as usize;
+    let mut cache = SHARED_RULES.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = cache.get_or_insert_with(Default::default);
+    if let Some((weak, shared)) = cache.get(&key)
+        && weak.upgrade().is_some_and(|p| Arc::ptr_eq(&p, policy))
+    {
+        return shared.clone();
+    }
+    if cache.len() >= 64 && cache.len().is_power_of_two() {
+        cache.retain(|_, (weak, _)| weak.strong_count() > 0);
+    }
+    let rules: Arc<[ProbeRules]> = policy.rules().into();
+    let conditions = rules.iter().map(ProbeRules::describe).collect();
+    let shared = Arc::new(SharedRules { rules, conditions });
+    cache.insert(key, (Arc::downgrade(policy), shared.clone()));
+    shared
 }
 
 impl Policy {

@@ -353,3 +353,31 @@ fn policies_in_every_style_pass_the_limits() {
     .unwrap();
     Policy::from_yaml("interval: 10s\r\nprobes:\r\n  - {name: e, success: '< 1'}\r\n").unwrap();
 }
+
+#[test]
+fn rules_are_shared_by_one_arc_and_follow_a_changed_copy() {
+    use std::sync::Arc;
+    let p = Arc::new(
+        Policy::from_yaml("failure_limit: 1\nprobes: [{name: e, success: '< 0.01'}]").unwrap(),
+    );
+    let (a, b) = (shared_rules(&p), shared_rules(&p.clone()));
+    assert!(Arc::ptr_eq(&a, &b), "one Arc, one copy of its rules");
+    assert_eq!(a.rules[0].failure_limit, Some(1));
+    assert_eq!(&*a.conditions, [a.rules[0].describe()]);
+    // A changed copy in an Arc of its own has rules of its own.
+    let mut changed = (*p).clone();
+    changed.failure_limit = Some(4);
+    let changed = Arc::new(changed);
+    let c = shared_rules(&changed);
+    assert!(!Arc::ptr_eq(&a, &c));
+    assert_eq!(c.rules[0].failure_limit, Some(4));
+    // Dropped policies do not keep the rules found for a new one at the
+    // same address: each lookup is checked against the live Arc.
+    drop((a, b, c, changed));
+    for limit in 0..200 {
+        let mut q = (*p).clone();
+        q.failure_limit = Some(limit);
+        let q = Arc::new(q);
+        assert_eq!(shared_rules(&q).rules[0].failure_limit, Some(limit));
+    }
+}
