@@ -528,9 +528,28 @@ pub(super) fn policy(
     match Policy::from_json(&json) {
         Ok(policy) => Some(policy),
         Err(e) => {
-            p.add(field_of(&e.field, &origin), e.reason);
+            p.add(field_of(&e.field, &origin), without_position(&e.reason));
             None
         }
+    }
+}
+
+/// A reason without serde_json's " at line N column M": the position is
+/// in the merged copy the policy was parsed from, not in the file (the
+/// field's path says where it was written).
+pub(super) fn without_position(reason: &str) -> &str {
+    match reason.rsplit_once(" at line ") {
+        Some((head, tail))
+            if tail.split_once(" column ").is_some_and(|(l, c)| {
+                !l.is_empty()
+                    && !c.is_empty()
+                    && l.bytes().all(|b| b.is_ascii_digit())
+                    && c.bytes().all(|b| b.is_ascii_digit())
+            }) =>
+        {
+            head
+        }
+        _ => reason,
     }
 }
 

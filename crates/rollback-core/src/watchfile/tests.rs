@@ -316,3 +316,42 @@ fn short_values_are_hidden_only_where_they_stand_alone() {
     assert_eq!(mask("é日本é", "日本", "${J}"), "é日本é");
     assert_eq!(mask("é 日本 é", "日本", "${J}"), "é ${J} é");
 }
+
+#[test]
+fn a_bad_policy_value_names_its_field_and_no_position_of_an_internal_copy() {
+    let text = r#"
+policy:
+  interval: 10s
+  failure_limit: lots
+probes:
+  - name: e
+    success: "< 1"
+    failure_limit: -3
+    scripted: { values: [0] }
+targets:
+  - url: memory://a
+    revisions: [v1]
+"#;
+    let e = WatchFile::parse(
+        text,
+        PolicyFormat::Yaml,
+        "w.yaml",
+        Path::new("."),
+        &Registry::with_memory(),
+        &env(&[]),
+    )
+    .unwrap_err();
+    let all = e.to_string();
+    assert!(all.contains("policy.failure_limit"), "{all}");
+    assert!(all.contains("string \"lots\", expected u32"), "{all}");
+    assert!(!all.contains("line 1 column"), "{all}");
+    assert_eq!(
+        super::parse::without_position("x at line 12 column 3"),
+        "x",
+        "only a trailing position is cut"
+    );
+    assert_eq!(
+        super::parse::without_position("at line twelve column 3"),
+        "at line twelve column 3"
+    );
+}
