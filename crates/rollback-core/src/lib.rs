@@ -96,6 +96,13 @@ pub mod time;
 mod trigger;
 pub mod watchfile;
 
+/// A mutex's guard, poisoned or not: a panic while holding the crate's
+/// locks cannot leave the data half updated (each update is a single
+/// assignment or a complete step), so poisoning is ignored.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 // The root: the traits, their data, the policy, the engine.
 pub use auth::{Actor, Command};
 pub use engine::{CommandReceipt, Engine, EngineBuilder, WatchHandle, WatchSpec};

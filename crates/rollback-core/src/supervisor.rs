@@ -44,7 +44,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::{Engine, Error, ErrorKind, Phase, Result, RevisionId, TargetId, WatchSpec};
+use crate::{Engine, Error, ErrorKind, Phase, Result, RevisionId, TargetId, WatchSpec, lock};
 
 /// How often the targets' word of changes is looked at.
 const WORD_SCAN: Duration = Duration::from_millis(50);
@@ -132,10 +132,6 @@ impl Drop for Supervisor {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Supervisor {
@@ -283,6 +279,9 @@ impl Shared {
         let target = id.clone();
         let task = tokio::spawn(async move {
             let (watched, noticed) = look(&shared.engine, &spec, watched).await;
+            if let Some(Noticed::Failed(e)) = &noticed {
+                tracing::warn!(target = %target, "cannot supervise: {e}");
+            }
             shared.looked(&target, generation, watched, noticed);
         });
         s.look = Some(task.abort_handle());
@@ -379,11 +378,7 @@ async fn look(
     let id = spec.target.id();
     let current = match spec.target.current().await {
         Ok(current) => current.id().clone(),
-        Err(e) => {
-            let e = e.full_message();
-            tracing::warn!(target = %id, "cannot supervise: {e}");
-            return (watched, Some(Noticed::Failed(e)));
-        }
+        Err(e) => return (watched, Some(Noticed::Failed(e.full_message()))),
     };
     // One target's phase: a look must not copy every target's (with 10,000
     // targets, each interval's looks would copy 10^8 phases under the
@@ -423,11 +418,7 @@ async fn look(
             tracing::info!(target = %id, revision = %current, "watching");
             (Some(current.clone()), Some(Noticed::Watching(current)))
         }
-        Err(e) => {
-            let e = e.full_message();
-            tracing::warn!(target = %id, "cannot supervise: {e}");
-            (watched, Some(Noticed::Failed(e)))
-        }
+        Err(e) => (watched, Some(Noticed::Failed(e.full_message()))),
     }
 }
 

@@ -10,20 +10,17 @@
 //! at most a few messages a minute, so a mutex and a `Notify` do.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
 use super::Input;
+use crate::lock;
 use crate::machine::Phase;
 
 /// How many inputs wait for the task before a sender waits for room.
 const INBOX: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 pub(super) struct Slot {
     phase: Mutex<Phase>,
