@@ -242,6 +242,11 @@ impl Supervisor {
         self.shared.lock().keys().cloned().collect()
     }
 
+    /// What the last look at the target found, if it is supervised.
+    pub fn noticed_of(&self, target: &TargetId) -> Option<Noticed> {
+        self.shared.lock().get(target).map(|s| s.noticed.clone())
+    }
+
     /// What the last look at each target found.
     pub fn noticed(&self) -> Vec<(TargetId, Noticed)> {
         self.shared

@@ -8,7 +8,6 @@
 //! Every answer of the API is JSON; an error is `{"error": "..."}` saying
 //! what to do.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -23,6 +22,7 @@ use rollback_core::{Actor, Command, ErrorKind, TargetId};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::chunked::{self, Pace};
 use crate::config::UNAUTHENTICATED;
 use crate::metrics::{OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::server::{READY, STOPPING, Shared};
@@ -200,7 +200,9 @@ async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
-    let body = off_the_runtime(move || s.metrics.encode(openmetrics)).await;
+    let body = chunked::body(Pace::Writer, move |out| {
+        s.metrics.encode_to(out, openmetrics)
+    });
     let content_type = if openmetrics {
         OPENMETRICS_CONTENT_TYPE
     } else {
@@ -264,60 +266,46 @@ fn supervision(n: Option<&Noticed>) -> Supervision {
     }
 }
 
-fn views(s: &Shared, only: Option<&TargetId>) -> Vec<TargetView> {
-    // One target's view reads its phase alone, not every target's.
-    let phases: HashMap<TargetId, rollback_core::Phase> = match only {
-        Some(id) => s
-            .engine
-            .phase(id)
-            .map(|p| (id.clone(), p))
-            .into_iter()
-            .collect(),
-        None => s.engine.phases().into_iter().collect(),
-    };
-    let noticed: HashMap<TargetId, Noticed> = s.noticed().into_iter().collect();
-    s.supervised()
-        .into_iter()
-        .filter(|(id, _)| only.is_none_or(|o| o == id))
-        .map(|(id, url)| {
-            let n = noticed.get(&id);
-            TargetView {
-                revision: match n {
-                    Some(Noticed::Watching(r)) => Some(r.to_string()),
-                    _ => None,
-                },
-                phase: phases.get(&id).cloned(),
-                last_decision: s.observer.last_decision(&id),
-                supervision: supervision(n),
-                url,
-                target: id,
-            }
-        })
-        .collect()
+/// One target's view: its phase, last decision and the supervisor's last
+/// look, each read alone (no copy of every target's).
+fn view(s: &Shared, id: TargetId, url: String) -> TargetView {
+    let n = s.noticed_of(&id);
+    TargetView {
+        revision: match &n {
+            Some(Noticed::Watching(r)) => Some(r.to_string()),
+            _ => None,
+        },
+        phase: s.engine.phase(&id),
+        last_decision: s.observer.last_decision(&id),
+        supervision: supervision(n.as_ref()),
+        url,
+        target: id,
+    }
 }
 
-#[derive(Serialize)]
-struct TargetList {
-    targets: Vec<TargetView>,
-}
-
-/// Run `f` on the blocking pool: the list of 10,000 targets and their
-/// metrics take milliseconds to write, which must not hold a runtime
-/// worker that watches are waiting on.
-async fn off_the_runtime(f: impl FnOnce() -> String + Send + 'static) -> String {
-    tokio::task::spawn_blocking(f).await.unwrap_or_default()
-}
-
+/// `{"targets": [...]}`, sorted by id, each view written as it is built.
 async fn list(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Answer {
     actor(&s, &headers)?;
-    let body = off_the_runtime(move || {
-        serde_json::to_string(&TargetList {
-            targets: views(&s, None),
-        })
-        .unwrap_or_default()
-    })
-    .await;
-    Ok(json_response(StatusCode::OK, body))
+    let body = chunked::body(Pace::Client, move |out| -> std::io::Result<()> {
+        use std::io::Write as _;
+        out.write_all(b"{\"targets\":[")?;
+        for (i, (id, url)) in s.supervised().into_iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *out, &view(&s, id, url))?;
+        }
+        out.write_all(b"]}")
+    });
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 fn unknown_target(target: &str) -> ApiError {
@@ -336,9 +324,8 @@ async fn one(
 ) -> Answer {
     actor(&s, &headers)?;
     let id = TargetId::new(target.clone());
-    let view = views(&s, Some(&id))
-        .pop()
-        .ok_or_else(|| unknown_target(&target))?;
+    let url = s.url_of(&id).ok_or_else(|| unknown_target(&target))?;
+    let view = view(&s, id, url);
     Ok(json_response(
         StatusCode::OK,
         serde_json::to_string(&view).unwrap_or_default(),

@@ -69,6 +69,7 @@
 
 mod api;
 mod auth;
+mod chunked;
 mod config;
 mod leader;
 mod logging;

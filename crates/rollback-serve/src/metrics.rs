@@ -205,18 +205,27 @@ impl Metrics {
     }
 
     /// The metrics in the Prometheus text format (0.0.4), or OpenMetrics.
+    #[cfg(test)]
     pub(crate) fn encode(&self, openmetrics: bool) -> String {
         let mut out = String::new();
-        let written = if openmetrics {
-            prometheus_client::encoding::text::encode(&mut out, &self.registry)
-        } else {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
-        };
-        if let Err(e) = written {
+        if let Err(e) = self.encode_to(&mut out, openmetrics) {
             // Writing to a String fails only on a bug of the encoder.
-            tracing::error!("the metrics could not be encoded: {e}");
+            panic!("the metrics could not be encoded: {e}");
         }
         out
+    }
+
+    /// Write the metrics to `out` (the server's chunked answer).
+    pub(crate) fn encode_to(
+        &self,
+        out: &mut impl std::fmt::Write,
+        openmetrics: bool,
+    ) -> std::fmt::Result {
+        if openmetrics {
+            prometheus_client::encoding::text::encode(out, &self.registry)
+        } else {
+            prometheus_client::encoding::prometheus_text::encode(out, &self.registry)
+        }
     }
 
     pub(crate) fn rollback_ended(&self, target: &str, succeeded: bool) {

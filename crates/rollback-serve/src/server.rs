@@ -516,11 +516,17 @@ impl Shared {
         v
     }
 
-    pub(crate) fn noticed(&self) -> Vec<(TargetId, Noticed)> {
-        lock(&self.supervisor)
-            .as_ref()
-            .map(Supervisor::noticed)
-            .unwrap_or_default()
+    /// The URL of a supervised target.
+    pub(crate) fn url_of(&self, id: &TargetId) -> Option<String> {
+        lock(&self.targets)
+            .values()
+            .find(|e| e.id == *id)
+            .map(|e| e.url.to_string())
+    }
+
+    /// What the supervisor's last look at the target found.
+    pub(crate) fn noticed_of(&self, id: &TargetId) -> Option<Noticed> {
+        lock(&self.supervisor).as_ref()?.noticed_of(id)
     }
 
     fn rolling_back(&self) -> Vec<TargetId> {
