@@ -625,3 +625,112 @@ async fn counts_are_saved_between_transitions() {
         .unwrap();
     assert_eq!(saved.counts[0].passes, 3, "measured at 0s, 30s and 60s");
 }
+
+/// Targets `t0`..`tN` of one engine, each with its own rollbacker and a
+/// healthy v2.
+fn many(n: usize) -> Vec<(InMemoryTarget, WatchSpec)> {
+    (0..n)
+        .map(|i| {
+            let target = InMemoryTarget::new(
+                format!("t{i}"),
+                [RevisionRecord::new("v1"), RevisionRecord::new("v2")],
+            )
+            .unwrap();
+            let rollbacker = InMemoryRollbacker::new(&target);
+            let probe = ScriptedProbe::new("error_rate").script([0.001]);
+            let spec = WatchSpec::new(
+                Policy::from_yaml(POLICY).unwrap(),
+                Arc::new(target.clone()),
+                Arc::new(rollbacker),
+                vec![Arc::new(probe)],
+            );
+            (target, spec)
+        })
+        .collect()
+}
+
+fn measured(audit: &MemoryAuditSink, target: &str) -> usize {
+    audit
+        .records()
+        .iter()
+        .filter(|r| r.target.as_str() == target && matches!(r.entry, AuditEntry::Measured { .. }))
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn watches_between_steps_hold_no_task_and_keep_their_schedule() {
+    let audit = MemoryAuditSink::new();
+    let engine = engine_with(
+        Arc::new(MemoryStateStore::new()),
+        audit.clone(),
+        Arc::new(AllowAll),
+    );
+    let tasks = tokio::runtime::Handle::current().metrics();
+    let before = tasks.num_alive_tasks();
+    let mut handles = Vec::new();
+    for (_, spec) in many(200) {
+        handles.push(engine.watch(spec).await.unwrap());
+    }
+    // At the start and after each of four intervals of 30 s (and the
+    // jitter's 3 s at most).
+    tokio::time::sleep(Duration::from_secs(125)).await;
+    for i in 0..200 {
+        assert_eq!(measured(&audit, &format!("t{i}")), 5, "t{i}");
+    }
+    // Parked between measurements: only the engine's timer runs.
+    assert!(
+        tasks.num_alive_tasks() <= before + 1,
+        "{} tasks alive for 200 watches",
+        tasks.num_alive_tasks()
+    );
+    // A command wakes a parked watch, and its schedule goes on after.
+    let t7 = TargetId::new("t7");
+    let paused = engine
+        .command(&t7, Command::Pause, Actor::new("oncall"))
+        .await
+        .unwrap();
+    assert_eq!(paused.phase, PhaseKind::Paused);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(measured(&audit, "t7"), 5, "paused: no measurement");
+    assert_eq!(measured(&audit, "t8"), 7);
+    engine
+        .command(&t7, Command::Resume, Actor::new("oncall"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    assert!(measured(&audit, "t7") > 5, "resumed: measured again");
+    assert_eq!(measured(&audit, "t8"), 9);
+    assert_eq!(handles[7].phase().kind(), PhaseKind::Observing);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unwatched_parked_watch_ends_and_measures_no_more() {
+    let audit = MemoryAuditSink::new();
+    let engine = engine_with(
+        Arc::new(MemoryStateStore::new()),
+        audit.clone(),
+        Arc::new(AllowAll),
+    );
+    let mut specs = many(2).into_iter();
+    let (_, a) = specs.next().unwrap();
+    let (_, b) = specs.next().unwrap();
+    let mut ha = engine.watch(a).await.unwrap();
+    let _hb = engine.watch(b).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert_eq!(measured(&audit, "t0"), 2);
+    assert!(engine.unwatch(&"t0".into()));
+    // Ended at once: the handle sees its last phase.
+    let end = tokio::time::timeout(Duration::from_millis(1), ha.finished())
+        .await
+        .expect("the parked watch ended when unwatched");
+    assert_eq!(end.kind(), PhaseKind::Observing);
+    assert_eq!(engine.phase(&"t0".into()), None);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(measured(&audit, "t0"), 2, "no measurement after unwatch");
+    assert_eq!(measured(&audit, "t1"), 6, "the other watch goes on");
+    // Watched again: a new watch resumes the saved one.
+    let (_, a) = many(1).pop().unwrap();
+    engine.watch(a).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert!(measured(&audit, "t0") > 2);
+}

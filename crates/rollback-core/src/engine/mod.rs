@@ -14,6 +14,7 @@ mod rollback;
 mod run;
 mod slot;
 mod start;
+mod timers;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,7 +22,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::oneshot;
-use tracing::Instrument;
 
 use crate::audit::{AuditEntry, AuditRecord, AuditSink, MemoryAuditSink};
 use crate::auth::{AllowAll, Authorizer};
@@ -33,8 +33,9 @@ use crate::{
     TargetId, Trigger, TriggerOutcome, TriggerSink,
 };
 use jitter::{Jitter, SeededJitter};
-use run::WatchRun;
+use run::{Wake, WatchRun};
 use slot::Slot;
+use timers::Timers;
 
 /// What the engine watches: one target, how to roll it back, its probes, and the policy.
 #[derive(Debug, Clone)]
@@ -91,14 +92,14 @@ pub struct CommandReceipt {
 struct Running {
     /// The watched revision.
     revision: RevisionId,
-    /// Its phase and inbox, shared with the task.
+    /// Its phase, inbox and (between steps) its run.
     slot: Arc<Slot>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Running {
-    /// The engine lets go of the watch: its task reads what is queued, then
-    /// ends (an ended watch's task waits only for inputs).
+    /// The engine lets go of the watch: its run reads what is queued, then
+    /// ends (a parked run ends at once; an ended watch's run stays parked
+    /// for inputs until then).
     fn drop(&mut self) {
         self.slot.close();
     }
@@ -112,6 +113,14 @@ struct Inner {
     jitter: Arc<dyn Jitter>,
     max_jitter: f64,
     watches: Mutex<HashMap<TargetId, Running>>,
+    /// The deadlines of the parked watches.
+    timers: Arc<Timers>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.timers.stop();
+    }
 }
 
 impl Inner {
@@ -238,6 +247,7 @@ impl EngineBuilder {
                 jitter: self.jitter,
                 max_jitter: self.max_jitter,
                 watches: Mutex::new(HashMap::new()),
+                timers: Arc::default(),
             }),
         }
     }
@@ -322,7 +332,7 @@ impl Engine {
         }
         let probes = start::order_probes(&spec.policy, &spec.probes, &target_id)?;
         if let Some(r) = self.watches().get(&target_id)
-            && !r.task.is_finished()
+            && !r.slot.is_ended()
             && !r.slot.with_phase(|p| p.kind().is_terminal())
         {
             return Err(Error::new(
@@ -361,17 +371,14 @@ impl Engine {
             run.persist().await;
         }
         let revision = run.machine.state().watch.revision.clone();
-        let span = tracing::info_span!("watch", target = %target_id, revision = %revision);
-        // Boxed: an async fn keeps a second copy of a by-value argument, and
-        // this future lives as long as the watch (the task's future is 312
-        // bytes, the run 496 on the heap; by value it was 1.2 KB).
-        let task = tokio::spawn(Box::new(run).run().instrument(span));
+        // Boxed: it is parked in its slot between steps (and an async fn
+        // would keep a second copy of a by-value argument).
+        slot.start(Box::new(run), Wake::Start);
         self.watches().insert(
             target_id.clone(),
             Running {
                 revision,
                 slot: slot.clone(),
-                task,
             },
         );
         Ok(WatchHandle {
@@ -384,7 +391,7 @@ impl Engine {
     pub fn unwatch(&self, target: &TargetId) -> bool {
         match self.watches().remove(target) {
             Some(r) => {
-                r.task.abort();
+                r.slot.abort();
                 true
             }
             None => false,
@@ -412,14 +419,14 @@ impl Engine {
         if rx.await != Ok(true) {
             return false;
         }
-        // The task answered and ends without another step.
+        // The run answered and ends without another step.
         let mut watches = self.watches();
         if watches
             .get(target)
             .is_some_and(|r| Arc::ptr_eq(&r.slot, &slot))
             && let Some(r) = watches.remove(target)
         {
-            r.task.abort();
+            r.slot.abort();
         }
         true
     }
@@ -443,7 +450,7 @@ impl Engine {
     fn sender(&self, target: &TargetId) -> Option<Arc<Slot>> {
         self.watches()
             .get(target)
-            .filter(|r| !r.task.is_finished())
+            .filter(|r| !r.slot.is_ended())
             .map(|r| r.slot.clone())
     }
 

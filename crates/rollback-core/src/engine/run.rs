@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::rollback::RollbackJob;
-use super::slot::Slot;
+use super::slot::{Parked, Slot};
 use super::{CommandReceipt, Inner, Input, WatchSpec};
 use crate::audit::AuditEntry;
 use crate::machine::{Decision, Event, Ignored, Machine, Phase, Step};
@@ -13,11 +13,14 @@ use crate::{
     Actor, Command, Error, Mark, Result, RevisionHealth, RevisionId, Timestamp, TriggerOutcome,
 };
 
-/// What a watch's loop does next.
-enum Next {
-    Input(Box<Input>),
+/// What carries a watch on from its slot.
+pub(super) enum Wake {
+    /// The watch has just started or resumed.
+    Start,
+    /// Its deadline has come.
     Tick,
-    Closed,
+    /// An input is queued.
+    Input,
 }
 
 type BoxedJob<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
@@ -109,19 +112,37 @@ impl WatchRun {
         }
     }
 
-    pub(super) async fn run(mut self: Box<Self>) {
+    /// The watch's span for the logs of its steps.
+    pub(super) fn span(&self) -> tracing::Span {
+        let watch = &self.machine.state().watch;
+        tracing::info_span!("watch", target = %watch.target, revision = %watch.revision)
+    }
+
+    /// Carry the watch on from `wake` until it has nothing to do before its
+    /// next deadline or input, then park it in its slot (ending this task),
+    /// or end it.
+    pub(super) async fn drive(mut self: Box<Self>, wake: Wake) {
         // What each step does is boxed while it runs, and built in a scope
-        // that ends before it is awaited: this future lives as long as the
-        // watch (thousands of them in `serve`), and would otherwise hold room
-        // for the largest step and for every value moved into one (a
+        // that ends before it is awaited, so this future holds room for
+        // neither the largest step nor every value moved into one (a
         // generator keeps a moved-from local's room until its scope ends).
-        if let Some(resume) = self.resume_rollback() {
-            resume.await;
+        {
+            let first: Option<BoxedJob<'_>> = match wake {
+                Wake::Start => self.resume_rollback(),
+                Wake::Tick => {
+                    let step = self.feed(Event::Tick);
+                    Some(Box::pin(self.process(step, Actor::engine())))
+                }
+                Wake::Input => None,
+            };
+            if let Some(job) = first {
+                job.await;
+            }
         }
         loop {
-            let job: BoxedJob<'_> = match self.next().await {
+            let job: BoxedJob<'_> = match self.slot.try_recv() {
                 // Between two steps: nothing this watch decided is cut short.
-                Next::Input(input)
+                Some(input)
                     if matches!(*input, Input::Supersede { .. })
                         && matches!(self.machine.phase(), Phase::Observing { .. }) =>
                 {
@@ -131,12 +152,25 @@ impl WatchRun {
                     }
                     return;
                 }
-                Next::Input(input) => Box::pin(self.answer(*input)),
-                Next::Tick => {
-                    let step = self.feed(Event::Tick);
-                    Box::pin(self.process(step, Actor::engine()))
-                }
-                Next::Closed => return,
+                Some(input) => Box::pin(self.answer(*input)),
+                None => match self.wait() {
+                    Some(wait) if wait.is_zero() => {
+                        let step = self.feed(Event::Tick);
+                        Box::pin(self.process(step, Actor::engine()))
+                    }
+                    wait => {
+                        let slot = self.slot.clone();
+                        let timers = self.engine.timers.clone();
+                        let at = wait.map(|w| tokio::time::Instant::now() + w);
+                        match slot.park(self, at, &timers) {
+                            Parked::Busy(run) => {
+                                self = run;
+                                continue;
+                            }
+                            Parked::Yes | Parked::Ended => return,
+                        }
+                    }
+                },
             };
             job.await;
         }
@@ -157,23 +191,17 @@ impl WatchRun {
         ))
     }
 
-    /// Wait for the machine's next deadline or an input.
-    async fn next(&mut self) -> Next {
-        let sleep = self.machine.next_deadline().map(|d| {
+    /// How long until the machine's next deadline (with the engine's
+    /// jitter), or `None` when it has none (it waits for inputs only).
+    fn wait(&self) -> Option<Duration> {
+        self.machine.next_deadline().map(|d| {
             let mut wait = d.since(self.now());
             if self.engine.max_jitter > 0.0 && !wait.is_zero() {
                 let max = self.spec.policy.interval.mul_f64(self.engine.max_jitter);
                 wait += max.mul_f64(self.engine.jitter.unit());
             }
             wait
-        });
-        tokio::select! {
-            input = self.slot.recv() => match input {
-                Some(input) => Next::Input(input),
-                None => Next::Closed,
-            },
-            () = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() => Next::Tick,
-        }
+        })
     }
 
     async fn answer(&mut self, input: Input) {

@@ -1,40 +1,64 @@
-//! What a watch's task shares with the engine and the watch's handles: its
-//! phase (written by the task, read by anyone) and its inbox of operator
-//! commands and alerts (written by the engine, read by the task).
+//! What a watch shares with the engine and the watch's handles: its phase
+//! (written by the run, read by anyone), its inbox of operator commands
+//! and alerts (written by the engine, read by the run), and the run itself
+//! while it is parked.
 //!
-//! One allocation of about 250 bytes a watch. The tokio channels it
-//! replaces cost 1.2 KB a watch (a `watch` channel keeps eight `Notify`s
-//! against contention, an `mpsc` channel's state is cache-padded and its
-//! first block holds 32 messages), which with 10,000 watches in `serve` was
-//! a fifth of the memory per target. A watch has one writer of each half and
-//! at most a few messages a minute, so a mutex and a `Notify` do.
+//! A watch has no task of its own between two steps. When its run has
+//! nothing to do until its next deadline it parks here, and the engine's
+//! timer (`timers`) holds the deadline. The deadline, or an input, starts a
+//! task that carries the run on until it parks again. The inbox and the
+//! parked run are under one lock, so an input never finds the run neither
+//! parked nor running: at most one task runs a watch at a time.
+//!
+//! About 300 bytes a watch. The tokio channels the phase and inbox replace
+//! cost 1.2 KB a watch (a `watch` channel keeps eight `Notify`s against
+//! contention, an `mpsc` channel's state is cache-padded and its first
+//! block holds 32 messages), and a sleeping task 0.5 KB; with 10,000
+//! watches in `serve` that was a fifth of the memory per target. A watch has
+//! one writer of each half and at most a few messages a minute, so a mutex
+//! and a `Notify` do.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use super::Input;
+use super::run::{Wake, WatchRun};
+use super::timers::Timers;
 use crate::lock;
 use crate::machine::Phase;
 
-/// How many inputs wait for the task before a sender waits for room.
+/// How many inputs wait for the run before a sender waits for room.
 const INBOX: usize = 64;
+
+#[derive(Default)]
+struct Mailbox {
+    inbox: VecDeque<Box<Input>>,
+    /// The run between two steps, with no task.
+    parked: Option<Box<WatchRun>>,
+    /// The task carrying the run on, when it is not parked.
+    active: Option<tokio::task::AbortHandle>,
+    /// Counts the parks: a deadline set for an earlier one is stale.
+    parks: u64,
+}
 
 pub(super) struct Slot {
     phase: Mutex<Phase>,
-    /// Woken when the phase changes or the task ends.
+    /// Woken when the phase changes or the run ends.
     phase_changed: Notify,
-    /// The task has ended: the phase is final.
+    /// The run has ended: the phase is final.
     ended: AtomicBool,
-    inbox: Mutex<VecDeque<Box<Input>>>,
-    /// Woken when an input arrives or the inbox closes.
+    mailbox: Mutex<Mailbox>,
+    /// Woken when an input arrives or the inbox closes (for a run that
+    /// waits for inputs while a rollback runs).
     arrived: Notify,
     /// Woken when room is made in the inbox or it closes.
     room: Notify,
     /// The inbox takes no more inputs: the engine dropped the watch, or its
-    /// task ended.
+    /// run ended.
     closed: AtomicBool,
 }
 
@@ -47,13 +71,23 @@ impl std::fmt::Debug for Slot {
     }
 }
 
+/// What became of a run that asked to park.
+pub(super) enum Parked {
+    /// Parked: its deadline or an input carries it on.
+    Yes,
+    /// An input came meanwhile: carry on with it.
+    Busy(Box<WatchRun>),
+    /// The inbox is closed and empty: the run has ended (dropped).
+    Ended,
+}
+
 impl Slot {
     pub(super) fn new(phase: Phase) -> Self {
         Slot {
             phase: Mutex::new(phase),
             phase_changed: Notify::new(),
             ended: AtomicBool::new(false),
-            inbox: Mutex::new(VecDeque::new()),
+            mailbox: Mutex::new(Mailbox::default()),
             arrived: Notify::new(),
             room: Notify::new(),
             closed: AtomicBool::new(false),
@@ -69,7 +103,7 @@ impl Slot {
         f(&lock(&self.phase))
     }
 
-    /// Publish a new phase (the task does).
+    /// Publish a new phase (the run does).
     pub(super) fn set_phase(&self, phase: &Phase) {
         {
             let mut p = lock(&self.phase);
@@ -81,7 +115,7 @@ impl Slot {
         self.phase_changed.notify_waiters();
     }
 
-    /// Wait until the phase satisfies `f`, or the task ends; the phase then.
+    /// Wait until the phase satisfies `f`, or the run ends; the phase then.
     pub(super) async fn wait_for(&self, mut f: impl FnMut(&Phase) -> bool) -> Phase {
         loop {
             let changed = self.phase_changed.notified();
@@ -98,7 +132,12 @@ impl Slot {
         }
     }
 
-    /// The task has ended (or was aborted): waiters see the last phase, and
+    /// Whether the run has ended (or was aborted).
+    pub(super) fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// The run has ended (or was aborted): waiters see the last phase, and
     /// no input is taken any more.
     pub(super) fn end(&self) {
         self.ended.store(true, Ordering::SeqCst);
@@ -106,15 +145,79 @@ impl Slot {
         self.close();
     }
 
-    /// Take no more inputs; the task reads what is queued, then `None`.
+    /// Take no more inputs; the run reads what is queued, then ends (a
+    /// parked run ends at once: nothing is queued for it).
     pub(super) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        // Dropped outside the lock: the run's drop ends this slot.
+        let parked = lock(&self.mailbox).parked.take();
+        drop(parked);
         self.arrived.notify_one();
         self.room.notify_waiters();
     }
 
-    /// Queue an input for the task, waiting for room when 64 wait already.
-    /// Gives it back when the inbox is closed.
+    /// Stop the task carrying the run on, if one is (`Engine::unwatch`).
+    pub(super) fn abort(&self) {
+        if let Some(task) = lock(&self.mailbox).active.take() {
+            task.abort();
+        }
+    }
+
+    /// Carry the run on in a task of its own, from `wake`.
+    pub(super) fn start(&self, run: Box<WatchRun>, wake: Wake) {
+        let mut mailbox = lock(&self.mailbox);
+        Self::spawn(&mut mailbox, run, wake);
+    }
+
+    /// Spawned with the lock held, so the task cannot park before its
+    /// handle is kept.
+    fn spawn(mailbox: &mut Mailbox, run: Box<WatchRun>, wake: Wake) {
+        let span = run.span();
+        let task = tokio::spawn(run.drive(wake).instrument(span));
+        mailbox.active = Some(task.abort_handle());
+    }
+
+    /// Park the run until `at` (never, with `None`) or the next input.
+    pub(super) fn park(
+        self: &Arc<Self>,
+        run: Box<WatchRun>,
+        at: Option<tokio::time::Instant>,
+        timers: &Arc<Timers>,
+    ) -> Parked {
+        let mut mailbox = lock(&self.mailbox);
+        if !mailbox.inbox.is_empty() {
+            return Parked::Busy(run);
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            drop(mailbox);
+            drop(run);
+            return Parked::Ended;
+        }
+        mailbox.parked = Some(run);
+        mailbox.active = None;
+        mailbox.parks += 1;
+        let park = mailbox.parks;
+        drop(mailbox);
+        if let Some(at) = at {
+            timers.add(at, park, Arc::downgrade(self));
+        }
+        Parked::Yes
+    }
+
+    /// The deadline of park number `park` has come: carry the run on,
+    /// unless it was parked again since (an input woke it).
+    pub(super) fn wake(&self, park: u64) {
+        let mut mailbox = lock(&self.mailbox);
+        if mailbox.parks == park
+            && let Some(run) = mailbox.parked.take()
+        {
+            Self::spawn(&mut mailbox, run, Wake::Tick);
+        }
+    }
+
+    /// Queue an input for the run, waiting for room when 64 wait already;
+    /// a parked run is carried on to read it. Gives it back when the inbox
+    /// is closed.
     pub(super) async fn send(&self, input: Box<Input>) -> Result<(), Box<Input>> {
         loop {
             let room = self.room.notified();
@@ -124,10 +227,14 @@ impl Slot {
                 if self.closed.load(Ordering::SeqCst) {
                     return Err(input);
                 }
-                let mut inbox = lock(&self.inbox);
-                if inbox.len() < INBOX {
-                    inbox.push_back(input);
-                    drop(inbox);
+                let mut mailbox = lock(&self.mailbox);
+                if mailbox.inbox.len() < INBOX {
+                    mailbox.inbox.push_back(input);
+                    if let Some(run) = mailbox.parked.take() {
+                        Self::spawn(&mut mailbox, run, Wake::Input);
+                        return Ok(());
+                    }
+                    drop(mailbox);
                     self.arrived.notify_one();
                     return Ok(());
                 }
@@ -136,21 +243,25 @@ impl Slot {
         }
     }
 
-    /// The next input (only the task calls this); `None` once the inbox is
+    /// The next input queued, if any (only the run calls this).
+    pub(super) fn try_recv(&self) -> Option<Box<Input>> {
+        let mut mailbox = lock(&self.mailbox);
+        let input = mailbox.inbox.pop_front()?;
+        if mailbox.inbox.is_empty() {
+            // A quiet watch keeps no buffer.
+            mailbox.inbox.shrink_to_fit();
+        }
+        drop(mailbox);
+        self.room.notify_one();
+        Some(input)
+    }
+
+    /// The next input (only the run calls this); `None` once the inbox is
     /// closed and empty.
     pub(super) async fn recv(&self) -> Option<Box<Input>> {
         loop {
-            {
-                let mut inbox = lock(&self.inbox);
-                if let Some(input) = inbox.pop_front() {
-                    if inbox.is_empty() {
-                        // A quiet watch keeps no buffer.
-                        inbox.shrink_to_fit();
-                    }
-                    drop(inbox);
-                    self.room.notify_one();
-                    return Some(input);
-                }
+            if let Some(input) = self.try_recv() {
+                return Some(input);
             }
             if self.closed.load(Ordering::SeqCst) {
                 return None;
