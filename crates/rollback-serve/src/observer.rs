@@ -57,6 +57,12 @@ fn keep(lane: &mut Lane, capacity: usize, seq: u64, json: Box<str>) {
     while lane.len() >= capacity {
         lane.pop_front();
     }
+    if lane.len() == lane.capacity() {
+        // Grown by doubling from one record, not from four, and never past
+        // the capacity: most targets keep a record or two in a lane.
+        let more = lane.len().max(1).min(capacity - lane.len());
+        lane.reserve_exact(more);
+    }
     lane.push_back((seq, json));
 }
 
@@ -68,6 +74,7 @@ fn trim(lane: &mut Lane, capacity: usize) {
     }
 }
 
+/// A target's log: 80 bytes in the map, and what it keeps.
 #[derive(Debug, Default)]
 struct TargetLog {
     /// The sequence number of the next kept record.
@@ -79,8 +86,15 @@ struct TargetLog {
     /// The last measurements (`measured`, `probe_failed`) of each probe,
     /// by probe name (a policy has few probes).
     measurements: Vec<(Box<str>, Lane)>,
-    last_decision: Option<LastDecision>,
     phase: Option<PhaseKind>,
+    /// Kept from a target's first decision on (most of 10,000 targets
+    /// never have one).
+    decided: Option<Box<Decided>>,
+}
+
+#[derive(Debug, Default)]
+struct Decided {
+    last_decision: Option<LastDecision>,
     /// When the breach waiting for its rollback call was decided.
     breach_at: Option<Timestamp>,
     /// When the running rollback's first backend call was made.
@@ -191,7 +205,12 @@ impl Observer {
 
     /// The target's last decision.
     pub(crate) fn last_decision(&self, target: &TargetId) -> Option<LastDecision> {
-        self.lock().get(target)?.last_decision.clone()
+        self.lock()
+            .get(target)?
+            .decided
+            .as_ref()?
+            .last_decision
+            .clone()
     }
 
     fn count(&self, r: &AuditRecord) {
@@ -227,8 +246,10 @@ impl Observer {
             AuditEntry::WatchStarted { .. } => {
                 m.phase(target, log.phase, PhaseKind::Observing);
                 log.phase = Some(PhaseKind::Observing);
-                log.breach_at = None;
-                log.rollback_started_at = None;
+                if let Some(d) = &mut log.decided {
+                    d.breach_at = None;
+                    d.rollback_started_at = None;
+                }
             }
             AuditEntry::WatchResumed { phase } => {
                 m.phase(target, log.phase, *phase);
@@ -237,7 +258,11 @@ impl Observer {
             AuditEntry::Transition { from, to } => {
                 if *from == PhaseKind::RollingBack {
                     m.rollback_ended(target, *to != PhaseKind::Escalated);
-                    if let Some(started) = log.rollback_started_at.take() {
+                    if let Some(started) = log
+                        .decided
+                        .as_mut()
+                        .and_then(|d| d.rollback_started_at.take())
+                    {
                         m.rollback_duration(seconds(started, r.at));
                     }
                 }
@@ -247,16 +272,17 @@ impl Observer {
             AuditEntry::Decided {
                 decision, detail, ..
             } => {
+                let d = log.decided.get_or_insert_default();
                 match decision {
                     DecisionKind::Rollback | DecisionKind::AwaitApproval => {
-                        log.breach_at.get_or_insert(r.at);
+                        d.breach_at.get_or_insert(r.at);
                     }
                     DecisionKind::Escalate | DecisionKind::Freeze | DecisionKind::Promote => {
-                        log.breach_at = None;
+                        d.breach_at = None;
                     }
                     _ => {}
                 }
-                log.last_decision = Some(LastDecision {
+                d.last_decision = Some(LastDecision {
                     decision: *decision,
                     detail: detail.clone(),
                     at: r.at,
@@ -268,8 +294,9 @@ impl Observer {
                 attempt: 1,
                 ..
             } => {
-                log.rollback_started_at = Some(r.at);
-                if let Some(breach) = log.breach_at.take() {
+                let d = log.decided.get_or_insert_default();
+                d.rollback_started_at = Some(r.at);
+                if let Some(breach) = d.breach_at.take() {
                     m.breach_to_call(seconds(breach, r.at));
                 }
             }
@@ -433,6 +460,21 @@ mod tests {
     /// The records of `all` at these indices.
     fn pick(all: &[AuditRecord], indices: &[usize]) -> Vec<AuditRecord> {
         indices.iter().map(|i| all[*i].clone()).collect()
+    }
+
+    #[test]
+    fn a_log_is_small_and_a_lane_holds_no_room_beyond_what_it_keeps() {
+        assert!(std::mem::size_of::<TargetLog>() <= 80);
+        let o = observer(50, 2);
+        o.observe(&record(0, AuditEntry::WatchStarted { dry_run: false }));
+        for i in 1..=5 {
+            o.observe(&record(i, measured("a", i as f64)));
+        }
+        let targets = o.lock();
+        let log = &targets[&TargetId::from(TARGET)];
+        assert_eq!(log.events.capacity(), 1);
+        assert_eq!(log.measurements[0].1.len(), 2);
+        assert_eq!(log.measurements[0].1.capacity(), 2);
     }
 
     #[test]
