@@ -343,6 +343,9 @@ impl Observer {
                 let i = match lanes.iter().position(|(name, _)| **name == *probe) {
                     Some(i) => i,
                     None => {
+                        // One probe at a time: room for four would be 144
+                        // bytes a target held for nothing.
+                        lanes.reserve_exact(1);
                         lanes.push((probe.into(), Lane::new()));
                         lanes.len() - 1
                     }
@@ -473,6 +476,7 @@ mod tests {
         let targets = o.lock();
         let log = &targets[&TargetId::from(TARGET)];
         assert_eq!(log.events.capacity(), 1);
+        assert_eq!(log.measurements.capacity(), 1);
         assert_eq!(log.measurements[0].1.len(), 2);
         assert_eq!(log.measurements[0].1.capacity(), 2);
     }
