@@ -438,7 +438,7 @@ async fn probes_must_match_the_policy() {
         "{e}"
     );
     let mut s = spec(&f, POLICY, bad_v2());
-    s.probes.clear();
+    s.probes = Vec::new().into();
     let e = f.engine.watch(s).await.unwrap_err();
     assert!(
         e.to_string()

@@ -46,8 +46,9 @@ pub struct WatchSpec {
     pub target: Arc<dyn Target>,
     /// Its rollbacker: [`Rollbacker::target`] must be this target.
     pub rollbacker: Arc<dyn Rollbacker>,
-    /// One probe per probe of the policy, matched by name.
-    pub probes: Vec<Arc<dyn HealthProbe>>,
+    /// One probe per probe of the policy, matched by name. Shared by the
+    /// spec's clones (a supervisor, a server and the watch each keep one).
+    pub probes: Arc<[Arc<dyn HealthProbe>]>,
 }
 
 impl WatchSpec {
@@ -62,7 +63,7 @@ impl WatchSpec {
             policy: policy.into(),
             target,
             rollbacker,
-            probes,
+            probes: probes.into(),
         }
     }
 }

@@ -76,13 +76,22 @@ fn concerns(state: &MachineState, current: &RevisionId) -> bool {
     }
 }
 
-/// The probes in policy order; an error names a probe the policy lacks, or
-/// a policy probe nobody measures.
+/// The probes in policy order (the same list when they are in it already,
+/// as a watch file's are); an error names a probe the policy lacks, or a
+/// policy probe nobody measures.
 pub(super) fn order_probes(
     policy: &Policy,
-    probes: &[Arc<dyn HealthProbe>],
+    probes: &Arc<[Arc<dyn HealthProbe>]>,
     target: &TargetId,
-) -> Result<Vec<Arc<dyn HealthProbe>>> {
+) -> Result<Arc<[Arc<dyn HealthProbe>]>> {
+    if probes.len() == policy.probes.len()
+        && probes
+            .iter()
+            .zip(&policy.probes)
+            .all(|(p, pp)| p.name() == pp.name)
+    {
+        return Ok(probes.clone());
+    }
     let judged: HashSet<&str> = policy.probes.iter().map(|p| p.name.as_str()).collect();
     if let Some(p) = probes.iter().find(|p| !judged.contains(p.name())) {
         return Err(Error::invalid(format!(
@@ -123,6 +132,29 @@ mod tests {
             Policy::from_yaml("interval: 30s\nprobes: [{name: error_rate, success: '< 0.01'}]")
                 .unwrap(),
         )
+    }
+
+    #[test]
+    fn probes_in_policy_order_are_shared_others_put_in_it() {
+        use crate::memory::ScriptedProbe;
+        let policy = Policy::from_yaml(
+            "interval: 30s\nprobes: [{name: a, success: '< 1'}, {name: b, success: '< 1'}]",
+        )
+        .unwrap();
+        let probe = |n: &str| Arc::new(ScriptedProbe::new(n)) as Arc<dyn HealthProbe>;
+        let target = TargetId::new("t");
+        let ordered: Arc<[Arc<dyn HealthProbe>]> = vec![probe("a"), probe("b")].into();
+        let got = order_probes(&policy, &ordered, &target).unwrap();
+        assert!(Arc::ptr_eq(&got, &ordered), "in order: the same list");
+        let reversed: Arc<[Arc<dyn HealthProbe>]> = vec![probe("b"), probe("a")].into();
+        let got = order_probes(&policy, &reversed, &target).unwrap();
+        assert_eq!(got.iter().map(|p| p.name()).collect::<Vec<_>>(), ["a", "b"]);
+        let short: Arc<[Arc<dyn HealthProbe>]> = vec![probe("a")].into();
+        let e = order_probes(&policy, &short, &target).unwrap_err();
+        assert!(
+            e.to_string().contains("probe \"b\" has no HealthProbe"),
+            "{e}"
+        );
     }
 
     fn entry(id: &str, health: RevisionHealth) -> HistoryEntry {
