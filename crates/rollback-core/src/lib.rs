@@ -71,6 +71,7 @@
 pub mod audit;
 pub mod auth;
 pub mod canary;
+pub mod changes;
 pub mod condition;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

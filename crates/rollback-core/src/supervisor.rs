@@ -41,9 +41,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::changes::Changes;
 use crate::{Engine, Error, ErrorKind, Phase, Result, RevisionId, TargetId, WatchSpec, lock};
 
 /// How often the targets' word of changes is looked at.
@@ -86,7 +87,7 @@ enum Schedule {
     /// Look at the target at this time.
     At(Instant, TargetId, u64),
     /// The target's word of changes: look at once when it comes.
-    Word(TargetId, u64, watch::Receiver<()>),
+    Word(TargetId, u64, Changes),
 }
 
 struct Shared {
@@ -326,7 +327,7 @@ impl Shared {
 /// on each word would cost a few hundred bytes a target).
 async fn schedule(shared: Arc<Shared>, mut inbox: mpsc::UnboundedReceiver<Schedule>) {
     let mut due: BinaryHeap<Reverse<(Instant, u64, TargetId)>> = BinaryHeap::new();
-    let mut words: Vec<(TargetId, u64, watch::Receiver<()>)> = Vec::new();
+    let mut words: Vec<(TargetId, u64, Changes)> = Vec::new();
     let mut removals = shared.removals.load(Ordering::SeqCst);
     let mut scan = tokio::time::interval(WORD_SCAN);
     scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -360,7 +361,7 @@ async fn schedule(shared: Arc<Shared>, mut inbox: mpsc::UnboundedReceiver<Schedu
                 }
                 words.retain_mut(|(id, generation, word)| match word.has_changed() {
                     Ok(true) => {
-                        word.borrow_and_update();
+                        word.mark_seen();
                         shared.start_look(id, *generation, None);
                         true
                     }
@@ -480,7 +481,7 @@ mod tests {
     #[derive(Debug)]
     struct Worded {
         inner: InMemoryTarget,
-        word: Arc<watch::Sender<()>>,
+        word: crate::changes::ChangeSender,
         looks: Arc<AtomicU64>,
     }
 
@@ -496,7 +497,7 @@ mod tests {
         async fn history(&self) -> Result<Vec<crate::HistoryEntry>> {
             self.inner.history().await
         }
-        fn changes(&self) -> Option<watch::Receiver<()>> {
+        fn changes(&self) -> Option<Changes> {
             Some(self.word.subscribe())
         }
     }
@@ -505,7 +506,7 @@ mod tests {
     async fn a_word_is_one_look_and_a_removed_target_s_word_is_let_go() {
         let (store, audit) = (MemoryStateStore::new(), MemoryAuditSink::new());
         let inner = InMemoryTarget::new("web", [RevisionRecord::new("v1")]).unwrap();
-        let word = Arc::new(watch::Sender::new(()));
+        let word = crate::changes::ChangeSender::new();
         let looks = Arc::new(AtomicU64::new(0));
         let target = Worded {
             inner: inner.clone(),
@@ -523,11 +524,11 @@ mod tests {
         ))
         .unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(word.receiver_count(), 1, "the supervisor holds the word");
+        assert_eq!(word.receivers(), 1, "the supervisor holds the word");
         let after_start = looks.load(Ordering::SeqCst);
         // Word, twice before a scan: one look, not one a scan or a word.
-        word.send_replace(());
-        word.send_replace(());
+        word.send();
+        word.send();
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(looks.load(Ordering::SeqCst), after_start + 1);
         // Polls go on each interval.
@@ -535,13 +536,9 @@ mod tests {
         assert_eq!(looks.load(Ordering::SeqCst), after_start + 3);
         assert!(s.remove(&TargetId::new("web")));
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(
-            word.receiver_count(),
-            0,
-            "a removed target's word is dropped"
-        );
+        assert_eq!(word.receivers(), 0, "a removed target's word is dropped");
         let removed = looks.load(Ordering::SeqCst);
-        word.send_replace(());
+        word.send();
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert_eq!(
             looks.load(Ordering::SeqCst),

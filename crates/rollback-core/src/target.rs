@@ -167,7 +167,7 @@ pub trait Target: fmt::Debug + Send + Sync + 'static {
     /// the supervisor keeps polling. `None` (the default): polled only.
     /// Whatever the backend runs to notice changes stops when the receiver
     /// is dropped. Called within a tokio runtime.
-    fn changes(&self) -> Option<tokio::sync::watch::Receiver<()>> {
+    fn changes(&self) -> Option<crate::changes::Changes> {
         None
     }
 

@@ -49,7 +49,7 @@ impl DeploymentApi {
     }
 
     /// Word of the Deployment's changes ([`deployment_changes`]).
-    pub(crate) fn changes(&self) -> tokio::sync::watch::Receiver<()> {
+    pub(crate) fn changes(&self) -> rollback_core::changes::Changes {
         deployment_changes(self.deployments.clone(), &self.name)
     }
 
@@ -241,12 +241,12 @@ pub(crate) fn selector_string(selector: &LabelSelector) -> String {
 pub(crate) fn deployment_changes(
     deployments: Api<DynamicObject>,
     name: &str,
-) -> tokio::sync::watch::Receiver<()> {
+) -> rollback_core::changes::Changes {
     use futures::StreamExt;
     use kube::runtime::WatchStreamExt;
     use kube::runtime::watcher::{self, Event};
 
-    let (tx, rx) = tokio::sync::watch::channel(());
+    let (tx, rx) = rollback_core::changes::channel();
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let name = name.to_owned();
     tokio::spawn(async move {
@@ -265,13 +265,13 @@ pub(crate) fn deployment_changes(
                 Some(Ok(Event::Apply(d) | Event::InitApply(d))) => {
                     let now = generations(&d);
                     if seen.is_some_and(|s| s != now) {
-                        tx.send_replace(());
+                        tx.send();
                     }
                     seen = Some(now);
                 }
                 Some(Ok(Event::Delete(_))) => {
                     seen = None;
-                    tx.send_replace(());
+                    tx.send();
                 }
                 Some(Ok(Event::Init | Event::InitDone)) => {}
                 Some(Err(e)) => {

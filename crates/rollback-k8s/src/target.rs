@@ -337,7 +337,7 @@ impl Target for K8sDeployment {
 
     /// A watch of the Deployment: a new template (a deploy, a rollback) or
     /// its ReplicaSet made by the controller is noticed at once.
-    fn changes(&self) -> Option<tokio::sync::watch::Receiver<()>> {
+    fn changes(&self) -> Option<rollback_core::changes::Changes> {
         Some(self.api.changes())
     }
 

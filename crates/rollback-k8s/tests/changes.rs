@@ -42,7 +42,7 @@ async fn watching(server: &KubeServer) {
     }
 }
 
-async fn no_word(rx: &mut tokio::sync::watch::Receiver<()>, what: &str) {
+async fn no_word(rx: &mut rollback_core::changes::Changes, what: &str) {
     let word = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
     assert!(word.is_err(), "word of a change after {what}");
 }

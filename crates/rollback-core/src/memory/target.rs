@@ -47,7 +47,7 @@ pub struct InMemoryTarget {
     id: TargetId,
     state: Arc<Mutex<TargetState>>,
     /// Marked on each deploy and rollback ([`Target::changes`]).
-    changed: Arc<tokio::sync::watch::Sender<()>>,
+    changed: crate::changes::ChangeSender,
 }
 
 impl InMemoryTarget {
@@ -85,7 +85,7 @@ impl InMemoryTarget {
                 current,
                 records: Vec::new(),
             })),
-            changed: Arc::new(tokio::sync::watch::Sender::new(())),
+            changed: crate::changes::ChangeSender::new(),
         })
     }
 
@@ -101,7 +101,7 @@ impl InMemoryTarget {
         s.history
             .insert(0, (Arc::new(revision), health.unwrap_or_default()));
         drop(s);
-        self.changed.send_replace(());
+        self.changed.send();
     }
 
     /// Set what the backend knows of a revision's health.
@@ -162,7 +162,7 @@ impl InMemoryTarget {
         s.history.insert(0, entry);
         s.current = id.clone();
         drop(s);
-        self.changed.send_replace(());
+        self.changed.send();
         Ok(true)
     }
 
@@ -182,7 +182,7 @@ impl Target for InMemoryTarget {
         &self.id
     }
 
-    fn changes(&self) -> Option<tokio::sync::watch::Receiver<()>> {
+    fn changes(&self) -> Option<crate::changes::Changes> {
         Some(self.changed.subscribe())
     }
 
