@@ -34,6 +34,10 @@ use rollback_core::store::MemoryStateStore;
 use rollback_core::{TargetId, Timestamp};
 use rollback_serve::Server;
 
+/// The allocator of the `rollback` binary, whose server this measures.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const INTERVAL_MS: i64 = 10_000;
 
 fn env(name: &str, default: u64) -> u64 {
