@@ -4,7 +4,11 @@
 //!
 //! - this file: the [`Engine`] API (watch, command, trigger) and its builder;
 //! - `start`: the pure choice between resuming a saved watch and a new one;
-//! - `run`: one watch's loop, from its machine's steps to actions;
+//! - `run`: one watch's steps, from its machine's decisions to actions;
+//! - `slot`: what a watch shares (phase, inbox) and where its run parks
+//!   between steps, with no task;
+//! - `timers`: the deadlines of the parked watches, and the one task that
+//!   wakes them;
 //! - `measure`: one round of measurements;
 //! - `rollback`: one rollback carried out through the backend.
 

@@ -1,5 +1,6 @@
-//! One watch's loop: wait for the machine's next deadline or an input, feed
-//! the machine, audit and persist its step, carry out its decision.
+//! One watch's steps: from its deadline or an input, feed the machine,
+//! audit and persist its step, carry out its decision, then park the run
+//! in its slot until the next deadline or input.
 
 use std::sync::Arc;
 use std::time::Duration;
