@@ -339,6 +339,11 @@ impl Target for LeaderTarget {
     async fn history(&self) -> Result<Vec<HistoryEntry>> {
         self.inner.history().await
     }
+    /// The target's own word (a Deployment's watch): without it, a
+    /// leader polled every target only.
+    fn changes(&self) -> Option<rollback_core::changes::Changes> {
+        self.inner.changes()
+    }
     async fn mark(&self, mark: &Mark) -> Result<()> {
         self.leadership.check(self.inner.id(), "marking")?;
         self.inner.mark(mark).await
@@ -417,6 +422,23 @@ impl AuditSink for LeaderNotices {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leader_target_passes_on_its_target_s_word_of_changes() {
+        let inner = rollback_core::memory::InMemoryTarget::new(
+            "web",
+            [rollback_core::RevisionRecord::new("v1")],
+        )
+        .unwrap();
+        let target = LeaderTarget {
+            inner: Arc::new(inner.clone()),
+            leadership: Arc::new(Leadership::new("me".into(), Vec::new())),
+        };
+        let word = target.changes().expect("the in-memory target gives word");
+        assert_eq!(word.has_changed(), Ok(false));
+        inner.deploy(rollback_core::RevisionRecord::new("v2"));
+        assert_eq!(word.has_changed(), Ok(true));
+    }
 
     #[test]
     fn rendezvous_spreads_targets_and_moves_few_when_a_shard_is_added() {
