@@ -9,6 +9,7 @@ use rollback_cli::cli::{Command, LogFormatArg};
 /// interval, and glibc's arenas keep the holes between them resident. In
 /// the serve bench (10,000 targets) jemalloc holds 5.4 KiB a target
 /// against 7.2 KiB, at less CPU (BENCHMARKS.md).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
