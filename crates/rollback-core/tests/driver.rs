@@ -649,6 +649,17 @@ fn many(n: usize) -> Vec<(InMemoryTarget, WatchSpec)> {
         .collect()
 }
 
+/// An engine with memory state and audit, and its audit log.
+fn memory_engine() -> (Engine, MemoryAuditSink) {
+    let audit = MemoryAuditSink::new();
+    let engine = engine_with(
+        Arc::new(MemoryStateStore::new()),
+        audit.clone(),
+        Arc::new(AllowAll),
+    );
+    (engine, audit)
+}
+
 fn measured(audit: &MemoryAuditSink, target: &str) -> usize {
     audit
         .records()
@@ -659,12 +670,7 @@ fn measured(audit: &MemoryAuditSink, target: &str) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn watches_between_steps_hold_no_task_and_keep_their_schedule() {
-    let audit = MemoryAuditSink::new();
-    let engine = engine_with(
-        Arc::new(MemoryStateStore::new()),
-        audit.clone(),
-        Arc::new(AllowAll),
-    );
+    let (engine, audit) = memory_engine();
     let tasks = tokio::runtime::Handle::current().metrics();
     let before = tasks.num_alive_tasks();
     let mut handles = Vec::new();
@@ -705,12 +711,7 @@ async fn watches_between_steps_hold_no_task_and_keep_their_schedule() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unwatched_parked_watch_ends_and_measures_no_more() {
-    let audit = MemoryAuditSink::new();
-    let engine = engine_with(
-        Arc::new(MemoryStateStore::new()),
-        audit.clone(),
-        Arc::new(AllowAll),
-    );
+    let (engine, audit) = memory_engine();
     let mut specs = many(2).into_iter();
     let (_, a) = specs.next().unwrap();
     let (_, b) = specs.next().unwrap();
