@@ -155,10 +155,13 @@ impl WatchRun {
                 }
                 Some(input) => Box::pin(self.answer(*input)),
                 None => match self.wait() {
-                    Some(wait) if wait.is_zero() => {
+                    // Due already: step now, after letting the runtime's
+                    // other tasks run (a sleep of zero did that before).
+                    Some(wait) if wait.is_zero() => Box::pin(async {
+                        tokio::task::yield_now().await;
                         let step = self.feed(Event::Tick);
-                        Box::pin(self.process(step, Actor::engine()))
-                    }
+                        self.process(step, Actor::engine()).await;
+                    }),
                     wait => {
                         let slot = self.slot.clone();
                         let timers = self.engine.timers.clone();
