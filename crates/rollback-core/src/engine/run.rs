@@ -315,7 +315,7 @@ impl WatchRun {
                     }
                     Decision::WouldRollBack { to, reason } => (Some(reason.clone()), to.clone()),
                     Decision::Escalate { .. } | Decision::Freeze { .. } => {
-                        (self.machine.state().breach.clone(), None)
+                        (self.machine.state().breach.as_deref().cloned(), None)
                     }
                     _ => (None, None),
                 };

@@ -31,9 +31,14 @@ impl Machine {
             }
             (Command::Approve, Phase::AwaitingApproval { to, .. }) => {
                 let to = to.clone();
-                let reason = self.state.breach.clone().unwrap_or(Breach::Operator {
-                    actor: actor.clone(),
-                });
+                let reason = self
+                    .state
+                    .breach
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or(Breach::Operator {
+                        actor: actor.clone(),
+                    });
                 self.start_rollback(now, to, reason, actor)
             }
             (Command::Promote, p)
@@ -133,7 +138,7 @@ impl Machine {
         let breach = Breach::Operator {
             actor: actor.clone(),
         };
-        self.state.breach = Some(breach.clone());
+        self.state.breach = Some(Box::new(breach.clone()));
         self.mark(&watched, RevisionHealth::Bad);
         if self.policy.dry_run {
             return self.step(

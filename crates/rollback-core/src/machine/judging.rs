@@ -212,7 +212,7 @@ impl Machine {
                     "{breach}; humans must judge revision {}",
                     self.state.watch.revision
                 );
-                self.state.breach = Some(breach);
+                self.state.breach = Some(Box::new(breach));
                 self.escalate(now, reason)
             }
         };

@@ -25,7 +25,7 @@ impl Machine {
 
     pub(super) fn on_breach(&mut self, now: Timestamp, breach: Breach) -> Step {
         let watched = self.state.watch.revision.clone();
-        self.state.breach = Some(breach.clone());
+        self.state.breach = Some(Box::new(breach.clone()));
         self.mark(&watched, RevisionHealth::Bad);
         let to = self.rollback_candidate().cloned();
         if self.policy.dry_run {

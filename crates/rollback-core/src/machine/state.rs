@@ -109,9 +109,10 @@ pub struct MachineState {
     /// Alert keys already acted on.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub seen_triggers: BTreeSet<String>,
-    /// The breach that ended observation, if any.
+    /// The breach that ended observation, if any (boxed: 80 bytes inline
+    /// in every watch's state, and most watches never breach).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub breach: Option<Breach>,
+    pub breach: Option<Box<Breach>>,
     /// The latest values of each probe, in policy order, for the probes'
     /// trend forecasts in the current judging period; empty when no probe
     /// forecasts.
