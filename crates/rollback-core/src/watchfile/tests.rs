@@ -332,16 +332,7 @@ targets:
   - url: memory://a
     revisions: [v1]
 "#;
-    let e = WatchFile::parse(
-        text,
-        PolicyFormat::Yaml,
-        "w.yaml",
-        Path::new("."),
-        &Registry::with_memory(),
-        &env(&[]),
-    )
-    .unwrap_err();
-    let all = e.to_string();
+    let all = parse(text, PolicyFormat::Yaml).unwrap_err().to_string();
     assert!(all.contains("policy.failure_limit"), "{all}");
     assert!(all.contains("string \"lots\", expected u32"), "{all}");
     assert!(!all.contains("line 1 column"), "{all}");
