@@ -68,7 +68,7 @@ impl WatchRun {
                     baseline: m.baseline,
                     verdict: step.verdict.map(|v| v.0),
                     cause: step.verdict.and_then(|v| v.1),
-                    against: step.verdict.map(|_| self.conditions[i].clone()),
+                    against: step.verdict.map(|_| self.machine.conditions()[i].clone()),
                     detail: {
                         let judged = step
                             .prediction

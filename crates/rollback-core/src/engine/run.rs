@@ -28,8 +28,6 @@ type BoxedJob<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Sen
 
 pub(super) struct WatchRun {
     pub(super) engine: Arc<Inner>,
-    /// The conditions of each probe, as written, for the audit log.
-    pub(super) conditions: Arc<[String]>,
     pub(super) spec: WatchSpec,
     pub(super) machine: Machine,
     /// The phase published and the inbox, shared with the engine and the
@@ -59,7 +57,6 @@ impl WatchRun {
     ) -> Self {
         WatchRun {
             engine,
-            conditions: crate::policy::shared_rules(&spec.policy).conditions.clone(),
             spec,
             machine,
             slot,

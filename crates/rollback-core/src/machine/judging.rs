@@ -97,8 +97,10 @@ impl Machine {
                 };
             }
         };
-        let (Some(rules), Some(counts)) = (self.rules.get(probe), self.state.counts.get_mut(probe))
-        else {
+        let (Some(rules), Some(counts)) = (
+            self.shared.rules.get(probe),
+            self.state.counts.get_mut(probe),
+        ) else {
             return Step::NOTHING;
         };
         let forecast = rules

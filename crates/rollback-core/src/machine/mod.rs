@@ -34,22 +34,23 @@ pub use event::Event;
 pub use phase::{Phase, PhaseKind};
 pub use state::{Candidate, MachineState, ProbeCounts, Watch};
 
-use crate::{
-    CommandKind, Error, Policy, ProbeRules, RevisionHealth, RevisionId, RollbackTo, Timestamp,
-};
+use crate::policy::SharedRules;
+use crate::{CommandKind, Error, Policy, RevisionHealth, RevisionId, RollbackTo, Timestamp};
 
 /// The decision machine for one watched revision. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Machine {
     policy: Arc<Policy>,
-    rules: Arc<[ProbeRules]>,
+    /// The policy's rules and their descriptions, shared per policy.
+    shared: Arc<SharedRules>,
     state: MachineState,
 }
 
 impl Machine {
     /// Start watching at `now`. The policy must be valid ([`Policy::validate`]).
     pub fn new(policy: Arc<Policy>, watch: Watch, now: Timestamp) -> Self {
-        let rules = crate::policy::shared_rules(&policy).rules.clone();
+        let shared = crate::policy::shared_rules(&policy);
+        let rules = &shared.rules;
         let first = now.plus(policy.initial_delay);
         let trends = if rules.iter().any(|r| r.forecast.is_some()) {
             vec![crate::forecast::Trend::default(); rules.len()]
@@ -70,7 +71,7 @@ impl Machine {
         };
         Machine {
             policy,
-            rules,
+            shared,
             state,
         }
     }
@@ -86,14 +87,14 @@ impl Machine {
                 policy.probes.len()
             )));
         }
-        let rules = crate::policy::shared_rules(&policy).rules.clone();
+        let shared = crate::policy::shared_rules(&policy);
         // A state saved before the policy forecast starts its trends empty.
-        if rules.iter().any(|r| r.forecast.is_some()) {
-            state.trends.resize(rules.len(), Default::default());
+        if shared.rules.iter().any(|r| r.forecast.is_some()) {
+            state.trends.resize(shared.rules.len(), Default::default());
         }
         Ok(Machine {
             policy,
-            rules,
+            shared,
             state,
         })
     }
@@ -106,6 +107,12 @@ impl Machine {
     /// The policy it judges by, as given to [`Machine::new`] or [`Machine::resume`].
     pub fn policy(&self) -> &Arc<Policy> {
         &self.policy
+    }
+
+    /// Each probe's conditions as written, in policy order (for the audit
+    /// log's measurements).
+    pub(crate) fn conditions(&self) -> &[String] {
+        &self.shared.conditions
     }
 
     /// The current phase.

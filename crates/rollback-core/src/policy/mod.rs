@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use probe::ProbePolicy;
-pub(crate) use probe::{ProbeRules, shared_rules};
+pub(crate) use probe::{ProbeRules, SharedRules, shared_rules};
 
 use crate::condition::NoData;
 pub use crate::retry::RetryPolicy;

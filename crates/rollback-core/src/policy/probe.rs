@@ -90,6 +90,7 @@ impl ProbePolicy {
 /// The rules of a policy and their descriptions, computed once per
 /// `Arc<Policy>`: every target of a watch file shares one policy, and each
 /// machine kept a copy (about 270 bytes a watch with one probe).
+#[derive(Debug)]
 pub(crate) struct SharedRules {
     pub(crate) rules: Arc<[ProbeRules]>,
     /// [`ProbeRules::describe`] of each, for the audit log.
