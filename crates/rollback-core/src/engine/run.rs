@@ -18,10 +18,8 @@ use crate::{
 pub(super) enum Wake {
     /// The watch has just started or resumed.
     Start,
-    /// Its deadline has come.
-    Tick,
-    /// An input is queued.
-    Input,
+    /// Its deadline has come or an input is queued (its loop sees which).
+    Step,
 }
 
 type BoxedJob<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
@@ -124,18 +122,10 @@ impl WatchRun {
         // that ends before it is awaited, so this future holds room for
         // neither the largest step nor every value moved into one (a
         // generator keeps a moved-from local's room until its scope ends).
+        if let Wake::Start = wake
+            && let Some(resume) = self.resume_rollback()
         {
-            let first: Option<BoxedJob<'_>> = match wake {
-                Wake::Start => self.resume_rollback(),
-                Wake::Tick => {
-                    let step = self.feed(Event::Tick);
-                    Some(Box::pin(self.process(step, Actor::engine())))
-                }
-                Wake::Input => None,
-            };
-            if let Some(job) = first {
-                job.await;
-            }
+            resume.await;
         }
         loop {
             let job: BoxedJob<'_> = match self.slot.try_recv() {

@@ -212,7 +212,7 @@ impl Slot {
         if mailbox.parks == park
             && let Some(run) = mailbox.parked.take()
         {
-            Self::spawn(&mut mailbox, run, Wake::Tick);
+            Self::spawn(&mut mailbox, run, Wake::Step);
         }
     }
 
@@ -232,7 +232,7 @@ impl Slot {
                 if mailbox.inbox.len() < INBOX {
                     mailbox.inbox.push_back(input);
                     if let Some(run) = mailbox.parked.take() {
-                        Self::spawn(&mut mailbox, run, Wake::Input);
+                        Self::spawn(&mut mailbox, run, Wake::Step);
                         return Ok(());
                     }
                     drop(mailbox);
