@@ -99,7 +99,7 @@ impl IntoResponse for ApiError {
 
 type Answer = Result<Response, ApiError>;
 
-fn json_response(status: StatusCode, body: String) -> Response {
+fn json_response(status: StatusCode, body: impl IntoResponse) -> Response {
     (
         status,
         [(
@@ -297,15 +297,7 @@ async fn list(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Answer {
         }
         out.write_all(b"]}")
     });
-    Ok((
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
+    Ok(json_response(StatusCode::OK, body))
 }
 
 fn unknown_target(target: &str) -> ApiError {
