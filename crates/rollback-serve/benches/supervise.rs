@@ -2,10 +2,13 @@
 //! a 10 s interval, under notification and scrape load:
 //!
 //! - CPU: the server's threads' CPU time over a steady window, as a share
-//!   of one core (the load generators run on threads of their own, not
-//!   counted);
+//!   of one core;
 //! - memory: the growth of the process's resident set from before the
-//!   server started to the steady window, per target;
+//!   server started to the end of the steady window, per target; and of
+//!   its anonymous part (the heap, stacks), which leaves out the pages of
+//!   the binary's code that the server's first minute pages in (about
+//!   6 MiB, the same for one target as for 10,000); with the allocator's
+//!   counts (live, in use, resident) beside them;
 //! - delay: for every measurement, the time from its due time (the
 //!   machine's schedule: the watch's start plus a whole number of
 //!   intervals; jitter is off so the due time is known) to the audit record
@@ -17,13 +20,20 @@
 //! a delivery; `/metrics` is scraped every second and the target list read
 //! every 5 s. Then criterion times one scrape and one list of the 10,000.
 //!
+//! The load generators (the receiver, the scrapes and the lists) run in a
+//! child process, this bench run again with `ROLLBACK_BENCH_LOADGEN` set, so
+//! that neither their CPU nor their buffers (a 600 KB body read each
+//! second) count as the server's. This process keeps only the server and
+//! the audit sink that measures the delays, a few bytes a target.
+//!
 //! `ROLLBACK_BENCH_TARGETS` (10000), `ROLLBACK_BENCH_SECS` (60, the steady
 //! window), `ROLLBACK_BENCH_TIMELINE` (50, records kept per target) change
 //! the run.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{BufRead as _, Write as _};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,7 +41,6 @@ use async_trait::async_trait;
 use criterion::Criterion;
 use rollback_core::audit::{AuditEntry, AuditRecord, AuditSink};
 use rollback_core::store::MemoryStateStore;
-use rollback_core::{TargetId, Timestamp};
 use rollback_serve::Server;
 
 /// The allocator of the `rollback` binary, whose server this measures.
@@ -39,6 +48,9 @@ use rollback_serve::Server;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const INTERVAL_MS: i64 = 10_000;
+
+/// Set in the child process that generates the load.
+const LOADGEN: &str = "ROLLBACK_BENCH_LOADGEN";
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -48,12 +60,43 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 /// Each measurement's delay from its due time to its judgement, in ms.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Delays {
-    started: Mutex<HashMap<TargetId, Timestamp>>,
+    /// Each target's watch start (ms since the epoch; 0: not yet), by the
+    /// number in its id (`t00042`): 8 bytes a target, where a map by id
+    /// would add 40 to what the bench measures.
+    started: Vec<AtomicI64>,
+    /// How many targets have started.
+    watching: AtomicU64,
+    /// Room for the whole window's measurements is taken (and touched)
+    /// before the server starts, so that it does not grow while the memory
+    /// is measured.
     delays: Mutex<Vec<u32>>,
     measuring: std::sync::atomic::AtomicBool,
     records: AtomicU64,
+}
+
+impl Delays {
+    fn new(targets: usize, window: Duration) -> Self {
+        let measurements = targets * (window.as_secs() as usize * 1000 / INTERVAL_MS as usize + 2);
+        // Written once, so that its pages are resident before the memory
+        // is first measured.
+        // (Not `vec![0; n]`: zeroed memory may come as untouched pages.)
+        let mut delays = vec![u32::MAX; measurements];
+        delays.clear();
+        Delays {
+            started: (0..targets).map(|_| AtomicI64::new(0)).collect(),
+            watching: AtomicU64::new(0),
+            delays: Mutex::new(delays),
+            measuring: std::sync::atomic::AtomicBool::new(false),
+            records: AtomicU64::new(0),
+        }
+    }
+
+    fn start_of(&self, target: &str) -> Option<&AtomicI64> {
+        let n: usize = target.strip_prefix('t')?.parse().ok()?;
+        self.started.get(n)
+    }
 }
 
 #[async_trait]
@@ -62,17 +105,25 @@ impl AuditSink for Delays {
         self.records.fetch_add(1, Ordering::Relaxed);
         match &r.entry {
             AuditEntry::WatchStarted { .. } => {
-                self.started.lock().unwrap().insert(r.target.clone(), r.at);
+                if let Some(start) = self.start_of(r.target.as_str())
+                    && start.swap(r.at.as_millis(), Ordering::Relaxed) == 0
+                {
+                    self.watching.fetch_add(1, Ordering::Relaxed);
+                }
             }
             AuditEntry::Measured { .. } if self.measuring.load(Ordering::Relaxed) => {
-                let Some(start) = self.started.lock().unwrap().get(&r.target).copied() else {
+                let Some(start) = self.start_of(r.target.as_str()) else {
                     return Ok(());
                 };
+                let start = start.load(Ordering::Relaxed);
+                if start == 0 {
+                    return Ok(());
+                }
                 // The watch's start is known to the millisecond from its
                 // record, which may be a millisecond after the machine's
                 // own start: a measurement that seems due a whole interval
                 // ago less a few ms is on time (counted as 0).
-                let since = r.at.as_millis() - start.as_millis();
+                let since = r.at.as_millis() - start;
                 let late = since.rem_euclid(INTERVAL_MS);
                 let delay = if late > INTERVAL_MS - 1_000 { 0 } else { late };
                 self.delays
@@ -86,21 +137,17 @@ impl AuditSink for Delays {
     }
 }
 
-/// CPU time (user + system) of this process's threads whose name does not
-/// start with `loadgen`, in seconds; /proc counts in USER_HZ (100 per
-/// second on Linux).
+/// CPU time (user + system) of this process's threads, in seconds; /proc
+/// counts in USER_HZ (100 per second on Linux).
 fn server_cpu_seconds() -> f64 {
     let mut ticks = 0u64;
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        let Some(close) = stat.rfind(')') else {
             continue;
         };
-        if stat[open + 1..close].starts_with("loadgen") {
-            continue;
-        }
         let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
         // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
         ticks += fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
@@ -108,11 +155,31 @@ fn server_cpu_seconds() -> f64 {
     ticks as f64 / 100.0
 }
 
+/// The allocator's counts now, in MiB: live (allocated), in pages it uses
+/// (active), resident, and its metadata.
+fn allocator_counts() -> String {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    let _ = epoch::advance();
+    let mib = |r: tikv_jemalloc_ctl::Result<usize>| r.unwrap_or(0) as f64 / 1048576.0;
+    format!(
+        "allocated {:.1} MiB, active {:.1}, resident {:.1}, metadata {:.1}",
+        mib(stats::allocated::read()),
+        mib(stats::active::read()),
+        mib(stats::resident::read()),
+        mib(stats::metadata::read())
+    )
+}
+
 fn rss_bytes() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// A size from /proc/self/status (`VmRSS:`, `RssAnon:`, `RssFile:`), in bytes.
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
         .unwrap_or(0)
         * 1024
@@ -175,21 +242,75 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[i]
 }
 
+/// The child process that generates the load: it starts the notices'
+/// receiver and prints its URL, reads the server's URL, then scrapes
+/// `/metrics` every second and lists the targets every 5 s until its input
+/// closes; then it prints how many scrapes and deliveries it counted.
+fn loadgen() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let hook = rt.block_on(receiver(delivered.clone()));
+    println!("{hook}");
+    let mut lines = std::io::stdin().lock().lines();
+    let base = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    {
+        let scrapes = scrapes.clone();
+        rt.spawn(async move {
+            let http = reqwest::Client::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Ok(r) = http.get(format!("{base}/metrics")).send().await {
+                    let _ = r.bytes().await;
+                    scrapes.fetch_add(1, Ordering::Relaxed);
+                }
+                if scrapes.load(Ordering::Relaxed).is_multiple_of(5) {
+                    let _ = http
+                        .get(format!("{base}/api/v1/targets"))
+                        .bearer_auth("bench-token-0123456789")
+                        .send()
+                        .await;
+                }
+            }
+        });
+    }
+    // Until the bench closes this process's input.
+    for _ in lines {}
+    println!(
+        "{} {}",
+        scrapes.load(Ordering::Relaxed),
+        delivered.load(Ordering::Relaxed)
+    );
+}
+
 fn main() {
+    if std::env::var_os(LOADGEN).is_some() {
+        return loadgen();
+    }
     let targets = env("ROLLBACK_BENCH_TARGETS", 10_000) as usize;
     let window = Duration::from_secs(env("ROLLBACK_BENCH_SECS", 60));
     let timeline = env("ROLLBACK_BENCH_TIMELINE", 50);
     let dir = tempfile::tempdir().unwrap();
 
-    // The load generators: their own runtime, on threads named loadgen.
-    let loadgen = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("loadgen")
-        .enable_all()
-        .build()
-        .unwrap();
-    let delivered = Arc::new(AtomicU64::new(0));
-    let hook = loadgen.block_on(receiver(delivered.clone()));
+    let mut load = Command::new(std::env::current_exe().unwrap())
+        .env(LOADGEN, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the load generator: {e}"));
+    let mut load_out = std::io::BufReader::new(load.stdout.take().unwrap());
+    let mut hook = String::new();
+    load_out.read_line(&mut hook).unwrap();
+    let hook = hook.trim().to_owned();
+    assert!(
+        hook.starts_with("http://"),
+        "the load generator gave no receiver URL (it printed {hook:?})"
+    );
     let file = watch_file(dir.path(), targets, &hook, timeline);
 
     let serve = tokio::runtime::Builder::new_multi_thread()
@@ -198,8 +319,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let delays = Arc::new(Delays::new(targets, window));
     let rss_before = rss_bytes();
-    let delays = Arc::new(Delays::default());
+    let heap_before = allocator_counts();
+    let (anon_before, file_before) = (status_bytes("RssAnon:"), status_bytes("RssFile:"));
     let started = Instant::now();
     let server = serve.block_on(async {
         Server::builder(&file)
@@ -214,36 +337,16 @@ fn main() {
     let base = server.url();
     // Every target's first look and first measurement.
     serve.block_on(async {
-        while delays.started.lock().unwrap().len() < targets {
+        while delays.watching.load(Ordering::Relaxed) < targets as u64 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
     let ready = started.elapsed();
     eprintln!("{targets} targets watching after {ready:.1?}");
 
-    // Scrapes every second and a list every 5 s, from the load generators.
-    let scrapes = Arc::new(AtomicU64::new(0));
-    {
-        let (base, scrapes) = (base.clone(), scrapes.clone());
-        loadgen.spawn(async move {
-            let http = reqwest::Client::new();
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                if let Ok(r) = http.get(format!("{base}/metrics")).send().await {
-                    let _ = r.bytes().await;
-                    scrapes.fetch_add(1, Ordering::Relaxed);
-                }
-                if scrapes.load(Ordering::Relaxed) % 5 == 0 {
-                    let _ = http
-                        .get(format!("{base}/api/v1/targets"))
-                        .bearer_auth("bench-token-0123456789")
-                        .send()
-                        .await;
-                }
-            }
-        });
-    }
+    // Scrapes every second and a list every 5 s, from the load generator.
+    let mut load_in = load.stdin.take().unwrap();
+    writeln!(load_in, "{base}").unwrap();
 
     // Settle one interval, then measure a steady window.
     std::thread::sleep(Duration::from_secs(10));
@@ -256,6 +359,16 @@ fn main() {
     let wall = t0.elapsed().as_secs_f64();
     delays.measuring.store(false, Ordering::Relaxed);
     let rss_end = rss_bytes();
+    let heap_end = allocator_counts();
+    let (anon_end, file_end) = (status_bytes("RssAnon:"), status_bytes("RssFile:"));
+    drop(load_in);
+    let mut counts = String::new();
+    load_out.read_line(&mut counts).unwrap();
+    let _ = load.wait();
+    let mut counts = counts
+        .split_whitespace()
+        .map(|n| n.parse::<u64>().unwrap_or(0));
+    let (scrapes, delivered) = (counts.next().unwrap_or(0), counts.next().unwrap_or(0));
 
     let mut d = delays.delays.lock().unwrap().clone();
     d.sort_unstable();
@@ -291,6 +404,15 @@ fn main() {
         rss_end as f64 / 1048576.0,
         (rss_end.saturating_sub(rss_before)) as f64 / 1024.0 / targets as f64
     );
+    let mib = |b: u64| b as f64 / 1048576.0;
+    println!(
+        "  of which anonymous {:.1} → {:.1} MiB, file-backed (the binary's pages) {:.1} → {:.1} MiB",
+        mib(anon_before),
+        mib(anon_end),
+        mib(file_before),
+        mib(file_end)
+    );
+    println!("  allocator at the end: {heap_end} (before: {heap_before})");
     println!(
         "  delay from due time to judgement: {} measurements, p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms",
         d.len(),
@@ -301,9 +423,9 @@ fn main() {
     );
     println!(
         "  load: {} scrapes of /metrics ({} bytes each), {rollbacks} rollbacks, {} notifications delivered; {}",
-        scrapes.load(Ordering::Relaxed),
+        scrapes,
         metrics.len(),
-        delivered.load(Ordering::Relaxed),
+        delivered,
         notifications.join("; ")
     );
 
