@@ -158,44 +158,61 @@ impl Supervisor {
     /// a tokio runtime.
     pub fn add(&self, spec: WatchSpec) -> Result<()> {
         spec.policy.validate()?;
+        let mut targets = self.start().lock();
         let id = spec.target.id().clone();
+        if targets.contains_key(&id) {
+            return Err(conflict(&id));
+        }
+        let (entry, word) = self.shared.supervised(spec);
+        let first = (
+            id.clone(),
+            entry.generation,
+            entry.next_at.unwrap_or_else(Instant::now),
+            word,
+        );
+        targets.insert(id, entry);
+        drop(targets);
+        self.shared.first_looks([first]);
+        Ok(())
+    }
+
+    /// Supervise these targets, as [`Self::add`] each: what became of each,
+    /// in order. The targets' table is built anew with the new ones, so it
+    /// holds no room for more (a table grown one target at a time holds
+    /// room for almost as many again: 120 bytes a target of 10,000).
+    pub fn add_all(&self, specs: Vec<WatchSpec>) -> Vec<Result<()>> {
+        let mut targets = self.start().lock();
+        let mut fresh = BTreeMap::new();
+        let mut firsts = Vec::new();
+        let results = specs
+            .into_iter()
+            .map(|spec| {
+                spec.policy.validate()?;
+                let id = spec.target.id().clone();
+                if targets.contains_key(&id) || fresh.contains_key(&id) {
+                    return Err(conflict(&id));
+                }
+                let (entry, word) = self.shared.supervised(spec);
+                let at = entry.next_at.unwrap_or_else(Instant::now);
+                firsts.push((id.clone(), entry.generation, at, word));
+                fresh.insert(id, entry);
+                Ok(())
+            })
+            .collect();
+        // `append` builds one tree of both, its nodes full.
+        targets.append(&mut fresh);
+        drop(targets);
+        self.shared.first_looks(firsts);
+        results
+    }
+
+    /// The shared state, with the scheduler started (on the first target,
+    /// within the runtime).
+    fn start(&self) -> &Shared {
         if let Some(inbox) = lock(&self.inbox).take() {
             *lock(&self.scheduler) = Some(tokio::spawn(schedule(self.shared.clone(), inbox)));
         }
-        let mut targets = self.shared.lock();
-        if targets.contains_key(&id) {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!("target {id} is already supervised"),
-            ));
-        }
-        let generation = self.shared.generations.fetch_add(1, Ordering::Relaxed);
-        let word = spec.target.changes();
-        let now = Instant::now();
-        targets.insert(
-            id.clone(),
-            Supervised {
-                spec,
-                generation,
-                watched: None,
-                noticed: Noticed::Nothing,
-                look: None,
-                again: false,
-                next_at: Some(now),
-            },
-        );
-        drop(targets);
-        let _ = self
-            .shared
-            .schedule
-            .send(Schedule::At(now, id.clone(), generation));
-        if let Some(word) = word {
-            let _ = self
-                .shared
-                .schedule
-                .send(Schedule::Word(id, generation, word));
-        }
-        Ok(())
+        &self.shared
     }
 
     /// Stop supervising a target and its watch (its saved state stays, so
@@ -214,7 +231,9 @@ impl Supervisor {
 
     /// Supervise exactly `specs`: add the targets that are new, remove the
     /// ones that are gone, leave the others undisturbed (a reload of the
-    /// watch file). Returns the targets added and removed.
+    /// watch file). Returns the targets added and removed. A new target
+    /// whose policy is invalid is not added, and the first such error is
+    /// returned (the other changes are made).
     pub fn replace(&self, specs: Vec<WatchSpec>) -> Result<(Vec<TargetId>, Vec<TargetId>)> {
         let wanted: BTreeMap<TargetId, WatchSpec> = specs
             .into_iter()
@@ -228,14 +247,28 @@ impl Supervisor {
         for t in &gone {
             self.remove(t);
         }
+        let new: Vec<WatchSpec> = {
+            let targets = self.shared.lock();
+            wanted
+                .into_values()
+                .filter(|s| !targets.contains_key(s.target.id()))
+                .collect()
+        };
+        let ids: Vec<TargetId> = new.iter().map(|s| s.target.id().clone()).collect();
         let mut added = Vec::new();
-        for (id, spec) in wanted {
-            if !self.shared.lock().contains_key(&id) {
-                self.add(spec)?;
-                added.push(id);
+        let mut first_error = None;
+        for (id, result) in ids.into_iter().zip(self.add_all(new)) {
+            match result {
+                Ok(()) => added.push(id),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        Ok((added, gone))
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok((added, gone)),
+        }
     }
 
     /// The targets supervised, sorted.
@@ -258,9 +291,46 @@ impl Supervisor {
     }
 }
 
+/// A new target's id, generation, first look and word of changes.
+type FirstLook = (TargetId, u64, Instant, Option<Changes>);
+
+fn conflict(id: &TargetId) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!("target {id} is already supervised"),
+    )
+}
+
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<TargetId, Supervised>> {
         lock(&self.targets)
+    }
+
+    /// A newly supervised target, its first look due now, and its word of
+    /// changes if it gives any.
+    fn supervised(&self, spec: WatchSpec) -> (Supervised, Option<Changes>) {
+        let word = spec.target.changes();
+        let entry = Supervised {
+            spec,
+            generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            watched: None,
+            noticed: Noticed::Nothing,
+            look: None,
+            again: false,
+            next_at: Some(Instant::now()),
+        };
+        (entry, word)
+    }
+
+    /// Schedule the first looks of newly supervised targets (once they are
+    /// in the table) and their words of changes.
+    fn first_looks(&self, firsts: impl IntoIterator<Item = FirstLook>) {
+        for (id, generation, at, word) in firsts {
+            let _ = self.schedule.send(Schedule::At(at, id.clone(), generation));
+            if let Some(word) = word {
+                let _ = self.schedule.send(Schedule::Word(id, generation, word));
+            }
+        }
     }
 
     /// Start a look at the target unless it is gone, the time is stale (the
@@ -545,6 +615,63 @@ mod tests {
             removed,
             "no look after removal"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn targets_added_together_are_each_judged_and_each_refusal_named() {
+        let (store, audit) = (MemoryStateStore::new(), MemoryAuditSink::new());
+        let e = engine(&store, &audit);
+        let s = Supervisor::new(e.clone(), Duration::from_secs(5));
+        let target = |id: &str| InMemoryTarget::new(id, [RevisionRecord::new("v1")]).unwrap();
+        let probe = || ScriptedProbe::new("error_rate").script([0.001]);
+        let (a, b, c) = (target("a"), target("b"), target("c"));
+        s.add(spec(&a, probe())).unwrap();
+        let mut invalid = spec(&c, probe());
+        let mut policy = (*invalid.policy).clone();
+        policy.bake_time = Duration::from_secs(1);
+        invalid.policy = Arc::new(policy);
+        let results = s.add_all(vec![
+            spec(&b, probe()),
+            spec(&a, probe()),
+            invalid,
+            spec(&b, probe()),
+            spec(&c, probe()),
+        ]);
+        let kinds: Vec<Option<ErrorKind>> = results
+            .iter()
+            .map(|r| r.as_ref().err().map(Error::kind))
+            .collect();
+        // a was supervised already, b twice in the batch; c's first spec
+        // has a bake time shorter than its interval.
+        assert!(
+            matches!(
+                kinds[..],
+                [
+                    None,
+                    Some(ErrorKind::Conflict),
+                    Some(_),
+                    Some(ErrorKind::Conflict),
+                    None
+                ]
+            ),
+            "{results:?}"
+        );
+        assert!(
+            results[2]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("bake_time")
+        );
+        assert_eq!(s.targets(), ["a", "b", "c"].map(TargetId::new));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut started = watches_started(&audit);
+        started.sort();
+        assert_eq!(started, ["a v1", "b v1", "c v1"]);
+        // Each goes on being looked at: a deploy of b is judged.
+        b.deploy(RevisionRecord::new("v2"));
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert!(watches_started(&audit).contains(&"b v2".to_owned()));
     }
 
     #[tokio::test(start_paused = true)]

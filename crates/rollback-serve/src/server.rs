@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rollback_core::audit::AuditSink;
 use rollback_core::machine::PhaseKind;
-use rollback_core::registry::{Registry, TargetUrl};
+use rollback_core::registry::Registry;
 use rollback_core::store::{MemoryStateStore, StateStore};
 use rollback_core::supervisor::{Noticed, Supervisor};
 use rollback_core::time::{Clock, SystemClock};
@@ -37,13 +37,13 @@ pub(crate) const STOPPING: u8 = 2;
 /// Where variables of the watch file (`${NAME}`) come from.
 type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// A supervised target of the file.
+/// A supervised target of the file, under its URL: 40 bytes.
 #[derive(Debug, Clone)]
 struct Entry {
     id: TargetId,
-    url: TargetUrl,
-    /// Its watch, ready for when this replica leads its shard.
-    spec: WatchSpec,
+    /// Its watch, ready for when this replica leads its shard: with leader
+    /// election only (without it, the supervisor's is the only copy).
+    spec: Option<Box<WatchSpec>>,
     /// Its shard (0 without leader election).
     shard: usize,
     /// A hash of everything of the file that shapes the target's watch:
@@ -509,8 +509,8 @@ impl Shared {
     /// The supervised targets and their URLs, by id.
     pub(crate) fn supervised(&self) -> Vec<(TargetId, String)> {
         let mut v: Vec<(TargetId, String)> = lock(&self.targets)
-            .values()
-            .map(|e| (e.id.clone(), e.url.to_string()))
+            .iter()
+            .map(|(url, e)| (e.id.clone(), url.clone()))
             .collect();
         v.sort();
         v
@@ -519,9 +519,9 @@ impl Shared {
     /// The URL of a supervised target.
     pub(crate) fn url_of(&self, id: &TargetId) -> Option<String> {
         lock(&self.targets)
-            .values()
-            .find(|e| e.id == *id)
-            .map(|e| e.url.to_string())
+            .iter()
+            .find(|(_, e)| e.id == *id)
+            .map(|(url, _)| url.clone())
     }
 
     /// What the supervisor's last look at the target found.
@@ -572,7 +572,7 @@ impl Shared {
         };
         let entries: Vec<(TargetId, usize, WatchSpec)> = lock(&self.targets)
             .values()
-            .map(|e| (e.id.clone(), e.shard, e.spec.clone()))
+            .filter_map(|e| Some((e.id.clone(), e.shard, (**e.spec.as_ref()?).clone())))
             .collect();
         for shard in 0..l.shard_count() {
             self.metrics.leading(shard, l.leads(shard));
@@ -596,18 +596,41 @@ impl Shared {
         }
     }
 
-    fn add(&self, spec: WatchSpec, shard: usize) -> Result<()> {
-        let id = spec.target.id().clone();
-        self.observer.track(&id);
-        let added = match lock(&self.supervisor).as_ref() {
-            Some(_) if !self.acts_on(shard) => Ok(()),
-            Some(s) => s.add(spec),
-            None => Err(Error::permanent("the server is shutting down")),
-        };
-        if added.is_err() {
-            self.observer.forget(&id);
+    /// Supervise new targets, each with its shard: those of the shards
+    /// this replica leads at once, the others when it comes to lead them.
+    /// What became of each, in order.
+    fn add_all(&self, specs: &[(WatchSpec, usize)]) -> Vec<Result<()>> {
+        for (spec, _) in specs {
+            self.observer.track(spec.target.id());
         }
-        added
+        let mut results: Vec<Result<()>> = Vec::with_capacity(specs.len());
+        match lock(&self.supervisor).as_ref() {
+            Some(s) => {
+                let acting: Vec<WatchSpec> = specs
+                    .iter()
+                    .filter(|(_, shard)| self.acts_on(*shard))
+                    .map(|(spec, _)| spec.clone())
+                    .collect();
+                let mut added = s.add_all(acting).into_iter();
+                for (_, shard) in specs {
+                    results.push(match self.acts_on(*shard) {
+                        true => added.next().unwrap_or(Ok(())),
+                        false => Ok(()),
+                    });
+                }
+            }
+            None => results.extend(
+                specs
+                    .iter()
+                    .map(|_| Err(Error::permanent("the server is shutting down"))),
+            ),
+        }
+        for ((spec, _), result) in specs.iter().zip(&results) {
+            if result.is_err() {
+                self.observer.forget(spec.target.id());
+            }
+        }
+        results
     }
 
     fn remove(&self, id: &TargetId) {
@@ -681,7 +704,7 @@ impl Shared {
             one.targets.push((*entry).clone());
             match one.resolve(&self.registry).await {
                 Ok(mut specs) if specs.len() == 1 => {
-                    resolved.push((url.clone(), (*entry).clone(), *fp, specs.remove(0)))
+                    resolved.push((url.clone(), *fp, specs.remove(0)))
                 }
                 Ok(_) => errors.push(format!("target {url}: not one watch")),
                 Err(e) => errors.push(e.full_message()),
@@ -693,7 +716,7 @@ impl Shared {
             .filter(|(url, _)| !to_remove.contains(url) && !to_resolve.contains(url))
             .map(|(url, e)| (e.id.clone(), url.clone()))
             .collect();
-        for (url, _, _, spec) in &resolved {
+        for (url, _, spec) in &resolved {
             let id = spec.target.id().clone();
             if let Some(other) = ids.insert(id.clone(), url.clone()) {
                 errors.push(format!(
@@ -715,38 +738,51 @@ impl Shared {
                 report.removed.push(e.id);
             }
         }
-        let mut failed = Vec::new();
-        for (url, entry, fp, spec) in resolved {
-            let id = spec.target.id().clone();
+        // The old watch of each changed target stops, then every new or
+        // changed one is supervised at once.
+        let mut adding = Vec::with_capacity(resolved.len());
+        let mut specs = Vec::with_capacity(resolved.len());
+        for (url, fp, spec) in resolved {
             let (shard, spec) = self.guard(spec);
-            let old = lock(&self.targets).get(&url).cloned();
+            let old = lock(&self.targets).remove(&url);
             if let Some(old) = &old {
                 self.remove(&old.id);
             }
-            match self.add(spec.clone(), shard) {
+            adding.push((url, fp, old.is_some()));
+            specs.push((spec, shard));
+        }
+        let results = self.add_all(&specs);
+        let mut failed = Vec::new();
+        // The new entries are put in the table in one go, which builds it
+        // anew with full nodes: one at a time, a B-tree fed in order keeps
+        // its nodes half empty.
+        let mut fresh = BTreeMap::new();
+        for (((url, fp, changed), (spec, shard)), result) in
+            adding.into_iter().zip(specs).zip(results)
+        {
+            let id = spec.target.id().clone();
+            match result {
                 Ok(()) => {
-                    if old.is_some() {
+                    if changed {
                         report.changed.push(id.clone());
                     } else {
                         report.added.push(id.clone());
                     }
-                    lock(&self.targets).insert(
+                    let spec = self.leadership.is_some().then(|| Box::new(spec));
+                    fresh.insert(
                         url,
                         Entry {
                             id,
-                            url: entry.url,
                             spec,
                             shard,
                             fingerprint: fp,
                         },
                     );
                 }
-                Err(e) => {
-                    lock(&self.targets).remove(&url);
-                    failed.push(format!("target {url}: {}", e.full_message()));
-                }
+                Err(e) => failed.push(format!("target {url}: {}", e.full_message())),
             }
         }
+        lock(&self.targets).append(&mut fresh);
         self.metrics.targets(self.target_count());
         self.retry_reload
             .store(!report.deferred.is_empty(), Ordering::SeqCst);
