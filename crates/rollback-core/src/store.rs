@@ -35,11 +35,9 @@ fn encode(state: &MachineState) -> Result<Vec<u8>> {
     .map_err(|e| Error::permanent("cannot serialize machine state").with_source(e))
 }
 
-/// The same JSON without indentation, into a buffer of about the size the
-/// last save took: the memory store keeps 10,000 of them in `serve`'s
-/// benchmark, and a buffer grown by doubling holds up to twice the bytes.
-fn encode_compact(state: &MachineState, size_hint: usize) -> Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(size_hint + size_hint / 8);
+/// The same JSON without indentation, into a buffer of `capacity` to start.
+fn encode_compact(state: &MachineState, capacity: usize) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(capacity);
     serde_json::to_writer(
         &mut bytes,
         &StoredRef {
@@ -104,7 +102,9 @@ pub trait StateStore: fmt::Debug + Send + Sync + 'static {
 /// shares it.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStateStore {
-    states: Arc<Mutex<BTreeMap<TargetId, Vec<u8>>>>,
+    /// Each state's bytes, exactly as long as they are (a buffer written
+    /// into holds up to an eighth more, and 8 bytes of length).
+    states: Arc<Mutex<BTreeMap<TargetId, Box<[u8]>>>>,
 }
 
 impl MemoryStateStore {
@@ -118,7 +118,7 @@ impl MemoryStateStore {
         self.states
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(target.clone(), bytes);
+            .insert(target.clone(), bytes.into_boxed_slice());
     }
 }
 
@@ -138,9 +138,9 @@ impl StateStore for MemoryStateStore {
 
     async fn save(&self, state: &MachineState) -> Result<()> {
         let target = &state.watch.target;
+        // Written outside the lock, then cut to its length.
+        let bytes = encode_compact(state, 512)?.into_boxed_slice();
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        let last = states.get(target).map_or(512, Vec::len);
-        let bytes = encode_compact(state, last)?;
         match states.get_mut(target) {
             Some(kept) => *kept = bytes,
             None => {

@@ -182,24 +182,27 @@ impl Supervisor {
     /// room for almost as many again: 120 bytes a target of 10,000).
     pub fn add_all(&self, specs: Vec<WatchSpec>) -> Vec<Result<()>> {
         let mut targets = self.start().lock();
-        let mut fresh = BTreeMap::new();
+        let mut fresh = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut firsts = Vec::new();
         let results = specs
             .into_iter()
             .map(|spec| {
                 spec.policy.validate()?;
                 let id = spec.target.id().clone();
-                if targets.contains_key(&id) || fresh.contains_key(&id) {
+                if targets.contains_key(&id) || !seen.insert(id.clone()) {
                     return Err(conflict(&id));
                 }
                 let (entry, word) = self.shared.supervised(spec);
                 let at = entry.next_at.unwrap_or_else(Instant::now);
                 firsts.push((id.clone(), entry.generation, at, word));
-                fresh.insert(id, entry);
+                fresh.push((id, entry));
                 Ok(())
             })
             .collect();
-        // `append` builds one tree of both, its nodes full.
+        // Collected into a tree at once (sorted, then built with full
+        // nodes), which `append` merges with the table the same way.
+        let mut fresh: BTreeMap<TargetId, Supervised> = fresh.into_iter().collect();
         targets.append(&mut fresh);
         drop(targets);
         self.shared.first_looks(firsts);

