@@ -39,14 +39,18 @@ struct RollbackerState {
     fail_always: Option<ErrorKind>,
     converge_after: Duration,
     convergence_fails: Option<String>,
-    steps: Steps,
+    /// Set by [`InMemoryRollbacker::steps`]; otherwise each rollback counts
+    /// its steps on a counter of its own that never interrupts.
+    steps: Option<Steps>,
 }
 
 /// Rolls an [`InMemoryTarget`] back, records every call, and can be told to fail.
 #[derive(Debug, Clone)]
 pub struct InMemoryRollbacker {
     target: InMemoryTarget,
-    state: Arc<Mutex<RollbackerState>>,
+    /// Made on the first call or setting: most rollbackers of a policy
+    /// test with thousands of targets are never called (136 bytes each).
+    state: Arc<Mutex<Option<Box<RollbackerState>>>>,
 }
 
 impl InMemoryRollbacker {
@@ -58,38 +62,49 @@ impl InMemoryRollbacker {
         }
     }
 
+    /// Whether its state has been made.
+    #[cfg(test)]
+    pub(super) fn holds_state(&self) -> bool {
+        lock(&self.state).is_some()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut RollbackerState) -> R) -> R {
+        f(lock(&self.state).get_or_insert_default())
+    }
+
     /// Make the next `n` calls fail with an error of `kind` (before changing anything).
     pub fn fail_next(&self, n: usize, kind: ErrorKind) {
-        lock(&self.state)
-            .failures
-            .extend(std::iter::repeat_n(kind, n));
+        self.with(|s| s.failures.extend(std::iter::repeat_n(kind, n)));
     }
 
     /// Make every call fail with an error of `kind`; `None` to stop.
     pub fn fail_always(&self, kind: Option<ErrorKind>) {
-        lock(&self.state).fail_always = kind;
+        self.with(|s| s.fail_always = kind);
     }
 
     /// Make `wait_converged` take this long (virtual time under a paused tokio clock).
     pub fn converge_after(&self, d: Duration) {
-        lock(&self.state).converge_after = d;
+        self.with(|s| s.converge_after = d);
     }
 
     /// Make `wait_converged` report that convergence failed.
     pub fn fail_convergence(&self, detail: Option<String>) {
-        lock(&self.state).convergence_fails = detail;
+        self.with(|s| s.convergence_fails = detail);
     }
 
     /// Count the steps of each rollback with `steps` (and stop after as many
     /// as it allows: see [`Steps::stop_after`]). A rollback takes two: move
     /// the target, then keep its record.
     pub fn steps(&self, steps: Steps) {
-        lock(&self.state).steps = steps;
+        self.with(|s| s.steps = Some(steps));
     }
 
     /// Every call so far, in order.
     pub fn calls(&self) -> Vec<RecordedRollback> {
-        lock(&self.state).calls.clone()
+        lock(&self.state)
+            .as_ref()
+            .map(|s| s.calls.clone())
+            .unwrap_or_default()
     }
 
     /// The calls that changed the target.
@@ -114,10 +129,12 @@ impl Rollbacker for InMemoryRollbacker {
     async fn rollback(&self, request: &RollbackRequest) -> Result<RollbackOutcome> {
         let to = request.to.id().clone();
         let id = self.target.id().clone();
-        let (injected, steps) = {
-            let mut s = lock(&self.state);
-            (s.failures.pop_front().or(s.fail_always), s.steps.clone())
-        };
+        let (injected, steps) = self.with(|s| {
+            (
+                s.failures.pop_front().or(s.fail_always),
+                s.steps.clone().unwrap_or_default(),
+            )
+        });
         let result = match injected {
             Some(kind) => Err(Error::new(
                 kind,
@@ -135,14 +152,15 @@ impl Rollbacker for InMemoryRollbacker {
             }
             None => self.roll(request, &steps).await,
         };
-        lock(&self.state).calls.push(RecordedRollback {
+        let call = RecordedRollback {
             to,
             from: request.from.clone(),
             reason: request.reason.clone(),
             actor: request.actor.clone(),
             dry_run: request.dry_run,
             result: result.as_ref().map(Clone::clone).map_err(|e| e.to_string()),
-        });
+        };
+        self.with(|s| s.calls.push(call));
         result
     }
 
@@ -151,10 +169,11 @@ impl Rollbacker for InMemoryRollbacker {
         revision: &RevisionId,
         timeout: Duration,
     ) -> Result<Convergence> {
-        let (after, fails) = {
-            let s = lock(&self.state);
-            (s.converge_after, s.convergence_fails.clone())
-        };
+        let (after, fails) = lock(&self.state)
+            .as_ref()
+            .map_or((Duration::ZERO, None), |s| {
+                (s.converge_after, s.convergence_fails.clone())
+            });
         if let Some(detail) = fails {
             return Ok(Convergence::Failed { detail });
         }

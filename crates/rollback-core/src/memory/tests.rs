@@ -46,6 +46,22 @@ async fn history_is_newest_first_and_rollback_moves_to_the_top() {
 }
 
 #[tokio::test]
+async fn a_rollbacker_holds_its_state_from_its_first_call_on_and_clones_share_it() {
+    let t = target();
+    let r = InMemoryRollbacker::new(&t);
+    let twin = r.clone();
+    assert!(r.calls().is_empty());
+    assert!(!r.holds_state(), "nothing held before a call");
+    // A setting made through one clone holds for the other.
+    twin.fail_next(1, ErrorKind::Transient);
+    assert!(r.holds_state());
+    assert!(r.rollback(&request(&t, "v1")).await.is_err());
+    assert!(r.rollback(&request(&t, "v1")).await.is_ok());
+    assert_eq!(twin.calls().len(), 2);
+    assert_eq!(t.current_id().as_str(), "v1");
+}
+
+#[tokio::test]
 async fn unknown_revisions_and_injected_failures_change_nothing() {
     let t = target();
     let r = InMemoryRollbacker::new(&t);
