@@ -8,7 +8,9 @@
 //!   its anonymous part (the heap, stacks), which leaves out the pages of
 //!   the binary's code that the server's first minute pages in (about
 //!   6 MiB, the same for one target as for 10,000); with the allocator's
-//!   counts (live, in use, resident) beside them;
+//!   counts (live, in use, resident) beside them; and what a target more
+//!   costs: the same run with 2,000 targets is made first, and the
+//!   difference of the two at the end is divided by the 8,000 more;
 //! - delay: for every measurement, the time from its due time (the
 //!   machine's schedule: the watch's start plus a whole number of
 //!   intervals; jitter is off so the due time is known) to the audit record
@@ -28,7 +30,9 @@
 //!
 //! `ROLLBACK_BENCH_TARGETS` (10000), `ROLLBACK_BENCH_SECS` (60, the steady
 //! window), `ROLLBACK_BENCH_TIMELINE` (50, records kept per target) change
-//! the run; `ROLLBACK_BENCH_EXIT=1` ends it after the report, the server
+//! the run; `ROLLBACK_BENCH_BASELINE` (2000; 0: none) is the number of
+//! targets of the run made first to tell a target's cost from the
+//! process's own; `ROLLBACK_BENCH_EXIT=1` ends it after the report, the server
 //! running, so that a heap profiler's "leaked" is what it held (built
 //! without the global allocator: heaptrack sees only the system's malloc).
 
@@ -244,6 +248,28 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[i]
 }
 
+/// The resident set and its anonymous part at the end of the same run
+/// with `targets` targets, run as a child process.
+fn baseline_memory(targets: usize, window: Duration) -> (u64, u64) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env("ROLLBACK_BENCH_TARGETS", targets.to_string())
+        .env("ROLLBACK_BENCH_SECS", window.as_secs().to_string())
+        .env("ROLLBACK_BENCH_BASELINE", "0")
+        .env("ROLLBACK_BENCH_EXIT", "1")
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the bench with {targets} targets: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("memory at the end: "))
+        .unwrap_or_else(|| panic!("the run with {targets} targets gave no memory: {text}"));
+    let mut n = line
+        .split_whitespace()
+        .map(|n| n.parse::<u64>().unwrap_or(0));
+    (n.next().unwrap_or(0), n.next().unwrap_or(0))
+}
+
 /// The child process that generates the load: it starts the notices'
 /// receiver and prints its URL, reads the server's URL, then scrapes
 /// `/metrics` every second and lists the targets every 5 s until its input
@@ -296,6 +322,12 @@ fn main() {
     }
     let targets = env("ROLLBACK_BENCH_TARGETS", 10_000) as usize;
     let window = Duration::from_secs(env("ROLLBACK_BENCH_SECS", 60));
+    // The same run with fewer targets first, in a process of its own: the
+    // difference of the two is what a target more costs, without what the
+    // process holds whatever its number of targets (the binary's pages,
+    // the runtime, the registry).
+    let fewer = env("ROLLBACK_BENCH_BASELINE", 2_000) as usize;
+    let baseline = (fewer > 0 && fewer < targets).then(|| baseline_memory(fewer, window));
     let timeline = env("ROLLBACK_BENCH_TIMELINE", 50);
     let dir = tempfile::tempdir().unwrap();
 
@@ -407,6 +439,18 @@ fn main() {
         (rss_end.saturating_sub(rss_before)) as f64 / 1024.0 / targets as f64
     );
     let mib = |b: u64| b as f64 / 1048576.0;
+    // Read by a run with more targets (see `baseline_memory`).
+    println!("  memory at the end: {rss_end} {anon_end} bytes");
+    if let Some((rss, anon)) = baseline {
+        let more = (targets - fewer) as f64 * 1024.0;
+        println!(
+            "  a target more: {:.2} KiB of RSS, {:.2} KiB anonymous (against {fewer} targets: RSS {:.1} MiB, anonymous {:.1} MiB at the end)",
+            rss_end.saturating_sub(rss) as f64 / more,
+            anon_end.saturating_sub(anon) as f64 / more,
+            mib(rss),
+            mib(anon)
+        );
+    }
     println!(
         "  of which anonymous {:.1} → {:.1} MiB, file-backed (the binary's pages) {:.1} → {:.1} MiB",
         mib(anon_before),
