@@ -46,19 +46,65 @@ pub(crate) struct TimelineCapacity {
     pub(crate) measurements: usize,
 }
 
-/// Kept events as JSON (smaller than the records themselves), each with
-/// its sequence number in the target's log, oldest first.
-type Lane = VecDeque<(u64, Box<str>)>;
+/// Kept events, each with its sequence number in the target's log, oldest
+/// first.
+type Lane = VecDeque<(u64, Event)>;
 
 /// A probe's kept records, oldest first, numbered like the events'.
 type MeasurementLane = VecDeque<(u64, Kept)>;
 
 /// A record of a probe's lane: a `measured` record in short, or any other
-/// (`probe_failed`, `store_failed`) as JSON.
+/// (`probe_failed`, `store_failed`) as an event.
 #[derive(Debug, Clone)]
 enum Kept {
     Measured(Measurement),
-    Json(Box<str>),
+    Event(Event),
+}
+
+/// A record as the timeline keeps it: its time, revision and actor (none:
+/// the engine) beside the JSON of what happened alone, which is how the
+/// record's JSON ends (its entry is written flat after those fields). The
+/// target is the log's own. A watch's start is 112 bytes so, where the
+/// record's JSON took 184 (a 160-byte allocation and its place in the
+/// lane). It is written whole when the timeline is read.
+#[derive(Debug, Clone)]
+struct Event {
+    at: Timestamp,
+    revision: RevisionId,
+    actor: Option<Box<str>>,
+    /// The entry's JSON: `{"event":...}`.
+    entry: Box<str>,
+}
+
+impl Event {
+    fn of(record: &AuditRecord) -> Option<Self> {
+        Some(Event {
+            at: record.at,
+            revision: record.revision.clone(),
+            actor: (record.actor != Actor::engine()).then(|| record.actor.as_str().into()),
+            entry: serde_json::to_string(&record.entry).ok()?.into_boxed_str(),
+        })
+    }
+
+    /// The record's JSON, of `target`.
+    fn json(&self, target: &TargetId) -> Box<str> {
+        let engine = Actor::engine();
+        let actor = self.actor.as_deref().unwrap_or(engine.as_str());
+        let fields = self.entry.strip_prefix('{').unwrap_or(&self.entry);
+        let comma = if fields.starts_with('}') { "" } else { "," };
+        format!(
+            "{{\"at\":{},\"target\":{},\"revision\":{},\"actor\":{}{comma}{fields}",
+            json(&self.at),
+            json(target),
+            json(&self.revision),
+            json(&actor),
+        )
+        .into_boxed_str()
+    }
+}
+
+fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// A `measured` record as its probe's lane keeps it: 104 bytes in the lane,
@@ -139,7 +185,7 @@ impl Measurement {
 
 /// A kept record on its way into a timeline.
 enum Shown<'a> {
-    Json(&'a str),
+    Event(&'a Event),
     /// A measurement in short, of this probe.
     Measured(&'a str, &'a Measurement),
 }
@@ -299,10 +345,10 @@ impl Observer {
         let mut kept: Vec<(u64, Shown<'_>)> = log
             .events
             .iter()
-            .map(|(seq, json)| (*seq, Shown::Json(json)))
+            .map(|(seq, event)| (*seq, Shown::Event(event)))
             .chain(log.measurements.iter().flat_map(|(probe, lane)| {
                 lane.iter().map(move |(seq, kept)| match kept {
-                    Kept::Json(json) => (*seq, Shown::Json(json)),
+                    Kept::Event(event) => (*seq, Shown::Event(event)),
                     Kept::Measured(m) => (*seq, Shown::Measured(probe, m)),
                 })
             }))
@@ -313,7 +359,7 @@ impl Observer {
             kept[skip..]
                 .iter()
                 .map(|(_, kept)| match kept {
-                    Shown::Json(json) => (*json).into(),
+                    Shown::Event(event) => event.json(target),
                     Shown::Measured(probe, m) => serde_json::to_string(&m.record(target, probe))
                         .unwrap_or_default()
                         .into_boxed_str(),
@@ -435,13 +481,11 @@ impl Observer {
             capacity.events
         };
         // Made before the lock is taken, and only when it is kept: a
-        // measurement in short, any other record as JSON.
+        // measurement in short, any other record as an event.
         let kept = (lane_capacity > 0)
             .then(|| match Measurement::of(record) {
                 Some(m) => Some(Kept::Measured(m)),
-                None => serde_json::to_string(record)
-                    .ok()
-                    .map(|json| Kept::Json(json.into_boxed_str())),
+                None => Event::of(record).map(Kept::Event),
             })
             .flatten();
         let mut targets = self.lock();
@@ -460,8 +504,8 @@ impl Observer {
         match probe {
             None => {
                 // Only the records of a probe's lane are kept in short.
-                if let Kept::Json(json) = kept {
-                    keep(&mut log.events, capacity.events, seq, json);
+                if let Kept::Event(event) = kept {
+                    keep(&mut log.events, capacity.events, seq, event);
                 }
             }
             Some(probe) => {
@@ -672,11 +716,41 @@ mod tests {
             .iter()
             .filter_map(|(_, k)| match k {
                 Kept::Measured(m) => m.against.as_ref(),
-                Kept::Json(_) => None,
+                Kept::Event(_) => None,
             })
             .collect();
         assert_eq!(against.len(), 2);
         assert!(Arc::ptr_eq(against[0], against[1]));
+    }
+
+    #[test]
+    fn every_kept_record_reads_back_byte_for_byte() {
+        assert!(std::mem::size_of::<(u64, Event)>() <= 64);
+        let o = observer(50, 50);
+        let mut records = watch();
+        let mut by_operator = record(
+            23,
+            AuditEntry::ActionSucceeded {
+                action: ActionKind::Rollback,
+                detail: "restored v1".into(),
+            },
+        );
+        by_operator.actor = Actor::new("alice@example.com");
+        records.push(by_operator);
+        records.push(record(
+            24,
+            AuditEntry::StoreFailed {
+                error: "disk \"full\"\n".into(),
+            },
+        ));
+        for r in &records {
+            o.observe(r);
+        }
+        let want: Vec<Box<str>> = records
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("json").into_boxed_str())
+            .collect();
+        assert_eq!(o.timeline(&TARGET.into(), 100).expect("tracked"), want);
     }
 
     #[test]
