@@ -642,6 +642,18 @@ mod tests {
             .collect()
     }
 
+    /// Observe `records`: the timeline is their JSON, byte for byte.
+    fn observed_read_back_whole(o: &Observer, records: &[AuditRecord]) {
+        for r in records {
+            o.observe(r);
+        }
+        let want: Vec<Box<str>> = records
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("json").into_boxed_str())
+            .collect();
+        assert_eq!(o.timeline(&TARGET.into(), 100).expect("tracked"), want);
+    }
+
     /// The records of `all` at these indices.
     fn pick(all: &[AuditRecord], indices: &[usize]) -> Vec<AuditRecord> {
         indices.iter().map(|i| all[*i].clone()).collect()
@@ -698,14 +710,7 @@ mod tests {
             },
         ));
         records.push(record(4, measured("a", 0.002)));
-        for r in &records {
-            o.observe(r);
-        }
-        let want: Vec<Box<str>> = records
-            .iter()
-            .map(|r| serde_json::to_string(r).expect("json").into_boxed_str())
-            .collect();
-        assert_eq!(o.timeline(&TARGET.into(), 50).expect("tracked"), want);
+        observed_read_back_whole(&o, &records);
         // The same conditions as the lane's newest: one copy.
         let o = observer(50, 10);
         o.observe(&records[0]);
@@ -743,14 +748,7 @@ mod tests {
                 error: "disk \"full\"\n".into(),
             },
         ));
-        for r in &records {
-            o.observe(r);
-        }
-        let want: Vec<Box<str>> = records
-            .iter()
-            .map(|r| serde_json::to_string(r).expect("json").into_boxed_str())
-            .collect();
-        assert_eq!(o.timeline(&TARGET.into(), 100).expect("tracked"), want);
+        observed_read_back_whole(&o, &records);
     }
 
     #[test]
