@@ -7,8 +7,9 @@ use rollback_cli::cli::{Command, LogFormatArg};
 /// jemalloc, not glibc's malloc: `rollback serve` keeps thousands of small
 /// objects for as long as it runs and makes and drops as many each
 /// interval, and glibc's arenas keep the holes between them resident. In
-/// the serve bench (10,000 targets) jemalloc holds 5.4 KiB a target
-/// against 7.2 KiB, at less CPU (BENCHMARKS.md).
+/// the serve bench (10,000 targets) jemalloc held 5.3 KiB a target
+/// against glibc's 7.2 KiB, at less CPU, on the same code (2026-12-01,
+/// BENCHMARKS.md).
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
