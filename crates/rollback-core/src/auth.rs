@@ -12,10 +12,18 @@ use crate::{RevisionId, TargetId};
 #[serde(transparent)]
 pub struct Actor(String);
 
+/// The engine's name as an actor.
+const ENGINE: &str = "rollback-engine";
+
 impl Actor {
     /// The engine acting on its own policy.
     pub fn engine() -> Self {
-        Actor("rollback-engine".into())
+        Actor(ENGINE.into())
+    }
+
+    /// Whether this is the engine (without making an actor to compare).
+    pub fn is_engine(&self) -> bool {
+        self.0 == ENGINE
     }
 
     /// A named actor: a user (`alice@example.com`), a bot, a pipeline.
@@ -233,6 +241,13 @@ impl Authorizer for Grants {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_engine_is_the_engine() {
+        assert!(Actor::engine().is_engine());
+        assert!(!Actor::new("alice@example.com").is_engine());
+        assert!(!Actor::new("rollback-engine2").is_engine());
+    }
 
     #[test]
     fn grants_allow_only_what_they_list() {

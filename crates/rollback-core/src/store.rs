@@ -35,9 +35,9 @@ fn encode(state: &MachineState) -> Result<Vec<u8>> {
     .map_err(|e| Error::permanent("cannot serialize machine state").with_source(e))
 }
 
-/// The same JSON without indentation, into a buffer of `capacity` to start.
-fn encode_compact(state: &MachineState, capacity: usize) -> Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(capacity);
+/// The same JSON without indentation (a state is a few hundred bytes).
+fn encode_compact(state: &MachineState) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(512);
     serde_json::to_writer(
         &mut bytes,
         &StoredRef {
@@ -139,7 +139,7 @@ impl StateStore for MemoryStateStore {
     async fn save(&self, state: &MachineState) -> Result<()> {
         let target = &state.watch.target;
         // Written outside the lock, then cut to its length.
-        let bytes = encode_compact(state, 512)?.into_boxed_slice();
+        let bytes = encode_compact(state)?.into_boxed_slice();
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         match states.get_mut(target) {
             Some(kept) => *kept = bytes,

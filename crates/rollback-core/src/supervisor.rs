@@ -163,13 +163,7 @@ impl Supervisor {
         if targets.contains_key(&id) {
             return Err(conflict(&id));
         }
-        let (entry, word) = self.shared.supervised(spec);
-        let first = (
-            id.clone(),
-            entry.generation,
-            entry.next_at.unwrap_or_else(Instant::now),
-            word,
-        );
+        let (entry, first) = self.shared.supervised(spec);
         targets.insert(id, entry);
         drop(targets);
         self.shared.first_looks([first]);
@@ -193,9 +187,8 @@ impl Supervisor {
                 if targets.contains_key(&id) || !seen.insert(id.clone()) {
                     return Err(conflict(&id));
                 }
-                let (entry, word) = self.shared.supervised(spec);
-                let at = entry.next_at.unwrap_or_else(Instant::now);
-                firsts.push((id.clone(), entry.generation, at, word));
+                let (entry, first) = self.shared.supervised(spec);
+                firsts.push(first);
                 fresh.push((id, entry));
                 Ok(())
             })
@@ -309,20 +302,23 @@ impl Shared {
         lock(&self.targets)
     }
 
-    /// A newly supervised target, its first look due now, and its word of
-    /// changes if it gives any.
-    fn supervised(&self, spec: WatchSpec) -> (Supervised, Option<Changes>) {
+    /// A newly supervised target, and its first look (due now) to schedule
+    /// once it is in the table, with its word of changes if it gives any.
+    fn supervised(&self, spec: WatchSpec) -> (Supervised, FirstLook) {
         let word = spec.target.changes();
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let first = (spec.target.id().clone(), generation, now, word);
         let entry = Supervised {
             spec,
-            generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            generation,
             watched: None,
             noticed: Noticed::Nothing,
             look: None,
             again: false,
-            next_at: Some(Instant::now()),
+            next_at: Some(now),
         };
-        (entry, word)
+        (entry, first)
     }
 
     /// Schedule the first looks of newly supervised targets (once they are

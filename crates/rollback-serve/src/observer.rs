@@ -81,7 +81,7 @@ impl Event {
         Some(Event {
             at: record.at,
             revision: record.revision.clone(),
-            actor: (record.actor != Actor::engine()).then(|| record.actor.as_str().into()),
+            actor: (!record.actor.is_engine()).then(|| record.actor.as_str().into()),
             entry: serde_json::to_string(&record.entry).ok()?.into_boxed_str(),
         })
     }
@@ -144,7 +144,7 @@ impl Measurement {
         else {
             return None;
         };
-        let actor = (record.actor != Actor::engine()).then(|| record.actor.clone());
+        let actor = (!record.actor.is_engine()).then(|| record.actor.clone());
         Some(Measurement {
             at: record.at,
             value: *value,
