@@ -582,16 +582,23 @@ impl Shared {
             return;
         };
         let active: std::collections::BTreeSet<TargetId> = s.targets().into_iter().collect();
+        // The targets of shards newly led are supervised together, as a
+        // load's are (one table built anew, not one insert a target).
+        let mut gained = Vec::new();
         for (id, shard, spec) in entries {
             let leads = l.leads(shard);
             if leads && !active.contains(&id) {
                 tracing::info!(target = %id, shard, identity = %l.identity, "leading: supervising");
-                if let Err(e) = s.add(spec) {
-                    tracing::error!(target = %id, "cannot supervise: {}", e.full_message());
-                }
+                gained.push(spec);
             } else if !leads && active.contains(&id) {
                 tracing::warn!(target = %id, shard, identity = %l.identity, "no longer leading: watch stopped");
                 s.remove(&id);
+            }
+        }
+        let ids: Vec<TargetId> = gained.iter().map(|spec| spec.target.id().clone()).collect();
+        for (id, result) in ids.iter().zip(s.add_all(gained)) {
+            if let Err(e) = result {
+                tracing::error!(target = %id, "cannot supervise: {}", e.full_message());
             }
         }
     }
@@ -605,14 +612,21 @@ impl Shared {
         let mut results: Vec<Result<()>> = Vec::with_capacity(specs.len());
         match lock(&self.supervisor).as_ref() {
             Some(s) => {
+                // Read once a target: leadership may change meanwhile, and
+                // each result must go to the spec it is of.
+                let acts: Vec<bool> = specs
+                    .iter()
+                    .map(|(_, shard)| self.acts_on(*shard))
+                    .collect();
                 let acting: Vec<WatchSpec> = specs
                     .iter()
-                    .filter(|(_, shard)| self.acts_on(*shard))
-                    .map(|(spec, _)| spec.clone())
+                    .zip(&acts)
+                    .filter(|(_, acts)| **acts)
+                    .map(|((spec, _), _)| spec.clone())
                     .collect();
                 let mut added = s.add_all(acting).into_iter();
-                for (_, shard) in specs {
-                    results.push(match self.acts_on(*shard) {
+                for acts in acts {
+                    results.push(match acts {
                         true => added.next().unwrap_or(Ok(())),
                         false => Ok(()),
                     });
