@@ -127,7 +127,12 @@ impl WatchRun {
         {
             resume.await;
         }
+        // The first step after a wake runs at once: this task was just
+        // spawned, at the back of the runtime's queue. Yielding there too
+        // put every step of a burst of deadlines through the queue twice.
+        let mut first = true;
         loop {
+            let yield_first = !std::mem::replace(&mut first, false);
             let job: BoxedJob<'_> = match self.slot.try_recv() {
                 // Between two steps: nothing this watch decided is cut short.
                 Some(input)
@@ -143,9 +148,12 @@ impl WatchRun {
                 Some(input) => Box::pin(self.answer(*input)),
                 None => match self.wait() {
                     // Due already: step now, after letting the runtime's
-                    // other tasks run (a sleep of zero did that before).
+                    // other tasks run if this task has stepped already (a
+                    // deadline that does not move must not hold a worker).
                     Some(wait) if wait.is_zero() => Box::pin(async {
-                        tokio::task::yield_now().await;
+                        if yield_first {
+                            tokio::task::yield_now().await;
+                        }
                         let step = self.feed(Event::Tick);
                         self.process(step, Actor::engine()).await;
                     }),
