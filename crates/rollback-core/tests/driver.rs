@@ -735,3 +735,42 @@ async fn an_unwatched_parked_watch_ends_and_measures_no_more() {
     tokio::time::sleep(Duration::from_secs(31)).await;
     assert!(measured(&audit, "t0") > 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_measurement_records_when_it_was_due_with_the_jitter() {
+    let f = fixture(Arc::new(MemoryStateStore::new()));
+    let healthy = ScriptedProbe::new("error_rate").script_for("v2", [0.001]);
+    let _h = f.engine.watch(spec(&f, POLICY, healthy)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let records = f.audit.records();
+    let started = records
+        .iter()
+        .find(|r| matches!(r.entry, AuditEntry::WatchStarted { .. }))
+        .unwrap()
+        .at;
+    let dues: Vec<(Timestamp, Timestamp)> = records
+        .iter()
+        .filter_map(|r| match &r.entry {
+            AuditEntry::Measured { due_at, .. } => Some((due_at.expect("a due time"), r.at)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dues.len(), 4, "at the start and after each 30 s: {dues:?}");
+    assert_eq!(dues[0].0, started, "the first is due at the start");
+    let mut jittered = 0;
+    for (k, (due, at)) in dues.iter().enumerate().skip(1) {
+        // The schedule's time plus up to 10 % of the interval.
+        let after = due.since(started).as_millis() - 30_000 * k as u128;
+        assert!(
+            after <= 3_000,
+            "measurement {k} due {after} ms after its slot"
+        );
+        jittered += usize::from(after > 0);
+        // (The timer rounds a deadline up to its next millisecond.)
+        assert!(
+            at.since(*due) <= Duration::from_millis(1),
+            "on the paused clock, judged when due: {at:?} for {due:?}"
+        );
+    }
+    assert!(jittered > 0, "the jitter moved some due times: {dues:?}");
+}

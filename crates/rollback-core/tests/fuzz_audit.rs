@@ -71,6 +71,7 @@ fn records() -> Vec<AuditRecord> {
             cause: Some(VerdictCause::FailureMatched),
             against: Some(">= 0.01".into()),
             detail: Some("5xx \"ratio\" é\n".into()),
+            due_at: Some(Timestamp::from_millis(1_795_780_799_996)),
         },
         AuditEntry::Measured {
             probe: "latency_p99".into(),
@@ -81,6 +82,7 @@ fn records() -> Vec<AuditRecord> {
             cause: None,
             against: None,
             detail: None,
+            due_at: None,
         },
         AuditEntry::ProbeFailed {
             probe: "latency_p99".into(),

@@ -95,6 +95,7 @@ pub(crate) struct Metrics {
     phase: Family<TargetPhase, Gauge>,
     rollback_duration: Histogram,
     breach_to_call: Histogram,
+    measurement_delay: Histogram,
     alerts: Family<Outcome, Counter>,
     commands: Family<CommandOutcome, Counter>,
     notifications: Family<ChannelOutcome, Counter>,
@@ -154,6 +155,15 @@ impl Metrics {
             Unit::Seconds,
             breach_to_call.clone(),
         );
+        let measurement_delay = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        registry.register_with_unit(
+            "measurement_delay",
+            "Measurements, from the time they were due (the schedule's, with its jitter) until they were judged: how far behind the engine is",
+            Unit::Seconds,
+            measurement_delay.clone(),
+        );
         let alerts = Family::<Outcome, Counter>::default();
         registry.register(
             "alerts",
@@ -195,6 +205,7 @@ impl Metrics {
             phase,
             rollback_duration,
             breach_to_call,
+            measurement_delay,
             alerts,
             commands,
             notifications,
@@ -294,6 +305,10 @@ impl Metrics {
 
     pub(crate) fn breach_to_call(&self, seconds: f64) {
         self.breach_to_call.observe(seconds);
+    }
+
+    pub(crate) fn measurement_delay(&self, seconds: f64) {
+        self.measurement_delay.observe(seconds);
     }
 
     pub(crate) fn alert(&self, outcome: &'static str) {

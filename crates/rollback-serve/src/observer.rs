@@ -122,10 +122,24 @@ struct Measurement {
     revision: RevisionId,
     judged: RevisionId,
     against: Option<Arc<str>>,
-    /// The actor when it is not the engine, and the probe's detail: rare.
-    rare: Option<Box<(Option<Actor>, Option<String>)>>,
+    /// The actor when it is not the engine, the probe's detail, and a due
+    /// time too far from the record's for `late_ms`: rare.
+    rare: Option<Box<Rare>>,
+    /// The record's time less its due time, in ms (`NOT_DUE`: none, or
+    /// kept in `rare`). Four bytes in what was the struct's padding.
+    late_ms: i32,
     verdict: Option<Verdict>,
     cause: Option<VerdictCause>,
+}
+
+/// `late_ms` of a record with no due time, or one kept in `rare`.
+const NOT_DUE: i32 = i32::MIN;
+
+#[derive(Debug, Clone)]
+struct Rare {
+    actor: Option<Actor>,
+    detail: Option<String>,
+    due_at: Option<Timestamp>,
 }
 
 impl Measurement {
@@ -139,12 +153,17 @@ impl Measurement {
             cause,
             against,
             detail,
+            due_at,
             ..
         } = &record.entry
         else {
             return None;
         };
         let actor = (!record.actor.is_engine()).then(|| record.actor.clone());
+        let late_ms = due_at
+            .and_then(|due| i32::try_from(record.at.as_millis().checked_sub(due.as_millis())?).ok())
+            .filter(|&late| late != NOT_DUE);
+        let far_due = due_at.filter(|_| late_ms.is_none());
         Some(Measurement {
             at: record.at,
             value: *value,
@@ -152,7 +171,14 @@ impl Measurement {
             revision: record.revision.clone(),
             judged: judged.clone(),
             against: against.as_deref().map(Arc::from),
-            rare: (actor.is_some() || detail.is_some()).then(|| Box::new((actor, detail.clone()))),
+            rare: (actor.is_some() || detail.is_some() || far_due.is_some()).then(|| {
+                Box::new(Rare {
+                    actor,
+                    detail: detail.clone(),
+                    due_at: far_due,
+                })
+            }),
+            late_ms: late_ms.unwrap_or(NOT_DUE),
             verdict: *verdict,
             cause: *cause,
         })
@@ -160,10 +186,14 @@ impl Measurement {
 
     /// The record again, of `target`'s probe `probe`.
     fn record(&self, target: &TargetId, probe: &str) -> AuditRecord {
-        let (actor, detail) = match self.rare.as_deref() {
-            Some((actor, detail)) => (actor.clone(), detail.clone()),
-            None => (None, None),
+        let (actor, detail, far_due) = match self.rare.as_deref() {
+            Some(rare) => (rare.actor.clone(), rare.detail.clone(), rare.due_at),
+            None => (None, None, None),
         };
+        let due_at = far_due.or_else(|| {
+            (self.late_ms != NOT_DUE)
+                .then(|| Timestamp::from_millis(self.at.as_millis() - i64::from(self.late_ms)))
+        });
         AuditRecord {
             at: self.at,
             target: target.clone(),
@@ -178,6 +208,7 @@ impl Measurement {
                 cause: self.cause,
                 against: self.against.as_deref().map(str::to_owned),
                 detail,
+                due_at,
             },
         }
     }
@@ -381,7 +412,17 @@ impl Observer {
     fn count(&self, r: &AuditRecord) {
         let m = &self.metrics;
         match &r.entry {
-            AuditEntry::Measured { probe, verdict, .. } => {
+            AuditEntry::Measured {
+                probe,
+                verdict,
+                due_at,
+                ..
+            } => {
+                if let Some(due) = due_at {
+                    // One judged before its due time (a clock stepped back)
+                    // counts as no delay.
+                    m.measurement_delay(seconds(*due, r.at));
+                }
                 let verdict = match verdict {
                     Some(rollback_core::condition::Verdict::Pass) => "pass",
                     Some(rollback_core::condition::Verdict::Fail) => "fail",
@@ -572,6 +613,7 @@ mod tests {
             cause: None,
             against: Some("value < 0.01".into()),
             detail: None,
+            due_at: None,
         }
     }
 
@@ -691,6 +733,8 @@ mod tests {
                 cause: Some(VerdictCause::CanaryHigher),
                 against: Some("canary higher than baseline".into()),
                 detail: Some("p99 of \"checkout\"".into()),
+                // Too far from the record's time for the short form.
+                due_at: Some(Timestamp::EPOCH),
             },
         );
         odd.actor = Actor::new("alice@example.com");
@@ -707,9 +751,15 @@ mod tests {
                 cause: None,
                 against: None,
                 detail: None,
+                due_at: Some(Timestamp::from_millis(1_795_780_803_000 - 7)),
             },
         ));
         records.push(record(4, measured("a", 0.002)));
+        let mut early = record(5, measured("a", 0.003));
+        if let AuditEntry::Measured { due_at, .. } = &mut early.entry {
+            *due_at = Some(Timestamp::from_millis(1_795_780_805_000 + 2));
+        }
+        records.push(early);
         observed_read_back_whole(&o, &records);
         // The same conditions as the lane's newest: one copy.
         let o = observer(50, 10);

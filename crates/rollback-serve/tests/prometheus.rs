@@ -117,6 +117,7 @@ async fn prometheus_scrapes_the_metrics_and_promtool_passes_them() {
         "# TYPE rollback_target_phase gauge",
         "# TYPE rollback_duration_seconds histogram",
         "# TYPE rollback_breach_to_call_seconds histogram",
+        "# TYPE rollback_measurement_delay_seconds histogram",
         "# TYPE rollback_targets gauge",
     ] {
         assert!(text.contains(family), "{family} in\n{text}");
@@ -170,6 +171,20 @@ async fn prometheus_scrapes_the_metrics_and_promtool_passes_them() {
     assert_eq!(inconclusive[0]["value"][1], "2");
     let call = query(&prom, "rollback_breach_to_call_seconds_count").await;
     assert_eq!(call[0]["value"][1], "1");
+    // Every measurement the engine took on its schedule has its delay.
+    let measured = query(&prom, "sum(rollback_measurements_total)").await;
+    let delayed = query(&prom, "rollback_measurement_delay_seconds_count").await;
+    assert_eq!(delayed[0]["value"][1], measured[0]["value"][1]);
+    let late = query(
+        &prom,
+        "rollback_measurement_delay_seconds_sum / rollback_measurement_delay_seconds_count < 1",
+    )
+    .await;
+    assert_eq!(
+        late.len(),
+        1,
+        "judged within a second of their due time on average"
+    );
     let decisions = query(&prom, r#"rollback_decisions_total{decision="escalate"}"#).await;
     assert_eq!(decisions[0]["value"][1], "1");
     let took = query(&prom, "rollback_duration_seconds_sum < 60").await;

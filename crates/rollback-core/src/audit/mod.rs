@@ -115,6 +115,11 @@ pub enum AuditEntry {
         /// What the probe said the value stands for.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+        /// When the engine was due to measure: the schedule's time plus its
+        /// jitter (none: measured on a command, or written before 0.2). The
+        /// record's time less this is how late the measurement was judged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due_at: Option<Timestamp>,
     },
     /// A probe could not measure.
     ProbeFailed {
@@ -329,6 +334,7 @@ impl AuditRecord {
                 cause,
                 against,
                 detail,
+                due_at: _,
             } => {
                 write!(f, "{probe} on {judged} = {}", value(*v))?;
                 if let Some(d) = detail {

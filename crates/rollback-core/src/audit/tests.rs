@@ -160,10 +160,11 @@ fn entry() -> impl Strategy<Value = AuditEntry> {
             verdict,
             cause,
             proptest::option::of(text()),
-            proptest::option::of(text())
+            proptest::option::of(text()),
+            proptest::option::of(any::<i64>().prop_map(Timestamp::from_millis))
         )
             .prop_map(
-                |(probe, judged, value, baseline, verdict, cause, against, detail)| {
+                |(probe, judged, value, baseline, verdict, cause, against, detail, due_at)| {
                     AuditEntry::Measured {
                         probe,
                         judged,
@@ -173,6 +174,7 @@ fn entry() -> impl Strategy<Value = AuditEntry> {
                         cause,
                         against,
                         detail,
+                        due_at,
                     }
                 }
             ),
@@ -346,6 +348,7 @@ fn sample() -> Vec<AuditRecord> {
             cause: Some(VerdictCause::NoData),
             against: Some("success < 0.01".into()),
             detail: None,
+            due_at: Some(Timestamp::from_millis(1_795_780_799_990)),
         }),
     ]
 }

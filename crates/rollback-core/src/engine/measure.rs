@@ -23,6 +23,7 @@ impl WatchRun {
             self.machine.judged_revision().clone(),
             self.now(),
         );
+        let due_at = self.due_at.take();
         let timeout = self.spec.policy.interval.max(Duration::from_millis(1));
         let results = measure_all(&self.spec.probes, &ctx, timeout).await;
         for (i, mut result) in results.into_iter().enumerate() {
@@ -62,6 +63,7 @@ impl WatchRun {
                             (Some(d), Some(p)) => Some(format!("{d}; {p}")),
                         }
                     },
+                    due_at,
                 },
                 Err(e) => AuditEntry::ProbeFailed {
                     probe: name,

@@ -38,6 +38,9 @@ pub(super) struct WatchRun {
     /// The revisions the last event made the machine mark bad, for the
     /// backend's marks when it escalates or freezes.
     newly_bad: Vec<RevisionId>,
+    /// When the next measurement is due: the deadline the run parked for
+    /// (with the jitter), or the machine's own when it stepped at once.
+    pub(super) due_at: Option<Timestamp>,
 }
 
 impl Drop for WatchRun {
@@ -61,6 +64,7 @@ impl WatchRun {
             unsaved: false,
             inputs_open: true,
             newly_bad: Vec::new(),
+            due_at: None,
         }
     }
 
@@ -154,6 +158,9 @@ impl WatchRun {
                         if yield_first {
                             tokio::task::yield_now().await;
                         }
+                        if self.due_at.is_none() {
+                            self.due_at = self.machine.next_deadline();
+                        }
                         let step = self.feed(Event::Tick);
                         self.process(step, Actor::engine()).await;
                     }),
@@ -161,6 +168,7 @@ impl WatchRun {
                         let slot = self.slot.clone();
                         let timers = self.engine.timers.clone();
                         let at = wait.map(|w| tokio::time::Instant::now() + w);
+                        self.due_at = wait.map(|w| self.now().plus(w));
                         match slot.park(self, at, &timers) {
                             Parked::Busy(run) => {
                                 self = run;
