@@ -116,7 +116,7 @@ pub enum AuditEntry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
         /// When the engine was due to measure: the schedule's time plus its
-        /// jitter (none: measured on a command, or written before 0.2). The
+        /// jitter (none: in a record written before this field was). The
         /// record's time less this is how late the measurement was judged.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         due_at: Option<Timestamp>,
