@@ -252,8 +252,19 @@ struct TargetView {
 #[serde(tag = "state", rename_all = "snake_case")]
 enum Supervision {
     Starting,
-    Watching { revision: rollback_core::RevisionId },
-    Failed { error: String },
+    Watching {
+        revision: rollback_core::RevisionId,
+    },
+    Failed {
+        error: String,
+    },
+    /// Another replica leads the target's shard (leader election): this
+    /// one shows no phase; the leader's API does.
+    Following {
+        shard: usize,
+        /// The shard's leader, as last seen (none: no replica holds it).
+        leader: Option<String>,
+    },
 }
 
 fn supervision(n: Option<&Noticed>) -> Supervision {
@@ -270,6 +281,13 @@ fn supervision(n: Option<&Noticed>) -> Supervision {
 /// look, each read alone (no copy of every target's).
 fn view(s: &Shared, id: TargetId, url: String) -> TargetView {
     let n = s.noticed_of(&id);
+    let following = s.leadership.as_ref().and_then(|l| {
+        let shard = l.shard_of(&id);
+        (!l.leads(shard)).then(|| Supervision::Following {
+            shard,
+            leader: l.leader_of(shard),
+        })
+    });
     TargetView {
         revision: match &n {
             Some(Noticed::Watching(r)) => Some(r.to_string()),
@@ -277,7 +295,7 @@ fn view(s: &Shared, id: TargetId, url: String) -> TargetView {
         },
         phase: s.engine.phase(&id),
         last_decision: s.observer.last_decision(&id),
-        supervision: supervision(n.as_ref()),
+        supervision: following.unwrap_or_else(|| supervision(n.as_ref())),
         url,
         target: id,
     }

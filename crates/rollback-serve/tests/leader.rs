@@ -304,7 +304,14 @@ async fn the_leader_killed_during_a_rollback_is_replaced_and_the_rollback_happen
         a.view("k8s:shop/web")["phase"]["phase"] == "promoted"
     })
     .await;
-    assert!(b.view("k8s:shop/web")["phase"].is_null(), "b only follows");
+    let followed = b.view("k8s:shop/web");
+    assert!(followed["phase"].is_null(), "b only follows: {followed}");
+    assert_eq!(
+        followed["supervision"],
+        json!({"state": "following", "shard": 0, "leader": "replica-a"}),
+        "b's view says who leads"
+    );
+    assert_eq!(a.view("k8s:shop/web")["supervision"]["state"], "watching");
 
     // A bad revision ships; the stand-in deployment controller makes its
     // ReplicaSet, then stops, so the rollback cannot converge while a leads.
