@@ -25,9 +25,10 @@
 //!   revision's strategic merge patch with `$patch: replace`), and
 //!   [`K8sWorkload::wait_rollout`] waits like `kubectl rollout status`
 //!   (partitioned rolling updates, `updatedNumberScheduled`).
-//! - [`KubernetesProbe`] counts the Deployment's problems (progress deadline,
-//!   unavailable replicas, restarts and CrashLoopBackOff of the judged
-//!   revision's pods); judge it with `failure: "> 0"`.
+//! - [`KubernetesProbe`] counts a Deployment's, StatefulSet's or DaemonSet's
+//!   problems (a Deployment's progress deadline, unavailable replicas,
+//!   restarts and CrashLoopBackOff of the judged revision's pods); judge it
+//!   with `failure: "> 0"`.
 //!
 //! Connect one from its [`K8sConfig`] (credentials as kubectl finds them,
 //! or a `kube::Client` you have), or build one around a client with

@@ -1,7 +1,8 @@
-//! A Kubernetes-native health probe: the Deployment's own signals.
+//! A Kubernetes-native health probe: the workload's own signals (a
+//! Deployment's, a StatefulSet's or a DaemonSet's).
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::ContainerStatus;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use rollback_core::{HealthProbe, Measurement, ProbeContext, Result, Revision, RevisionId};
 
@@ -9,6 +10,11 @@ use crate::client::selector_string;
 use crate::patch::POD_TEMPLATE_HASH_LABEL;
 use crate::status::RolloutStatus;
 use crate::target::K8sDeployment;
+use crate::workload::{K8sWorkload, WorkloadKind};
+
+/// The label a StatefulSet's or DaemonSet's controller puts on each pod:
+/// the ControllerRevision's name for a StatefulSet, its hash for a DaemonSet.
+const CONTROLLER_REVISION_HASH_LABEL: &str = "controller-revision-hash";
 
 /// One thing wrong with a Deployment's rollout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,29 +67,54 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// A [`HealthProbe`] over the Deployment's own signals. Its measurement is
-/// the **number of problems** found (see [`Problem`]): a
+/// A [`HealthProbe`] over a workload's own signals. Its measurement is
+/// the **number of problems** found (see [`Problem`]): a Deployment's
 /// `ProgressDeadlineExceeded` condition, more unavailable replicas than
 /// `max_unavailable`, and, for each container of each pod of the judged
-/// revision (the pods with its `pod-template-hash`), more restarts than
-/// `max_restarts` or a `CrashLoopBackOff` wait. Judge it with the failure
-/// condition `"> 0"` (and success `"== 0"`). The problems themselves are
-/// logged (tracing, `info`) and available from [`KubernetesProbe::inspect`].
+/// revision, more restarts than `max_restarts` or a `CrashLoopBackOff`
+/// wait. Judge it with the failure condition `"> 0"` (and success
+/// `"== 0"`). The problems themselves are logged (tracing, `debug`) and
+/// available from [`KubernetesProbe::inspect`].
+///
+/// A Deployment's pods of a revision are those with its
+/// `pod-template-hash`; a StatefulSet's and a DaemonSet's, those whose
+/// `controller-revision-hash` names its ControllerRevision. A StatefulSet's
+/// unavailable replicas are `spec.replicas` less `status.availableReplicas`;
+/// a DaemonSet's, `status.numberUnavailable`. Neither kind has a progress
+/// deadline.
 #[derive(Debug, Clone)]
 pub struct KubernetesProbe {
-    deployment: K8sDeployment,
+    subject: Subject,
     name: String,
     max_unavailable: i32,
     max_restarts: i32,
+}
+
+/// What a [`KubernetesProbe`] measures.
+#[derive(Debug, Clone)]
+enum Subject {
+    /// (A `K8sDeployment` is 1.2 KB.)
+    Deployment(Box<K8sDeployment>),
+    Workload(Box<K8sWorkload>),
 }
 
 impl KubernetesProbe {
     /// A probe named `name` over `deployment`, tolerating no unavailable
     /// replica and no restart.
     pub fn new(name: impl Into<String>, deployment: K8sDeployment) -> Self {
+        Self::over(name.into(), Subject::Deployment(Box::new(deployment)))
+    }
+
+    /// A probe named `name` over a StatefulSet or DaemonSet, tolerating no
+    /// unavailable replica and no restart.
+    pub fn of_workload(name: impl Into<String>, workload: K8sWorkload) -> Self {
+        Self::over(name.into(), Subject::Workload(Box::new(workload)))
+    }
+
+    fn over(name: String, subject: Subject) -> Self {
         KubernetesProbe {
-            deployment,
-            name: name.into(),
+            subject,
+            name,
             max_unavailable: 0,
             max_restarts: 0,
         }
@@ -103,52 +134,121 @@ impl KubernetesProbe {
         self
     }
 
-    /// The problems of the Deployment now, judging the pods of `revision`
+    /// The problems of the workload now, judging the pods of `revision`
     /// (the current revision when `None` or not in the history).
     pub async fn inspect(&self, revision: Option<&RevisionId>) -> Result<Vec<Problem>> {
-        let snapshot = self.deployment.snapshot().await?;
+        match &self.subject {
+            Subject::Deployment(d) => self.inspect_deployment(d, revision).await,
+            Subject::Workload(w) => self.inspect_workload(w, revision).await,
+        }
+    }
+
+    async fn inspect_deployment(
+        &self,
+        deployment: &K8sDeployment,
+        revision: Option<&RevisionId>,
+    ) -> Result<Vec<Problem>> {
+        let snapshot = deployment.snapshot().await?;
         let status = RolloutStatus::of(&snapshot.deployment);
         let mut problems = Vec::new();
         if status.deadline_exceeded {
             problems.push(Problem::ProgressDeadlineExceeded);
         }
-        if status.unavailable > self.max_unavailable {
-            problems.push(Problem::Unavailable {
-                replicas: status.unavailable,
-                bound: self.max_unavailable,
-            });
-        }
+        self.unavailable(status.unavailable, &mut problems);
         let judged = revision
             .and_then(|id| snapshot.revisions.iter().find(|r| r.id() == id))
             .or_else(|| snapshot.current.map(|i| &snapshot.revisions[i]));
         if let Some(rev) = judged {
-            let selector: LabelSelector = snapshot
-                .deployment
-                .data
-                .pointer("/spec/selector")
-                .cloned()
-                .and_then(|s| serde_json::from_value(s).ok())
-                .unwrap_or_default();
-            let mut selector = selector_string(&selector);
-            if !selector.is_empty() {
-                selector.push(',');
-            }
-            selector.push_str(&format!("{POD_TEMPLATE_HASH_LABEL}={}", rev.id()));
-            for pod in self.deployment.api.pods(&selector).await? {
-                let pod_name = pod.metadata.name.clone().unwrap_or_default();
-                let statuses = pod.status.iter().flat_map(|s| {
-                    s.init_container_statuses
-                        .iter()
-                        .flatten()
-                        .chain(s.container_statuses.iter().flatten())
-                });
-                for c in statuses {
-                    problems.extend(container_problems(&pod_name, c, self.max_restarts));
-                }
-            }
+            let selector = pods_of(
+                &snapshot.deployment.data,
+                POD_TEMPLATE_HASH_LABEL,
+                rev.id().as_str(),
+            );
+            let pods = deployment.api.pods(&selector).await?;
+            self.pod_problems(&pods, &mut problems);
         }
         Ok(problems)
     }
+
+    async fn inspect_workload(
+        &self,
+        workload: &K8sWorkload,
+        revision: Option<&RevisionId>,
+    ) -> Result<Vec<Problem>> {
+        let snapshot = workload.snapshot().await?;
+        let data = &snapshot.object.data;
+        let int = |pointer: &str| {
+            data.pointer(pointer)
+                .and_then(serde_json::Value::as_i64)
+                .and_then(|v| i32::try_from(v).ok())
+        };
+        let unavailable = match snapshot.kind {
+            WorkloadKind::DaemonSet => int("/status/numberUnavailable").unwrap_or(0),
+            // (availableReplicas is in the status since Kubernetes 1.22;
+            // readyReplicas before.)
+            _ => {
+                let wanted = int("/spec/replicas").unwrap_or(1);
+                let available = int("/status/availableReplicas")
+                    .or_else(|| int("/status/readyReplicas"))
+                    .unwrap_or(0);
+                (wanted - available).max(0)
+            }
+        };
+        let mut problems = Vec::new();
+        self.unavailable(unavailable, &mut problems);
+        let judged = revision
+            .and_then(|id| snapshot.revisions.iter().find(|r| r.id() == id))
+            .or_else(|| snapshot.current.map(|i| &snapshot.revisions[i]));
+        if let Some(rev) = judged {
+            let label = match snapshot.kind {
+                WorkloadKind::DaemonSet => rev.id().as_str(),
+                _ => rev.name(),
+            };
+            let selector = pods_of(data, CONTROLLER_REVISION_HASH_LABEL, label);
+            let pods = workload.api.pods(&selector).await?;
+            self.pod_problems(&pods, &mut problems);
+        }
+        Ok(problems)
+    }
+
+    fn unavailable(&self, replicas: i32, problems: &mut Vec<Problem>) {
+        if replicas > self.max_unavailable {
+            problems.push(Problem::Unavailable {
+                replicas,
+                bound: self.max_unavailable,
+            });
+        }
+    }
+
+    fn pod_problems(&self, pods: &[Pod], problems: &mut Vec<Problem>) {
+        for pod in pods {
+            let pod_name = pod.metadata.name.clone().unwrap_or_default();
+            let statuses = pod.status.iter().flat_map(|s| {
+                s.init_container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.container_statuses.iter().flatten())
+            });
+            for c in statuses {
+                problems.extend(container_problems(&pod_name, c, self.max_restarts));
+            }
+        }
+    }
+}
+
+/// The selector of a workload's pods (its `spec.selector`) of one revision.
+fn pods_of(object: &serde_json::Value, label: &str, value: &str) -> String {
+    let selector: LabelSelector = object
+        .pointer("/spec/selector")
+        .cloned()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default();
+    let mut selector = selector_string(&selector);
+    if !selector.is_empty() {
+        selector.push(',');
+    }
+    selector.push_str(&format!("{label}={value}"));
+    selector
 }
 
 fn container_problems(pod: &str, c: &ContainerStatus, max_restarts: i32) -> Vec<Problem> {
@@ -192,7 +292,7 @@ impl HealthProbe for KubernetesProbe {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        tracing::debug!(probe = %self.name, target = %context.target, revision = %context.revision, problems = %detail, "Deployment problems");
+        tracing::debug!(probe = %self.name, target = %context.target, revision = %context.revision, problems = %detail, "workload problems");
         Ok(measurement.with_detail(detail))
     }
 }

@@ -129,18 +129,16 @@ impl ProbeKind for KubernetesProbeKind {
             )));
         }
         let o: ProbeOptions = rollback_core::registry::options(probe.options)?;
-        let config = match k8s_target_config(probe.url, probe.target_options)? {
-            K8sTargetConfig::Deployment(c) => c,
+        let built = match k8s_target_config(probe.url, probe.target_options)? {
+            K8sTargetConfig::Deployment(c) => {
+                KubernetesProbe::new(probe.name, K8sDeployment::connect(&c, None).await?)
+            }
             K8sTargetConfig::Workload(c) => {
-                return Err(probe.url.error(format!(
-                    "probe {} is a kubernetes probe, which measures Deployments only, and this is a {}",
-                    probe.name, c.kind
-                )));
+                KubernetesProbe::of_workload(probe.name, K8sWorkload::connect(&c, None).await?)
             }
         };
-        let deployment = K8sDeployment::connect(&config, None).await?;
         Ok(Arc::new(
-            KubernetesProbe::new(probe.name, deployment)
+            built
                 .max_unavailable(o.max_unavailable)
                 .max_restarts(o.max_restarts),
         ))

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rollback_core::conformance::{self, InterruptionFixture};
 use rollback_core::policy::RetryPolicy;
-use rollback_core::registry::{Options, Registry, TargetUrl};
+use rollback_core::registry::{Options, ProbeKind as _, Registry, TargetUrl};
 use rollback_core::steps::Steps;
 use rollback_core::{Convergence, ErrorKind, Result, Rollbacker, Target};
 use rollback_k8s::{K8sWorkload, UndoOptions, UndoTo, WorkloadKind};
@@ -446,4 +446,170 @@ async fn targets_through_the_registry_and_waits_as_kubectl_rollout_status() {
             && detail.contains("kubectl delete pod")),
         "{out:?}"
     );
+}
+
+/// A pod of `name`'s revision whose pods carry `controller-revision-hash`
+/// `hash`, with one container's status.
+async fn workload_pod(
+    server: &KubeServer,
+    name: &str,
+    hash: &str,
+    pod: &str,
+    status: serde_json::Value,
+) {
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(server.client(), NS);
+    let p = serde_json::from_value(json!({
+        "metadata": {"name": pod, "labels": {"app": name, "controller-revision-hash": hash}},
+        "spec": {"containers": [{"name": "app", "image": "img"}]},
+    }))
+    .unwrap();
+    pods.create(&Default::default(), &p).await.unwrap();
+    pods.patch_status(
+        pod,
+        &Default::default(),
+        &kube::api::Patch::Merge(
+            json!({"status": {"phase": "Running", "containerStatuses": [status]}}),
+        ),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_kubernetes_probe_judges_a_statefulset_s_and_a_daemonset_s_pods_of_the_revision() {
+    use rollback_core::{HealthProbe, ProbeContext, Timestamp};
+    use rollback_k8s::{KubernetesProbe, Problem};
+
+    let server = KubeServer::start();
+    let client = server.client();
+    support::create_namespace(&client, NS).await;
+    let crashing = json!({"name": "app", "image": "img", "imageID": "", "ready": false, "restartCount": 4,
+                          "state": {"waiting": {"reason": "CrashLoopBackOff"}}});
+    let healthy = json!({"name": "app", "image": "img", "imageID": "", "ready": true, "restartCount": 0,
+                         "state": {"running": {}}});
+    for (kind, name) in [
+        (WorkloadKind::StatefulSet, "db"),
+        (WorkloadKind::DaemonSet, "agent"),
+    ] {
+        let mut seed = three(kind);
+        seed.name = name.into();
+        workloads::seed(&client, NS, &seed).await;
+        // The pods' label, as each controller writes it: the
+        // ControllerRevision's name for a StatefulSet, its hash for a
+        // DaemonSet.
+        let label = |hash: &str| match kind {
+            WorkloadKind::StatefulSet => format!("{name}-{hash}"),
+            _ => hash.to_owned(),
+        };
+        workload_pod(
+            &server,
+            name,
+            &label("ccc"),
+            &format!("{name}-0"),
+            healthy.clone(),
+        )
+        .await;
+        workload_pod(
+            &server,
+            name,
+            &label("ccc"),
+            &format!("{name}-1"),
+            crashing.clone(),
+        )
+        .await;
+        workload_pod(
+            &server,
+            name,
+            &label("bbb"),
+            &format!("{name}-2"),
+            crashing.clone(),
+        )
+        .await;
+
+        let workload = handle(&server, kind, name);
+        let probe = KubernetesProbe::of_workload("pods", workload.clone()).max_restarts(1);
+        let context =
+            |rev: &str| ProbeContext::new(workload.id().clone(), rev.into(), Timestamp::EPOCH);
+        assert_eq!(
+            probe.inspect(Some(&"ccc".into())).await.unwrap(),
+            vec![
+                Problem::Restarts {
+                    pod: format!("{name}-1"),
+                    container: "app".into(),
+                    count: 4
+                },
+                Problem::CrashLoopBackOff {
+                    pod: format!("{name}-1"),
+                    container: "app".into()
+                },
+            ],
+            "{kind:?}: only the judged revision's pods"
+        );
+        assert_eq!(
+            probe.measure(&context("ccc")).await.unwrap().value,
+            Some(2.0),
+            "{kind:?}"
+        );
+        assert_eq!(
+            probe.measure(&context("bbb")).await.unwrap().value,
+            Some(2.0),
+            "{kind:?}"
+        );
+        assert_eq!(
+            probe.measure(&context("aaa")).await.unwrap().value,
+            Some(0.0),
+            "{kind:?}: no pods"
+        );
+        // The current revision when none is named.
+        assert_eq!(probe.inspect(None).await.unwrap().len(), 2, "{kind:?}");
+        // The watch file's `kubernetes:` probe on the workload's URL.
+        let url = TargetUrl::parse(&format!("k8s://{NS}/{}/{name}", kind.singular())).unwrap();
+        let target_options = json!({"kubeconfig": server.kubeconfig()});
+        let from_file = rollback_k8s::KubernetesProbeKind
+            .build(rollback_core::registry::ProbeFor {
+                name: "pods",
+                options: json!({"max_restarts": 1}).as_object().unwrap(),
+                url: &url,
+                target_options: target_options.as_object().unwrap(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        let m = from_file.measure(&context("ccc")).await.unwrap();
+        assert_eq!(m.value, Some(2.0), "{kind:?}: {m:?}");
+        assert!(
+            m.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("CrashLoopBackOff")),
+            "{kind:?}: {m:?}"
+        );
+
+        // Unavailable replicas, as each kind's status counts them.
+        let status = match kind {
+            WorkloadKind::StatefulSet => json!({"status": {"availableReplicas": 1}}),
+            _ => json!({"status": {"numberUnavailable": 2}}),
+        };
+        workloads::objects(&client, NS, kind)
+            .patch_status(name, &Default::default(), &kube::api::Patch::Merge(status))
+            .await
+            .unwrap();
+        let problems = probe.inspect(Some(&"aaa".into())).await.unwrap();
+        assert_eq!(
+            problems,
+            vec![Problem::Unavailable {
+                replicas: 2,
+                bound: 0
+            }],
+            "{kind:?}: 3 wanted"
+        );
+        let tolerant = KubernetesProbe::of_workload("pods", workload.clone()).max_unavailable(2);
+        assert!(
+            tolerant
+                .inspect(Some(&"aaa".into()))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{kind:?}"
+        );
+    }
 }

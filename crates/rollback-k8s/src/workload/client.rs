@@ -2,7 +2,7 @@
 //! [`Error`] that names the object and says what to do.
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use rollback_core::Error;
@@ -171,6 +171,23 @@ impl WorkloadApi {
                     .any(|o| o.controller == Some(true) && !uid.is_empty() && o.uid == uid)
             })
             .collect())
+    }
+
+    /// The pods in the object's namespace that `selector` selects.
+    pub(crate) async fn pods(&self, selector: &str) -> Result<Vec<Pod>, Error> {
+        Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map(|l| l.items)
+            .map_err(ApiFailure::from)
+            .map_err(|e| {
+                e.into_error(
+                    &format!("listing the pods of {}", self.what()),
+                    "list",
+                    "pods",
+                    &self.namespace,
+                )
+            })
     }
 
     /// Apply a strategic merge patch to the object.
