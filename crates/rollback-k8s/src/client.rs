@@ -194,20 +194,30 @@ impl DeploymentApi {
 
     /// The pods matching a label selector.
     pub(crate) async fn pods(&self, selector: &str) -> Result<Vec<Pod>, Error> {
-        self.pods
-            .list(&ListParams::default().labels(selector))
-            .await
-            .map(|l| l.items)
-            .map_err(ApiFailure::from)
-            .map_err(|e| {
-                e.into_error(
-                    &format!("listing the pods of {}", self.what()),
-                    "list",
-                    "pods",
-                    &self.namespace,
-                )
-            })
+        list_pods(&self.pods, selector, &self.what(), &self.namespace).await
     }
+}
+
+/// The pods `selector` selects in `namespace`, those of the workload `what`
+/// (`Deployment shop/web`), an error naming it.
+pub(crate) async fn list_pods(
+    pods: &Api<Pod>,
+    selector: &str,
+    what: &str,
+    namespace: &str,
+) -> Result<Vec<Pod>, Error> {
+    pods.list(&ListParams::default().labels(selector))
+        .await
+        .map(|l| l.items)
+        .map_err(ApiFailure::from)
+        .map_err(|e| {
+            e.into_error(
+                &format!("listing the pods of {what}"),
+                "list",
+                "pods",
+                namespace,
+            )
+        })
 }
 
 /// A label selector as the API's `labelSelector` parameter (the apimachinery

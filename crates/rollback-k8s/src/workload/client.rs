@@ -175,19 +175,8 @@ impl WorkloadApi {
 
     /// The pods in the object's namespace that `selector` selects.
     pub(crate) async fn pods(&self, selector: &str) -> Result<Vec<Pod>, Error> {
-        Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
-            .list(&ListParams::default().labels(selector))
-            .await
-            .map(|l| l.items)
-            .map_err(ApiFailure::from)
-            .map_err(|e| {
-                e.into_error(
-                    &format!("listing the pods of {}", self.what()),
-                    "list",
-                    "pods",
-                    &self.namespace,
-                )
-            })
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
+        crate::client::list_pods(&pods, selector, &self.what(), &self.namespace).await
     }
 
     /// Apply a strategic merge patch to the object.
