@@ -1,13 +1,14 @@
 //! Rollout status: kubectl's `rollout status` judgement of a Deployment, and
 //! waiting for a rollout to converge.
 
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DeploymentStatus;
 use kube::api::DynamicObject;
 use rollback_core::time::{Poll, Waited, poll_until};
-use rollback_core::{Convergence, ErrorKind, Result, Revision, RevisionId};
+use rollback_core::{Convergence, ErrorKind, Result, Revision, RevisionId, TargetId};
 use serde_json::Value;
 
 use crate::target::{K8sDeployment, Snapshot};
@@ -134,34 +135,19 @@ impl K8sDeployment {
         timeout: Duration,
         on_progress: impl FnMut(&RolloutStatus) + Send,
     ) -> Result<Convergence> {
-        let seen = Mutex::new((None, on_progress));
-        let seen = &seen;
-        let waited = poll_until(timeout, self.poll_interval, move || async move {
-            let snapshot = match self.snapshot().await {
-                Ok(snapshot) => snapshot,
-                Err(e) if e.kind() == ErrorKind::Transient => {
-                    tracing::warn!(target_id = %self.id, error = %e.message(), "reading rollout status failed; retrying");
-                    return Ok(Poll::Pending(format!("last read failed: {}", e.message())));
-                }
-                Err(e) => return Err(e),
-            };
-            let status = RolloutStatus::of(&snapshot.deployment);
-            {
-                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                let (last, on_progress) = &mut *seen;
-                if last.as_ref() != Some(&status) {
-                    tracing::debug!(target_id = %self.id, status = %status.message, "rollout progress");
-                    on_progress(&status);
-                    *last = Some(status.clone());
-                }
-            }
-            Ok(self.judge(&snapshot, status, revision))
-        })
-        .await?;
-        Ok(match waited {
-            Waited::Ready(convergence) => convergence,
-            Waited::TimedOut(detail) => Convergence::TimedOut { detail },
-        })
+        wait_rollout_of(
+            &self.id,
+            timeout,
+            self.poll_interval,
+            on_progress,
+            || async {
+                let snapshot = self.snapshot().await?;
+                let status = RolloutStatus::of(&snapshot.deployment);
+                let judged = self.judge(&snapshot, status.clone(), revision);
+                Ok((status, judged))
+            },
+        )
+        .await
     }
 
     /// One look of [`K8sDeployment::wait_rollout`]: converged, failed, or
@@ -198,6 +184,63 @@ impl K8sDeployment {
             Poll::Pending(status.message)
         }
     }
+}
+
+/// A rollout's status, as kubectl words it in the progress log.
+pub(crate) trait Progress: Clone + PartialEq + Send {
+    fn message(&self) -> &str;
+}
+
+impl Progress for RolloutStatus {
+    fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// Look at a rollout every `every` until a look judges it converged or
+/// failed, or `timeout` passes (`TimedOut`, with the last progress).
+/// `on_progress` sees every status that differs from the one before; a
+/// look that fails transiently is tried again. The wait of Deployments and
+/// of StatefulSets and DaemonSets alike.
+pub(crate) async fn wait_rollout_of<S, L, Fut>(
+    target: &TargetId,
+    timeout: Duration,
+    every: Duration,
+    on_progress: impl FnMut(&S) + Send,
+    look: L,
+) -> Result<Convergence>
+where
+    S: Progress,
+    L: Fn() -> Fut + Sync,
+    Fut: Future<Output = Result<(S, Poll<Convergence>)>> + Send,
+{
+    let seen = Mutex::new((None::<S>, on_progress));
+    let (seen, look) = (&seen, &look);
+    let waited = poll_until(timeout, every, move || async move {
+        let (status, judged) = match look().await {
+            Ok(looked) => looked,
+            Err(e) if e.kind() == ErrorKind::Transient => {
+                tracing::warn!(target_id = %target, error = %e.message(), "reading rollout status failed; retrying");
+                return Ok(Poll::Pending(format!("last read failed: {}", e.message())));
+            }
+            Err(e) => return Err(e),
+        };
+        {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            let (last, on_progress) = &mut *seen;
+            if last.as_ref() != Some(&status) {
+                tracing::debug!(target_id = %target, status = %status.message(), "rollout progress");
+                on_progress(&status);
+                *last = Some(status);
+            }
+        }
+        Ok(judged)
+    })
+    .await?;
+    Ok(match waited {
+        Waited::Ready(convergence) => convergence,
+        Waited::TimedOut(detail) => Convergence::TimedOut { detail },
+    })
 }
 
 #[cfg(test)]

@@ -2,15 +2,15 @@
 //! status` judges it (`StatefulSetStatusViewer`, `DaemonSetStatusViewer`),
 //! and waiting for a rollout to converge.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use kube::api::DynamicObject;
-use rollback_core::time::{Poll, Waited, poll_until};
-use rollback_core::{Convergence, ErrorKind, Result, Revision, RevisionId};
+use rollback_core::time::Poll;
+use rollback_core::{Convergence, Result, Revision, RevisionId};
 use serde_json::Value;
 
 use super::{K8sWorkload, WorkloadKind, WorkloadSnapshot};
+use crate::status::{Progress, wait_rollout_of};
 
 /// Where a StatefulSet's or DaemonSet's rollout stands, as `kubectl rollout
 /// status` judges it.
@@ -205,6 +205,12 @@ impl WorkloadStatus {
     }
 }
 
+impl Progress for WorkloadStatus {
+    fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 impl K8sWorkload {
     /// The rollout status now.
     pub async fn rollout_status(&self) -> Result<WorkloadStatus> {
@@ -226,34 +232,19 @@ impl K8sWorkload {
         timeout: Duration,
         on_progress: impl FnMut(&WorkloadStatus) + Send,
     ) -> Result<Convergence> {
-        let seen = Mutex::new((None, on_progress));
-        let seen = &seen;
-        let waited = poll_until(timeout, self.poll_interval, move || async move {
-            let snapshot = match self.snapshot().await {
-                Ok(snapshot) => snapshot,
-                Err(e) if e.kind() == ErrorKind::Transient => {
-                    tracing::warn!(target_id = %self.id, error = %e.message(), "reading rollout status failed; retrying");
-                    return Ok(Poll::Pending(format!("last read failed: {}", e.message())));
-                }
-                Err(e) => return Err(e),
-            };
-            let status = WorkloadStatus::of(self.kind(), &snapshot.object);
-            {
-                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                let (last, on_progress) = &mut *seen;
-                if last.as_ref() != Some(&status) {
-                    tracing::debug!(target_id = %self.id, status = %status.message, "rollout progress");
-                    on_progress(&status);
-                    *last = Some(status.clone());
-                }
-            }
-            Ok(self.judge(&snapshot, status, revision))
-        })
-        .await?;
-        Ok(match waited {
-            Waited::Ready(convergence) => convergence,
-            Waited::TimedOut(detail) => Convergence::TimedOut { detail },
-        })
+        wait_rollout_of(
+            &self.id,
+            timeout,
+            self.poll_interval,
+            on_progress,
+            || async {
+                let snapshot = self.snapshot().await?;
+                let status = WorkloadStatus::of(self.kind(), &snapshot.object);
+                let judged = self.judge(&snapshot, status.clone(), revision);
+                Ok((status, judged))
+            },
+        )
+        .await
     }
 
     fn judge(
