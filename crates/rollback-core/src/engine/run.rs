@@ -149,7 +149,12 @@ impl WatchRun {
                     }
                     return;
                 }
-                Some(input) => Box::pin(self.answer(*input)),
+                Some(input) => {
+                    // Woken before the deadline it parked for: that due
+                    // time is the machine's again once the input is read.
+                    self.due_at = None;
+                    Box::pin(self.answer(*input))
+                }
                 None => match self.wait() {
                     // Due already: step now, after letting the runtime's
                     // other tasks run if this task has stepped already (a
