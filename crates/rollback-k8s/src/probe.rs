@@ -10,7 +10,7 @@ use crate::client::selector_string;
 use crate::patch::POD_TEMPLATE_HASH_LABEL;
 use crate::status::RolloutStatus;
 use crate::target::K8sDeployment;
-use crate::workload::{K8sWorkload, WorkloadKind};
+use crate::workload::{K8sWorkload, WorkloadKind, WorkloadStatus};
 
 /// The label a StatefulSet's or DaemonSet's controller puts on each pod:
 /// the ControllerRevision's name for a StatefulSet, its hash for a DaemonSet.
@@ -23,7 +23,8 @@ pub enum Problem {
     ProgressDeadlineExceeded,
     /// More replicas are unavailable than the probe tolerates.
     Unavailable {
-        /// `status.unavailableReplicas`.
+        /// A Deployment's `status.unavailableReplicas`, a StatefulSet's or
+        /// DaemonSet's [`WorkloadStatus::unavailable`].
         replicas: i32,
         /// The probe's bound.
         bound: i32,
@@ -78,10 +79,9 @@ impl std::fmt::Display for Problem {
 ///
 /// A Deployment's pods of a revision are those with its
 /// `pod-template-hash`; a StatefulSet's and a DaemonSet's, those whose
-/// `controller-revision-hash` names its ControllerRevision. A StatefulSet's
-/// unavailable replicas are `spec.replicas` less `status.availableReplicas`;
-/// a DaemonSet's, `status.numberUnavailable`. Neither kind has a progress
-/// deadline.
+/// `controller-revision-hash` names its ControllerRevision, and their
+/// unavailable replicas are [`WorkloadStatus::unavailable`]. Neither kind
+/// has a progress deadline.
 #[derive(Debug, Clone)]
 pub struct KubernetesProbe {
     subject: Subject,
@@ -155,10 +155,7 @@ impl KubernetesProbe {
             problems.push(Problem::ProgressDeadlineExceeded);
         }
         self.unavailable(status.unavailable, &mut problems);
-        let judged = revision
-            .and_then(|id| snapshot.revisions.iter().find(|r| r.id() == id))
-            .or_else(|| snapshot.current.map(|i| &snapshot.revisions[i]));
-        if let Some(rev) = judged {
+        if let Some(rev) = judged(&snapshot.revisions, snapshot.current, revision) {
             let selector = pods_of(
                 &snapshot.deployment.data,
                 POD_TEMPLATE_HASH_LABEL,
@@ -176,35 +173,15 @@ impl KubernetesProbe {
         revision: Option<&RevisionId>,
     ) -> Result<Vec<Problem>> {
         let snapshot = workload.snapshot().await?;
-        let data = &snapshot.object.data;
-        let int = |pointer: &str| {
-            data.pointer(pointer)
-                .and_then(serde_json::Value::as_i64)
-                .and_then(|v| i32::try_from(v).ok())
-        };
-        let unavailable = match snapshot.kind {
-            WorkloadKind::DaemonSet => int("/status/numberUnavailable").unwrap_or(0),
-            // (availableReplicas is in the status since Kubernetes 1.22;
-            // readyReplicas before.)
-            _ => {
-                let wanted = int("/spec/replicas").unwrap_or(1);
-                let available = int("/status/availableReplicas")
-                    .or_else(|| int("/status/readyReplicas"))
-                    .unwrap_or(0);
-                (wanted - available).max(0)
-            }
-        };
+        let status = WorkloadStatus::of(snapshot.kind, &snapshot.object);
         let mut problems = Vec::new();
-        self.unavailable(unavailable, &mut problems);
-        let judged = revision
-            .and_then(|id| snapshot.revisions.iter().find(|r| r.id() == id))
-            .or_else(|| snapshot.current.map(|i| &snapshot.revisions[i]));
-        if let Some(rev) = judged {
+        self.unavailable(status.unavailable, &mut problems);
+        if let Some(rev) = judged(&snapshot.revisions, snapshot.current, revision) {
             let label = match snapshot.kind {
                 WorkloadKind::DaemonSet => rev.id().as_str(),
                 _ => rev.name(),
             };
-            let selector = pods_of(data, CONTROLLER_REVISION_HASH_LABEL, label);
+            let selector = pods_of(&snapshot.object.data, CONTROLLER_REVISION_HASH_LABEL, label);
             let pods = workload.api.pods(&selector).await?;
             self.pod_problems(&pods, &mut problems);
         }
@@ -234,6 +211,17 @@ impl KubernetesProbe {
             }
         }
     }
+}
+
+/// The revision `id` names among `revisions`, else the current one (at
+/// `current`).
+fn judged<'a, R: Revision>(
+    revisions: &'a [R],
+    current: Option<usize>,
+    id: Option<&RevisionId>,
+) -> Option<&'a R> {
+    id.and_then(|id| revisions.iter().find(|r| r.id() == id))
+        .or_else(|| current.map(|i| &revisions[i]))
 }
 
 /// The selector of a workload's pods (its `spec.selector`) of one revision.

@@ -32,6 +32,10 @@ pub struct WorkloadStatus {
     /// Pods ready: a StatefulSet's `status.readyReplicas`, a DaemonSet's
     /// `status.numberAvailable`.
     pub ready: i32,
+    /// Pods wanted but not available: a StatefulSet's `spec.replicas` less
+    /// its `status.availableReplicas` (`readyReplicas` before Kubernetes
+    /// 1.22), a DaemonSet's `status.numberUnavailable`.
+    pub unavailable: i32,
     /// A StatefulSet's `spec.updateStrategy.rollingUpdate.partition`: pods
     /// with an ordinal below it keep the old revision.
     pub partition: Option<i32>,
@@ -87,6 +91,7 @@ impl WorkloadStatus {
             desired: None,
             updated: 0,
             ready: 0,
+            unavailable: 0,
             partition: None,
             current_revision: None,
             update_revision: None,
@@ -106,6 +111,7 @@ impl WorkloadStatus {
                 status.desired = Some(desired);
                 status.updated = int32(object, "/status/updatedNumberScheduled");
                 status.ready = int32(object, "/status/numberAvailable");
+                status.unavailable = int32(object, "/status/numberUnavailable");
                 if on_delete {
                     return status;
                 }
@@ -140,6 +146,10 @@ impl WorkloadStatus {
                 status.desired = desired;
                 status.updated = int32(object, "/status/updatedReplicas");
                 status.ready = int32(object, "/status/readyReplicas");
+                let available = int(object, "/status/availableReplicas")
+                    .and_then(|a| i32::try_from(a).ok())
+                    .unwrap_or(status.ready);
+                status.unavailable = (desired.unwrap_or(1) - available).max(0);
                 status.current_revision = text("/status/currentRevision");
                 status.update_revision = text("/status/updateRevision");
                 let rolling = object.data.pointer("/spec/updateStrategy/rollingUpdate");
